@@ -1,0 +1,36 @@
+"""cloudq: Celery-style tasks on the clouds' own queues (SQS, Pub/Sub, Service Bus).
+
+Importing this package imports no cloud SDK: adapters load their SDK when a broker is opened.
+"""
+
+from cloudq.app import App
+from cloudq.errors import (
+    CloudqError,
+    ConfigurationError,
+    MaxRetriesExceededError,
+    Retry,
+    SoftTimeLimitExceeded,
+    TaskArgumentError,
+    TimeLimitExceeded,
+)
+from cloudq.result import AsyncResult, EagerResult
+from cloudq.results.base import State
+from cloudq.task import Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "AsyncResult",
+    "CloudqError",
+    "ConfigurationError",
+    "EagerResult",
+    "MaxRetriesExceededError",
+    "Retry",
+    "SoftTimeLimitExceeded",
+    "State",
+    "Task",
+    "TaskArgumentError",
+    "TimeLimitExceeded",
+    "__version__",
+]

@@ -1,0 +1,65 @@
+"""Find the adapter for a broker URL by its scheme, through the ``cloudq.adapters`` entry points.
+
+A third party adds a broker the same way the bundled ones are added: an entry point named by
+the URL scheme whose value is a factory ``(url, clock) -> Broker``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from urllib.parse import urlsplit
+
+from cloudq.adapters.base import Broker
+from cloudq.clock import Clock
+from cloudq.errors import AdapterNotFound, ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "cloudq.adapters"
+BrokerFactory = Callable[[str, Clock], Broker]
+
+# Schemes the project ships, and the extra that installs each; named in the error when missing.
+KNOWN_EXTRAS = {"sqs": "sqs", "pubsub": "pubsub", "servicebus": "servicebus"}
+
+
+def _builtin(scheme: str) -> BrokerFactory | None:
+    if scheme == "memory":
+        from cloudq.adapters.memory import open_memory_broker
+
+        return open_memory_broker
+    return None
+
+
+def scheme_of(url: str) -> str:
+    scheme = urlsplit(url).scheme
+    if not scheme:
+        raise ConfigurationError(f"broker URL {url!r} has no scheme; expected e.g. 'memory://'")
+    return scheme
+
+
+def find_factory(scheme: str) -> BrokerFactory:
+    """The factory for ``scheme``, or ``AdapterNotFound`` naming what to install."""
+    builtin = _builtin(scheme)
+    if builtin is not None:
+        return builtin
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
+        factory: BrokerFactory = ep.load()
+        return factory
+    if scheme in KNOWN_EXTRAS:
+        raise AdapterNotFound(
+            f"no adapter for '{scheme}://' is installed: pip install 'cloudq[{KNOWN_EXTRAS[scheme]}]'"
+        )
+    known = ", ".join(sorted({"memory", *KNOWN_EXTRAS}))
+    raise AdapterNotFound(
+        f"unknown broker scheme '{scheme}://' (known: {known}); a third-party adapter registers "
+        f"itself in the '{ENTRY_POINT_GROUP}' entry-point group"
+    )
+
+
+def open_broker(url: str, clock: Clock) -> Broker:
+    """Open a broker connection for ``url``."""
+    broker = find_factory(scheme_of(url))(url, clock)
+    logger.debug("opened broker %s for %s", type(broker).__name__, url)
+    return broker

@@ -1,0 +1,133 @@
+"""The envelope: one task invocation as versioned JSON on the wire. No pickle, ever.
+
+``decode`` takes arbitrary bytes and returns an ``Envelope`` or raises ``EnvelopeError``; the
+worker dead-letters what it cannot decode instead of crashing or retrying it forever.
+Signing is HMAC-SHA256 over a canonical JSON form, with a list of keys so keys can rotate:
+the first key signs, any key verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cloudq.errors import EnvelopeError, SignatureError
+
+ENVELOPE_VERSION = 1
+SIGNATURE_PREFIX = "hmac-sha256:"
+
+# Headers the core writes on a dead-lettered envelope.
+HEADER_ERROR_TYPE = "cloudq-error-type"
+HEADER_ERROR_MESSAGE = "cloudq-error-message"
+HEADER_ERROR_TRACEBACK = "cloudq-error-traceback"
+HEADER_DEAD_LETTER_REASON = "cloudq-dead-letter-reason"
+
+
+class RetryPolicy(BaseModel):
+    """How failed attempts are retried; travels with the task so every consumer agrees."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_retries: int | None = Field(default=3, ge=0)
+    """Retries after the first attempt; None retries forever (the broker's DLQ still guards)."""
+    backoff: float = Field(default=0.0, ge=0)
+    """Base of exponential backoff in seconds (delay = backoff * 2**(attempt-1)); 0 = fixed delay."""
+    backoff_max: float = Field(default=600.0, ge=0)
+    jitter: bool = False
+    """Full jitter: a random delay between 0 and the computed one (spreads thundering herds)."""
+    default_delay: float = Field(default=180.0, ge=0)
+    """Delay when backoff is off and ``retry()`` names no countdown (Celery's default)."""
+
+
+class Envelope(BaseModel):
+    """One task invocation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    v: int
+    """Wire format version; required on the wire so a future format is told apart."""
+    id: str
+    task: str
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    queue: str
+    attempt: int = Field(default=1, ge=1)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    eta: datetime | None = None
+    expires: datetime | None = None
+    created_at: datetime
+    priority: int | None = None
+    root_id: str | None = None
+    parent_id: str | None = None
+    links: list[dict[str, Any]] = Field(default_factory=list)
+    """Signatures to send with this task's result when it succeeds (chains)."""
+    errlinks: list[dict[str, Any]] = Field(default_factory=list)
+    """Signatures to send when it fails for good."""
+    group_id: str | None = None
+    chord_id: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    sig: str | None = None
+
+    def encode(self) -> bytes:
+        """The bytes that go on the wire."""
+        return self.model_dump_json(exclude_defaults=True).encode()
+
+
+def _canonical(envelope: Envelope) -> bytes:
+    data = envelope.model_dump(mode="json", exclude={"sig"})
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _mac(key: str, envelope: Envelope) -> str:
+    return hmac.new(key.encode(), _canonical(envelope), hashlib.sha256).hexdigest()
+
+
+def sign(envelope: Envelope, keys: Sequence[str]) -> Envelope:
+    """A copy signed with the first key; unchanged when no keys are configured."""
+    if not keys:
+        return envelope
+    return envelope.model_copy(update={"sig": SIGNATURE_PREFIX + _mac(keys[0], envelope)})
+
+
+def verify(envelope: Envelope, keys: Sequence[str]) -> None:
+    """Raise ``SignatureError`` unless a configured key signed this envelope as it is."""
+    if not keys:
+        return
+    if not envelope.sig:
+        raise SignatureError("envelope is unsigned and this app requires signed messages")
+    if not envelope.sig.startswith(SIGNATURE_PREFIX):
+        raise SignatureError("envelope signature has an unknown scheme")
+    given = envelope.sig.removeprefix(SIGNATURE_PREFIX)
+    if not any(hmac.compare_digest(given, _mac(key, envelope)) for key in keys):
+        raise SignatureError("envelope signature does not match any configured key (tampered?)")
+
+
+def decode(data: bytes) -> Envelope:
+    """Bytes from a queue to an ``Envelope``; anything else raises ``EnvelopeError``."""
+    try:
+        return Envelope.model_validate_json(data)
+    except ValidationError as exc:
+        raise EnvelopeError(_diagnose(data, exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the contract is one error type for any input
+        raise EnvelopeError(f"not a cloudq envelope: {type(exc).__name__}: {exc}") from None
+
+
+def _diagnose(data: bytes, exc: ValidationError) -> str:
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        return "not a cloudq envelope: body is not JSON"
+    if not isinstance(raw, dict):
+        return f"not a cloudq envelope: body is JSON {type(raw).__name__}, not an object"
+    version = raw.get("v")
+    if version != ENVELOPE_VERSION:
+        return f"unsupported envelope version {version!r}; this cloudq reads version {ENVELOPE_VERSION}"
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "envelope"
+    return f"malformed envelope: {where}: {first['msg']} ({exc.error_count()} error(s))"

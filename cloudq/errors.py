@@ -1,0 +1,95 @@
+"""Every error cloudq raises, in one place so callers can catch them by family."""
+
+from __future__ import annotations
+
+
+class CloudqError(Exception):
+    """Base class of every error raised by cloudq itself."""
+
+
+class ConfigurationError(CloudqError):
+    """The app, a broker URL or a setting is wrong; raised before anything is sent."""
+
+
+class AdapterNotFound(ConfigurationError):
+    """No installed adapter handles a URL scheme; the message names the extra to install."""
+
+
+class TaskArgumentError(CloudqError, TypeError):
+    """Arguments given to ``delay()`` do not fit the task; raised before anything is sent."""
+
+
+class MessageTooLarge(CloudqError):
+    """An encoded task exceeds the broker's message limit and no claim-check store is set."""
+
+
+class EnvelopeError(CloudqError):
+    """Bytes taken off a queue are not a valid cloudq envelope (malformed or wrong version)."""
+
+
+class SignatureError(EnvelopeError):
+    """An envelope is unsigned where signing is required, or its signature does not match."""
+
+
+class UnknownTask(CloudqError):
+    """A message names a task this app does not have."""
+
+
+class NotRegistered(UnknownTask, KeyError):
+    """``app.tasks[name]`` lookup failed."""
+
+
+class BrokerError(CloudqError):
+    """The broker failed an operation; the message says which and why."""
+
+
+class TimeLimitExceeded(CloudqError):
+    """The task ran past its hard time limit and was stopped."""
+
+
+class SoftTimeLimitExceeded(CloudqError):
+    """Raised inside a task at its soft time limit so it can clean up before the hard one."""
+
+
+class WorkerLostError(CloudqError):
+    """The process running a task died before reporting an outcome."""
+
+
+class Retry(CloudqError):  # noqa: N818 - Celery's name, kept for users moving over
+    """Raised by ``self.retry()``: ends this attempt and schedules the next one."""
+
+    def __init__(
+        self,
+        exc: BaseException | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+    ) -> None:
+        self.exc = exc
+        self.countdown = countdown
+        self.max_retries = max_retries
+        """Overrides the task's retry limit for this decision; None keeps it."""
+        super().__init__(f"retry requested: {exc!r}" if exc else "retry requested")
+
+
+class MaxRetriesExceededError(CloudqError):
+    """``self.retry()`` was called on the last permitted attempt."""
+
+
+class TaskFailed(CloudqError):
+    """A task failed remotely with an exception that is not re-creatable here."""
+
+    def __init__(self, exc_type: str, message: str) -> None:
+        self.exc_type = exc_type
+        self.message = message
+        super().__init__(f"{exc_type}: {message}")
+
+
+class RemoteTraceback(Exception):  # noqa: N818 - mirrors concurrent.futures' helper
+    """Carries the worker-side traceback text as ``__cause__`` of a re-raised task error."""
+
+    def __init__(self, tb: str) -> None:
+        self.tb = tb
+        super().__init__(tb)
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb}"""'

@@ -1,0 +1,219 @@
+"""``execute(delivery) -> Outcome``: all task logic, no queue calls.
+
+Decode, verify, look the task up, check expiry and eta, run under time limits, decide between
+done, retry and dead letter. Worker loops and serverless handlers only turn provider events into
+deliveries and apply the outcome (``cloudq.settle``), so a task behaves the same everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from cloudq.adapters.base import Delivery
+from cloudq.clock import Clock
+from cloudq.envelope import (
+    HEADER_DEAD_LETTER_REASON,
+    HEADER_ERROR_MESSAGE,
+    HEADER_ERROR_TRACEBACK,
+    HEADER_ERROR_TYPE,
+    Envelope,
+    decode,
+    verify,
+)
+from cloudq.errors import (
+    EnvelopeError,
+    MaxRetriesExceededError,
+    Retry,
+    SoftTimeLimitExceeded,
+    TaskArgumentError,
+    TimeLimitExceeded,
+)
+from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
+from cloudq.request import Request, current_request
+from cloudq.results.base import ErrorInfo, State, TaskResult
+from cloudq.retry import backoff_delay, retries_left
+from cloudq.timelimits import run_with_limits
+
+if TYPE_CHECKING:
+    from cloudq.app import App
+    from cloudq.task import Task
+
+logger = logging.getLogger("cloudq.execute")
+
+MAX_TRACEBACK_HEADER_CHARS = 4_000
+"""Tracebacks in dead-letter headers keep their last lines: providers cap message sizes."""
+
+Runner = Callable[[Callable[[], Any], float | None, float | None], Any]
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    kind = type(exc)
+    return ErrorInfo(
+        type=f"{kind.__module__}.{kind.__qualname__}",
+        message=str(exc),
+        traceback="".join(traceback.format_exception(exc)),
+    )
+
+
+def _record(env: Envelope, state: State, result: Any = None, error: ErrorInfo | None = None,
+            clock: Clock | None = None) -> TaskResult:
+    return TaskResult(
+        task_id=env.id,
+        state=state,
+        task=env.task,
+        result=result,
+        error=error,
+        attempt=env.attempt,
+        date_done=clock.now() if clock is not None and state != State.RETRY else None,
+    )
+
+
+def failure_outcome(env: Envelope, error: ErrorInfo, reason: str, clock: Clock,
+                    keep_result: bool) -> DeadLetter:
+    """Dead-letter ``env`` with the error in its headers (and a FAILURE record)."""
+    headers = {
+        **env.headers,
+        HEADER_DEAD_LETTER_REASON: reason,
+        HEADER_ERROR_TYPE: error.type,
+        HEADER_ERROR_MESSAGE: error.message[:1_000],
+        HEADER_ERROR_TRACEBACK: error.traceback[-MAX_TRACEBACK_HEADER_CHARS:],
+    }
+    dead = env.model_copy(update={"headers": headers, "sig": None})
+    record = _record(env, State.FAILURE, error=error, clock=clock) if keep_result else None
+    logger.error("task %s[%s] failed for good: %s", env.task, env.id, reason)
+    return DeadLetter(reason=reason, envelope=dead, result=record)
+
+
+def retry_or_fail(env: Envelope, exc: BaseException, clock: Clock, keep_result: bool,
+                  countdown: float | None = None, max_retries: int | None = None,
+                  exhausted: BaseException | None = None) -> Outcome:
+    """The outcome of a failed attempt that may be retried: RetryAt, or DeadLetter when spent.
+
+    ``exhausted`` is the error to report when no retry is left (default: ``exc``).
+    """
+    policy = env.retry
+    if max_retries is not None:
+        policy = policy.model_copy(update={"max_retries": max_retries})
+    error = error_info(exc)
+    if not retries_left(policy, env.attempt):
+        error = error_info(exhausted) if exhausted is not None else error
+        reason = f"max retries ({policy.max_retries}) exceeded: {error.type}: {error.message}"
+        return failure_outcome(env, error, reason, clock, keep_result)
+    delay = countdown if countdown is not None else backoff_delay(policy, env.attempt)
+    when = clock.now() + timedelta(seconds=delay)
+    nxt = env.model_copy(update={"attempt": env.attempt + 1, "eta": when, "sig": None})
+    logger.warning("task %s[%s] attempt %d failed (%s: %s); retry in %.1fs",
+                   env.task, env.id, env.attempt, error.type, error.message, delay)
+    record = _record(env, State.RETRY, error=error) if keep_result else None
+    return RetryAt(envelope=nxt, when=when, result=record)
+
+
+def outcome_for_error(env: Envelope, task: Task[Any, Any] | None, exc: BaseException,
+                      clock: Clock, keep_result: bool) -> Outcome:
+    """A raised error: retried if the task's ``autoretry_for`` covers it, else dead-lettered."""
+    if task is not None and task.options.autoretry_for and isinstance(
+        exc, task.options.autoretry_for
+    ):
+        return retry_or_fail(env, exc, clock, keep_result)
+    error = error_info(exc)
+    return failure_outcome(env, error, f"{error.type}: {error.message}", clock, keep_result)
+
+
+def _call(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any],
+          soft: float | None, hard: float, runner: Runner) -> Any:
+    if not task.is_async:
+        return runner(lambda: task.run_with(args, kwargs), soft, hard)
+
+    async def bounded() -> Any:
+        limit = soft if soft is not None else hard
+        try:
+            async with asyncio.timeout(limit):
+                return await task.run_with(args, kwargs)
+        except TimeoutError:
+            kind = SoftTimeLimitExceeded if soft is not None else TimeLimitExceeded
+            raise kind(f"time limit ({limit}s) exceeded") from None
+
+    return runner(lambda: asyncio.run(bounded()), None, hard)
+
+
+def execute(
+    delivery: Delivery,
+    app: App,
+    clock: Clock | None = None,
+    *,
+    runner: Runner = run_with_limits,
+    eager: bool = False,
+    hard_limit: float | None = None,
+) -> Outcome:
+    """Decide what becomes of one delivery. Runs the task; never touches a queue.
+
+    ``hard_limit`` lowers the task's time limit (a serverless handler passes the time left).
+    ``eager`` (``task.apply()``) ignores the eta and keeps the result whatever the backend.
+    """
+    clock = clock or app.clock
+    try:
+        env = decode(delivery.body)
+        verify(env, app.signing_keys)
+    except EnvelopeError as exc:
+        logger.error("dead-lettering message %s: %s", delivery.message_id, exc)
+        return DeadLetter(reason=str(exc))
+
+    now = clock.now()
+    task = app.tasks.get(env.task)
+    keep = eager or (bool(app.conf.result_backend) and not (task and task.options.ignore_result))
+    if env.expires is not None and env.expires <= now:
+        logger.warning("task %s[%s] expired at %s; discarded", env.task, env.id, env.expires)
+        error = ErrorInfo(type="cloudq.errors.TaskExpired", message=f"expired at {env.expires}")
+        return Ack(result=_record(env, State.REVOKED, error=error, clock=clock) if keep else None)
+    if task is None:
+        error = ErrorInfo(type="cloudq.errors.UnknownTask", message=f"unknown task {env.task!r}")
+        reason = f"unknown task {env.task!r}: not registered with app {app.main!r}"
+        return failure_outcome(env, error, reason, clock, keep_result=False)
+    if not eager and env.eta is not None and env.eta > now:
+        return Defer(envelope=env, until=env.eta)
+
+    try:
+        args, kwargs = task.arguments.load(env.args, env.kwargs)
+    except TaskArgumentError as exc:
+        return failure_outcome(env, error_info(exc), f"invalid arguments: {exc}", clock, keep)
+
+    hard = task.time_limit if hard_limit is None else min(task.time_limit, hard_limit)
+    soft = task.soft_time_limit
+    if soft is not None and soft >= hard:
+        soft = None
+    request = Request(
+        id=env.id, task=env.task, attempt=env.attempt, eta=env.eta, queue=env.queue,
+        root_id=env.root_id or env.id, parent_id=env.parent_id, group_id=env.group_id,
+        headers=env.headers, args=env.args, kwargs=env.kwargs,
+        delivery_count=delivery.receive_count, called_directly=False,
+    )
+    token = current_request.set(request)
+    try:
+        value = _call(task, args, kwargs, soft, hard, runner)
+    except Retry as retry:
+        exhausted = retry.exc or MaxRetriesExceededError(
+            f"{env.task}[{env.id}] asked to retry after attempt {env.attempt}, the last allowed"
+        )
+        return retry_or_fail(env, retry.exc or retry, clock, keep, retry.countdown,
+                             retry.max_retries, exhausted)
+    except Exception as exc:  # noqa: BLE001 - a task's failure is data, never a worker crash
+        return outcome_for_error(env, task, exc, clock, keep)
+    finally:
+        current_request.reset(token)
+
+    if not keep:
+        return Ack()
+    try:
+        stored = task.arguments.dump_result(value)
+    except TypeError as exc:
+        logger.error("task %s[%s] succeeded but %s", env.task, env.id, exc)
+        error = ErrorInfo(type="cloudq.errors.ResultEncodeError", message=str(exc))
+        return Ack(result=_record(env, State.FAILURE, error=error, clock=clock))
+    return Ack(result=_record(env, State.SUCCESS, result=stored, clock=clock))
+
+

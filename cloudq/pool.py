@@ -1,0 +1,192 @@
+"""How a worker slot runs one delivery: in its own thread, or in a child process it owns.
+
+The processes pool gives hard time limits that always hold (the child is killed and replaced)
+and ``max_tasks_per_child`` recycling for code that leaks memory. Children are started with
+``spawn`` (a fork of a threaded parent can deadlock) and import the app by its path (``-A``).
+Only our own Delivery and Outcome objects cross the pipe between parent and child.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import sys
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cloudq.adapters.base import Delivery
+from cloudq.envelope import decode
+from cloudq.errors import ConfigurationError, EnvelopeError, TimeLimitExceeded, WorkerLostError
+from cloudq.execute import execute, outcome_for_error
+from cloudq.outcome import Outcome
+
+if TYPE_CHECKING:
+    from cloudq.app import App
+    from cloudq.worker import Worker
+
+logger = logging.getLogger("cloudq.pool")
+
+CHILD_START_TIMEOUT_SECONDS = 60.0
+
+
+class Executor(Protocol):
+    def run(self, delivery: Delivery) -> Outcome | None:
+        """The outcome, or None when it is unknown (then the message comes back by its lease)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ThreadExecutor:
+    """Runs ``execute`` in the slot's own thread."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def run(self, delivery: Delivery) -> Outcome | None:
+        return execute(delivery, self.app)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def load_app(ref: str) -> App:
+    """``module`` or ``module:attribute`` to the App (Celery's ``-A``)."""
+    from cloudq.app import App
+
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import app module {module_name!r}: {exc}") from exc
+    if attr:
+        app = getattr(module, attr, None)
+    else:
+        app = getattr(module, "app", None)
+        if not isinstance(app, App):
+            found = [v for v in vars(module).values() if isinstance(v, App)]
+            app = found[0] if len(found) == 1 else None
+    if not isinstance(app, App):
+        raise ConfigurationError(
+            f"no cloudq App found in {ref!r}: name it 'app' or pass -A {module_name}:attribute"
+        )
+    return app
+
+
+def find_app_ref(app: App) -> str:
+    """The import path of an App object already loaded in this process."""
+    for name, module in list(sys.modules.items()):
+        if name == "__main__" or module is None:
+            continue
+        for attr, value in list(vars(module).items()):
+            if value is app:
+                return f"{name}:{attr}"
+    raise ConfigurationError(
+        "the processes pool imports the app in each child: define the App at module level "
+        "in an importable module, or pass app_ref='module:attribute'"
+    )
+
+
+def _child_main(app_ref: str, conn: Connection, log_level: int) -> None:
+    """A pool child: import the app, run deliveries from the pipe, send outcomes back."""
+    logging.basicConfig(level=log_level, format="[%(asctime)s: %(levelname)s/child] %(message)s")
+    app = load_app(app_ref)
+    while True:
+        try:
+            delivery = conn.recv()
+        except EOFError:
+            return
+        if delivery is None:
+            return
+        conn.send(execute(delivery, app))
+
+
+class ProcessExecutor:
+    """Owns one child process; kills and replaces it on hard time limit or after N tasks."""
+
+    def __init__(self, app: App, app_ref: str, max_tasks: int | None) -> None:
+        self.app = app
+        self.app_ref = app_ref
+        self.max_tasks = max_tasks
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._done = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _start(self) -> Connection:
+        parent, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(target=_child_main, args=(self.app_ref, child, logging.getLogger("cloudq").getEffectiveLevel()),
+                                       name="cloudq-child", daemon=True)
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        self._done = 0
+        logger.debug("started pool child pid %s", self._proc.pid)
+        return parent
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def run(self, delivery: Delivery) -> Outcome | None:
+        conn = self._conn if self._conn is not None and self._proc.is_alive() else self._start()
+        try:
+            env = decode(delivery.body)
+            task = self.app.tasks.get(env.task)
+            limit = task.time_limit if task else self.app.conf.task_time_limit
+        except EnvelopeError:
+            env, limit = None, self.app.conf.task_time_limit
+        conn.send(delivery)
+        # The child enforces the limit itself (SIGALRM); the parent kills it if that fails.
+        ready = conn.poll(limit + CHILD_START_TIMEOUT_SECONDS / 10)
+        if not ready:
+            logger.error("task in pid %s passed its hard time limit (%ss): killing the child",
+                         self.pid, limit)
+            self._kill()
+            if env is None:
+                return None
+            exc = TimeLimitExceeded(f"hard time limit ({limit}s) exceeded; child killed")
+            keep = bool(self.app.conf.result_backend)
+            return outcome_for_error(env, task, exc, self.app.clock, keep)
+        try:
+            outcome: Outcome = conn.recv()
+        except (EOFError, OSError):
+            code = self._proc.exitcode if self._proc is not None else None
+            logger.error("%s", WorkerLostError(
+                f"pool child pid {self.pid} died (exit code {code}) running message "
+                f"{delivery.message_id}; it comes back after its lease"))
+            self._kill()
+            return None
+        self._done += 1
+        if self.max_tasks and self._done >= self.max_tasks:
+            logger.info("child pid %s ran %d tasks: replacing it", self.pid, self._done)
+            self.close()
+        return outcome
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.send(None)
+            except OSError:
+                pass
+        if self._proc is not None:
+            self._proc.join(5)
+            if self._proc.is_alive():
+                self._proc.kill()
+        self._kill()
+
+
+def make_executor(worker: Worker, index: int) -> Executor:
+    if worker.pool_kind == "threads":
+        return ThreadExecutor(worker.app)
+    ref = worker.app_ref or find_app_ref(worker.app)
+    return ProcessExecutor(worker.app, ref, worker.max_tasks_per_child)

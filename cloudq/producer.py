@@ -1,0 +1,61 @@
+"""Turning envelopes into broker messages: signing, size check, delay planning, batching."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from cloudq.adapters.base import BrokerLimits, OutgoingMessage
+from cloudq.envelope import Envelope, sign
+from cloudq.errors import MessageTooLarge
+
+if TYPE_CHECKING:
+    from cloudq.app import App
+
+logger = logging.getLogger("cloudq.producer")
+
+
+def native_delay(eta: datetime | None, now: datetime, limits: BrokerLimits) -> float:
+    """The part of the wait the broker can hold; the rest is hopped (re-sent when it ends)."""
+    if eta is None:
+        return 0.0
+    wait = max(0.0, (eta - now).total_seconds())
+    cap = limits.max_delay_seconds
+    return wait if cap is None else min(wait, cap)
+
+
+def to_message(app: App, envelope: Envelope, dedup_suffix: str = "") -> OutgoingMessage:
+    """One envelope as an outgoing message, or ``MessageTooLarge`` before anything is sent."""
+    limits = app.broker.limits
+    body = sign(envelope, app.signing_keys).encode()
+    if len(body) > limits.max_message_bytes:
+        raise MessageTooLarge(
+            f"task {envelope.task!r} ({envelope.id}) encodes to {len(body):,} bytes, over the "
+            f"broker's limit of {limits.max_message_bytes:,}: pass ids or object-store keys "
+            "instead of large values, or configure claim-check storage for the adapter"
+        )
+    # Whole seconds, rounded up: a task must never become visible before its eta.
+    delay = float(math.ceil(native_delay(envelope.eta, app.clock.now(), limits)))
+    return OutgoingMessage(
+        body=body,
+        delay_seconds=delay,
+        message_id=envelope.id + dedup_suffix,
+        attributes={"cloudq-task": envelope.task},
+    )
+
+
+def send_envelopes(app: App, envelopes: Sequence[Envelope], dedup_suffix: str = "") -> None:
+    """Encode all first (so a bad one sends nothing), then send in batches per queue."""
+    by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
+    for envelope in envelopes:
+        by_queue[envelope.queue].append(to_message(app, envelope, dedup_suffix))
+    batch = app.broker.limits.max_batch
+    for queue, messages in by_queue.items():
+        app.ensure_queue(queue)
+        for start in range(0, len(messages), batch):
+            app.broker.send(queue, messages[start : start + batch])
+        logger.debug("sent %d message(s) to %s", len(messages), queue)

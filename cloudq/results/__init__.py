@@ -1,0 +1,34 @@
+"""Result backends, found by URL scheme through the ``cloudq.backends`` entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from cloudq.adapters import scheme_of
+from cloudq.clock import Clock
+from cloudq.errors import AdapterNotFound
+from cloudq.results.base import ErrorInfo, ResultBackend, State, TaskResult
+
+__all__ = ["ErrorInfo", "ResultBackend", "State", "TaskResult", "open_backend"]
+
+ENTRY_POINT_GROUP = "cloudq.backends"
+BackendFactory = Callable[[str, Clock], ResultBackend]
+KNOWN_EXTRAS = {"redis": "redis", "dynamodb": "sqs", "firestore": "pubsub", "azuretable": "servicebus"}
+
+
+def open_backend(url: str, clock: Clock) -> ResultBackend:
+    """Open the result backend for ``url``."""
+    scheme = scheme_of(url)
+    if scheme == "memory":
+        from cloudq.results.memory import open_memory_backend
+
+        return open_memory_backend(url, clock)
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
+        factory: BackendFactory = ep.load()
+        return factory(url, clock)
+    if scheme in KNOWN_EXTRAS:
+        raise AdapterNotFound(
+            f"no result backend for '{scheme}://' is installed: pip install 'cloudq[{KNOWN_EXTRAS[scheme]}]'"
+        )
+    raise AdapterNotFound(f"unknown result backend scheme '{scheme}://'")

@@ -1,0 +1,94 @@
+"""Result records and the backend contract every result store implements."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+
+class State(StrEnum):
+    """Celery's task states, so dashboards and habits carry over."""
+
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    RETRY = "RETRY"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    REVOKED = "REVOKED"
+
+
+READY_STATES = frozenset({State.SUCCESS, State.FAILURE, State.REVOKED})
+
+
+class ErrorInfo(BaseModel):
+    """A task's exception as data: it crosses processes and clouds, the object does not."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    """Qualified class name, e.g. ``builtins.ValueError``."""
+    message: str
+    traceback: str = ""
+
+
+class TaskResult(BaseModel):
+    """What the backend stores for one task id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    state: State
+    task: str | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    attempt: int = 1
+    date_done: datetime | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state in READY_STATES
+
+
+@runtime_checkable
+class ResultBackend(Protocol):
+    """Where results live. ``expires_seconds`` is the record's time to live."""
+
+    def store(self, result: TaskResult, expires_seconds: float | None) -> None:
+        """Write (or overwrite) the record for ``result.task_id``."""
+        ...
+
+    def get(self, task_id: str) -> TaskResult | None:
+        """The record, or None if there is none (pending, expired or forgotten)."""
+        ...
+
+    def wait(self, task_id: str, timeout: float | None) -> TaskResult | None:
+        """Block until the record is ready or ``timeout`` passes; return the latest record."""
+        ...
+
+    def forget(self, task_id: str) -> None:
+        """Delete the record."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def poll_until_ready(
+    backend: ResultBackend, task_id: str, timeout: float | None, interval: float = 0.05
+) -> TaskResult | None:
+    """``wait`` for stores without notifications: poll with backoff up to half a second."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        record = backend.get(task_id)
+        if record is not None and record.ready:
+            return record
+        if deadline is not None and time.monotonic() >= deadline:
+            return record
+        pause = interval if deadline is None else min(interval, max(0.0, deadline - time.monotonic()))
+        time.sleep(pause)
+        interval = min(interval * 1.5, 0.5)

@@ -1,0 +1,73 @@
+"""``memory://`` results: a dict with expiry and change notification, shared per URL in-process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from urllib.parse import urlsplit
+
+from cloudq.clock import Clock
+from cloudq.results.base import TaskResult
+
+
+class MemoryBackend:
+    """Thread-safe; ``wait`` wakes on the store instead of polling."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._records: dict[str, tuple[float | None, TaskResult]] = {}
+        self._cond = threading.Condition()
+
+    def store(self, result: TaskResult, expires_seconds: float | None) -> None:
+        expiry = None if expires_seconds is None else self._clock.monotonic() + expires_seconds
+        with self._cond:
+            self._records[result.task_id] = (expiry, result)
+            self._cond.notify_all()
+
+    def _get(self, task_id: str) -> TaskResult | None:
+        entry = self._records.get(task_id)
+        if entry is None:
+            return None
+        expiry, record = entry
+        if expiry is not None and expiry <= self._clock.monotonic():
+            del self._records[task_id]
+            return None
+        return record
+
+    def get(self, task_id: str) -> TaskResult | None:
+        with self._cond:
+            return self._get(task_id)
+
+    def wait(self, task_id: str, timeout: float | None) -> TaskResult | None:
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                record = self._get(task_id)
+                if record is not None and record.ready:
+                    return record
+                remaining = None if end is None else end - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return record
+                self._cond.wait(0.5 if remaining is None else min(remaining, 0.5))
+
+    def forget(self, task_id: str) -> None:
+        with self._cond:
+            self._records.pop(task_id, None)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+_backends: dict[tuple[str, int], MemoryBackend] = {}
+_lock = threading.Lock()
+
+
+def open_memory_backend(url: str, clock: Clock) -> MemoryBackend:
+    """The process-wide backend named by the URL's host part (per clock), made on first use."""
+    parts = urlsplit(url)
+    key = (parts.netloc + parts.path, id(clock))
+    with _lock:
+        backend = _backends.get(key)
+        if backend is None:
+            backend = _backends[key] = MemoryBackend(clock)
+        return backend

@@ -1,0 +1,236 @@
+"""``redis://`` and ``rediss://`` results: one JSON string per task, expiry by Redis itself.
+
+Layout: the key ``<prefix>:<task_id>`` holds ``TaskResult.model_dump_json()``, set with ``PX`` so
+Redis drops it when its time to live ends (milliseconds, since ``expires_seconds`` may be
+fractional). A store of a ready state also publishes the record on the channel of the same name,
+so ``wait`` sleeps on a socket instead of polling. The prefix comes from the URL query
+(``redis://host:6379/0?prefix=myapp``, default ``cloudq-result``); every other query parameter is
+redis-py's own.
+
+``redis`` is imported only when a client is made: ``import cloudq`` must stay free of it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import ValidationError
+
+from cloudq.clock import Clock
+from cloudq.errors import BrokerError, CloudqError, ConfigurationError
+from cloudq.results.base import TaskResult, poll_until_ready
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from redis.client import PubSub
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "RedisBackend",
+    "open_redis_backend",
+    "redact_url",
+    "redis_client",
+    "split_url",
+]
+
+DEFAULT_PREFIX = "cloudq-result"
+SCHEMES = frozenset({"redis", "rediss", "unix"})
+# Query parameters cloudq reads itself; redis-py would reject them as unknown connection options.
+CLOUDQ_PARAMS = frozenset({"prefix"})
+# Without a connect timeout an unreachable host hangs for the OS default (minutes); without a
+# read timeout a stalled server hangs a worker forever. Both can be overridden in the URL query.
+DEFAULT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password hidden, for error messages and logs."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}"
+    query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, True)]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*:/"), ""))
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """Separate cloudq's own query parameters from the URL handed to redis-py."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise ConfigurationError(
+            f"not a Redis URL: {redact_url(url)!r} (expected redis://, rediss:// or unix://)"
+        )
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in CLOUDQ_PARAMS:
+            ours[key] = value
+        else:
+            theirs.append((key, value))
+    query = urlencode(theirs)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment)), ours
+
+
+def redis_client(url: str, **options: Any) -> Redis:
+    """A redis-py client for a cloudq Redis URL, shared by results, rate limits and control plane.
+
+    cloudq's own query parameters (``prefix``) are stripped; ``options`` are redis-py keyword
+    arguments and the URL query overrides them. No connection is made until the first command,
+    so building an ``App`` never fails on a Redis outage.
+    """
+    redis_url, _ = split_url(url)
+    try:
+        import redis
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ConfigurationError(
+            f"the Redis client is not installed, needed for {redact_url(url)!r}: "
+            "pip install 'cloudq[redis]'"
+        ) from exc
+    try:
+        return redis.Redis.from_url(redis_url, **{**DEFAULT_OPTIONS, **options})
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"bad Redis URL {redact_url(url)!r}: {exc}") from exc
+
+
+class RedisBackend:
+    """Results in Redis; thread-safe (redis-py pools its connections)."""
+
+    recheck_interval = 1.0
+    """Longest sleep of ``wait`` on the channel before it re-reads the key: pub/sub is
+    fire-and-forget, so a message sent while the subscriber reconnects would otherwise be lost."""
+
+    def __init__(self, url: str, clock: Clock, client: Redis | None = None) -> None:
+        _, ours = split_url(url)
+        prefix = ours.get("prefix", DEFAULT_PREFIX)
+        if not prefix:
+            raise ConfigurationError(f"empty 'prefix' in Redis URL {redact_url(url)!r}")
+        self.prefix = prefix
+        self.url = redact_url(url)
+        # Redis keeps time for expiry; the clock is taken for the factory signature only.
+        self._clock = clock
+        self._client = client if client is not None else redis_client(url)
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({self.url!r})"
+
+    def key(self, task_id: str) -> str:
+        """The key (and notification channel) of ``task_id``'s record."""
+        return f"{self.prefix}:{task_id}"
+
+    @contextmanager
+    def _errors(self, operation: str, task_id: str) -> Iterator[None]:
+        """Turn redis-py's errors into ``BrokerError`` naming the server and the operation."""
+        import redis
+
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise BrokerError(
+                f"Redis result backend {self.url}: {operation} of {task_id!r} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _decode(self, task_id: str, raw: bytes | str) -> TaskResult:
+        try:
+            return TaskResult.model_validate_json(raw)
+        except ValidationError as exc:
+            raise CloudqError(
+                f"Redis result backend {self.url}: key {self.key(task_id)!r} does not hold a "
+                f"cloudq result record: {exc}"
+            ) from exc
+
+    def store(self, result: TaskResult, expires_seconds: float | None) -> None:
+        """SET (and PUBLISH if ready) in one round trip; SET comes first so a waiter that
+        subscribed before re-reading the key sees either the key or the message."""
+        key = self.key(result.task_id)
+        with self._errors("store", result.task_id):
+            if expires_seconds is not None and expires_seconds <= 0:
+                # Already expired: Redis rejects PX 0, and no waiter may see it.
+                self._client.delete(key)
+                return
+            payload = result.model_dump_json()
+            ttl_ms = None if expires_seconds is None else math.ceil(expires_seconds * 1000)
+            pipe = self._client.pipeline(transaction=False)
+            pipe.set(key, payload, px=ttl_ms)
+            if result.ready:
+                pipe.publish(key, payload)
+            pipe.execute()
+
+    def get(self, task_id: str) -> TaskResult | None:
+        with self._errors("get", task_id):
+            raw = self._client.get(self.key(task_id))
+        return None if raw is None else self._decode(task_id, raw)
+
+    def wait(self, task_id: str, timeout: float | None) -> TaskResult | None:
+        """Subscribe, then re-read the key, then sleep on the channel until ready or timeout.
+
+        Falls back to polling when pub/sub is unavailable (an ACL without it, a proxy that
+        drops it).
+        """
+        if timeout is not None and timeout <= 0:
+            return self.get(task_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        import redis
+
+        pubsub: PubSub | None = None
+        try:
+            # redis-py leaves ``pubsub()`` unannotated; the cast keeps mypy --strict quiet.
+            make_pubsub = cast("Callable[..., PubSub]", self._client.pubsub)
+            pubsub = make_pubsub(ignore_subscribe_messages=False)
+            return self._wait_subscribed(pubsub, task_id, deadline)
+        except redis.RedisError:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            return poll_until_ready(self, task_id, remaining)
+        finally:
+            if pubsub is not None:
+                pubsub.close()
+
+    def _wait_subscribed(
+        self, pubsub: PubSub, task_id: str, deadline: float | None
+    ) -> TaskResult | None:
+        pubsub.subscribe(self.key(task_id))
+        # SUBSCRIBE must be in force on the server before the key is re-read, or a store landing
+        # in between would be missed by both; its confirmation says it is.
+        while True:
+            message = pubsub.get_message(timeout=self._pause(deadline))
+            if message is not None and message["type"] == "subscribe":
+                break
+            if self._passed(deadline):
+                return self.get(task_id)
+        while True:
+            record = self.get(task_id)
+            if (record is not None and record.ready) or self._passed(deadline):
+                return record
+            message = pubsub.get_message(timeout=self._pause(deadline))
+            if message is not None and message["type"] == "message":
+                record = self._decode(task_id, message["data"])
+                if record.ready:
+                    return record
+
+    @staticmethod
+    def _passed(deadline: float | None) -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    def _pause(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.recheck_interval
+        return min(self.recheck_interval, max(0.0, deadline - time.monotonic()))
+
+    def forget(self, task_id: str) -> None:
+        with self._errors("forget", task_id):
+            self._client.delete(self.key(task_id))
+
+    def close(self) -> None:
+        """Close the pooled connections; the backend can not be used afterwards."""
+        self._client.close()
+
+
+def open_redis_backend(url: str, clock: Clock) -> RedisBackend:
+    """Factory for the ``cloudq.backends`` entry points ``redis`` and ``rediss``."""
+    return RedisBackend(url, clock)

@@ -1,0 +1,60 @@
+"""Applying an Outcome to its delivery: the only place results are written and messages moved.
+
+Order is what makes "nothing lost" hold: record the result, send what must be sent (the retry
+copy, the deferred copy, chain links), and only then acknowledge. A crash in between leads to a
+duplicate run, never a lost task (at-least-once).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from cloudq.adapters.base import Delivery
+from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
+from cloudq.producer import send_envelopes
+from cloudq.results.base import TaskResult
+
+if TYPE_CHECKING:
+    from cloudq.app import App
+
+logger = logging.getLogger("cloudq.settle")
+
+AckFn = Callable[[Delivery], None]
+
+
+def _store(app: App, result: TaskResult | None) -> None:
+    if result is None or app.backend is None:
+        return
+    try:
+        app.backend.store(result, app.conf.result_expires)
+    except Exception:  # noqa: BLE001 - a result store outage must not lose or re-run the task
+        logger.exception("could not store result of task %s (%s)", result.task_id, result.state)
+
+
+def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = None) -> None:
+    """Apply ``outcome``. ``ack`` lets a worker batch acknowledgements; default: ack now.
+
+    Raises if a send fails: the delivery is then left alone and the broker redelivers it.
+    """
+    do_ack: AckFn = ack or (lambda d: app.broker.ack([d]))
+    match outcome:
+        case Ack(result=result, follow_ups=follow_ups):
+            _store(app, result)
+            if follow_ups:
+                send_envelopes(app, follow_ups)
+            do_ack(delivery)
+        case RetryAt(envelope=envelope, result=result):
+            _store(app, result)
+            send_envelopes(app, [envelope], dedup_suffix=f"-a{envelope.attempt}")
+            do_ack(delivery)
+        case Defer(envelope=envelope, until=until):
+            hop = envelope if envelope.eta == until else envelope.model_copy(update={"eta": until})
+            send_envelopes(app, [hop], dedup_suffix=f"-h{uuid.uuid4().hex[:8]}")
+            do_ack(delivery)
+        case DeadLetter(reason=reason, envelope=envelope, result=result):
+            _store(app, result)
+            body = envelope.encode() if envelope is not None else None
+            app.broker.dead_letter(delivery, reason, body)

@@ -1,0 +1,205 @@
+"""``@app.task``: the Task object with Celery's calling API (delay, apply_async, apply, retry)."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
+
+from cloudq.arguments import ArgumentSpec
+from cloudq.envelope import ENVELOPE_VERSION, Envelope, RetryPolicy
+from cloudq.errors import ConfigurationError, Retry
+from cloudq.limits import RateLimit, parse_rate_limit
+from cloudq.request import Request, current_request
+
+if TYPE_CHECKING:
+    from cloudq.app import App
+    from cloudq.result import AsyncResult, EagerResult
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Per-task options (Celery's names). ``None`` means: use the app's setting."""
+
+    name: str
+    queue: str | None = None
+    priority: int | None = None
+    max_retries: int | None = -1  # -1: the app's task_max_retries
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    retry_backoff: bool | float = False
+    retry_backoff_max: float = 600.0
+    retry_jitter: bool = False
+    default_retry_delay: float | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    rate_limit: str | None = None
+    ignore_result: bool = False
+    bind: bool = False
+
+
+class Task(Generic[P, R]):
+    """A registered task. Calling it runs the function here; ``delay`` sends it to a queue."""
+
+    def __init__(self, app: App, fn: Callable[..., Any], options: TaskOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.options = options
+        self.name = options.name
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.arguments = ArgumentSpec(fn, options.name, options.bind)
+        self.rate: RateLimit | None = parse_rate_limit(options.rate_limit) if options.rate_limit else None
+        for bad in options.autoretry_for:
+            if not (isinstance(bad, type) and issubclass(bad, BaseException)):
+                raise ConfigurationError(f"task {self.name!r}: autoretry_for takes exception classes")
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", self.name)
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    # --- policy --------------------------------------------------------------------------
+    @property
+    def time_limit(self) -> float:
+        return self.options.time_limit or self.app.conf.task_time_limit
+
+    @property
+    def soft_time_limit(self) -> float | None:
+        return self.options.soft_time_limit or self.app.conf.task_soft_time_limit
+
+    def retry_policy(self) -> RetryPolicy:
+        """The policy envelopes carry, so every consumer retries the same way."""
+        opts, conf = self.options, self.app.conf
+        backoff = opts.retry_backoff
+        return RetryPolicy(
+            max_retries=conf.task_max_retries if opts.max_retries == -1 else opts.max_retries,
+            backoff=float(backoff) if backoff is not False else 0.0,
+            backoff_max=opts.retry_backoff_max,
+            jitter=opts.retry_jitter,
+            default_delay=(
+                opts.default_retry_delay
+                if opts.default_retry_delay is not None
+                else conf.task_default_retry_delay
+            ),
+        )
+
+    # --- running here --------------------------------------------------------------------
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.options.bind:
+            result: R = self.fn(self, *args, **kwargs)
+        else:
+            result = self.fn(*args, **kwargs)
+        return result
+
+    def run_with(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        """Call the function with already-loaded arguments (what ``execute`` uses)."""
+        return self.fn(self, *args, **kwargs) if self.options.bind else self.fn(*args, **kwargs)
+
+    @property
+    def request(self) -> Request:
+        """The running invocation's context (an empty one when called directly)."""
+        return current_request.get() or Request(task=self.name)
+
+    def retry(
+        self,
+        exc: BaseException | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+    ) -> NoReturn:
+        """End this attempt and schedule the next (``raise self.retry(...)`` also works)."""
+        raise Retry(exc, countdown, max_retries)
+
+    def apply(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        throw: bool = False,
+    ) -> EagerResult:
+        """Run now, in the caller, through the same path a worker uses (retries included)."""
+        from cloudq.eager import run_eagerly
+
+        envelope = self.envelope(args or (), kwargs or {}, task_id=task_id)
+        return run_eagerly(self, envelope, throw=throw)
+
+    # --- sending -------------------------------------------------------------------------
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+        """Send with default options: ``add.delay(2, 2)``."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: float | datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        task_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncResult:
+        """Send with options: ``add.apply_async((2, 2), queue="low", countdown=10)``."""
+        envelope = self.envelope(
+            args or (),
+            kwargs or {},
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            queue=queue,
+            priority=priority,
+            task_id=task_id,
+            headers=headers,
+        )
+        self.app.send_envelopes([envelope])
+        return self.app.AsyncResult(envelope.id, task_name=self.name)
+
+    def envelope(
+        self,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: float | datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        task_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Envelope:
+        """Validate arguments and build the envelope; nothing is sent."""
+        json_args, json_kwargs = self.arguments.dump(args, kwargs)
+        now = self.app.clock.now()
+        if countdown is not None and eta is not None:
+            raise ConfigurationError("give countdown or eta, not both")
+        if countdown is not None:
+            eta = now + timedelta(seconds=countdown)
+        elif eta is not None and eta.tzinfo is None:
+            raise ConfigurationError("eta must be timezone-aware (e.g. datetime.now(UTC))")
+        if isinstance(expires, int | float):
+            expires = now + timedelta(seconds=expires)
+        parent = current_request.get()
+        return Envelope(
+            v=ENVELOPE_VERSION,
+            id=task_id or str(uuid.uuid4()),
+            task=self.name,
+            args=json_args,
+            kwargs=json_kwargs,
+            queue=queue or self.app.route(self.name),
+            retry=self.retry_policy(),
+            eta=eta,
+            expires=expires,
+            created_at=now,
+            priority=priority if priority is not None else self.options.priority,
+            root_id=(parent.root_id or parent.id) if parent and not parent.called_directly else None,
+            parent_id=parent.id if parent and not parent.called_directly else None,
+            headers=dict(headers or {}),
+        )

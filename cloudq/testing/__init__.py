@@ -1,0 +1,74 @@
+"""Helpers for testing apps: a worker in a background thread, a fake clock, waiting on conditions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from cloudq.clock import FakeClock
+from cloudq.execute import execute
+from cloudq.outcome import Outcome
+from cloudq.settle import settle
+from cloudq.worker import PoolKind, Worker
+
+if TYPE_CHECKING:
+    from cloudq.app import App
+
+__all__ = ["FakeClock", "process_one", "start_worker", "wait_for"]
+
+
+@contextmanager
+def start_worker(
+    app: App,
+    queues: Sequence[str] | None = None,
+    concurrency: int = 2,
+    pool: PoolKind = "threads",
+    poll_seconds: float = 0.2,
+    **options: object,
+) -> Iterator[Worker]:
+    """Run a real worker in a thread for the block; stop it gracefully on exit.
+
+    ``queues`` defaults to the app's default queue plus every queue its tasks name.
+    """
+    if queues is None:
+        found = {t.options.queue for t in app.tasks.values() if t.options.queue}
+        queues = [app.conf.task_default_queue, *sorted(found), *app.conf.task_routes.values()]
+    worker = Worker(app, queues, concurrency=concurrency, pool=pool,
+                    poll_seconds=poll_seconds, **options)  # type: ignore[arg-type]
+    thread = threading.Thread(target=worker.run, name="cloudq-test-worker", daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(timeout=60)
+        if thread.is_alive():
+            raise RuntimeError("test worker did not stop within 60 s")
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02,
+             message: str = "condition") -> None:
+    """Poll ``condition`` until true; ``TimeoutError`` naming ``message`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{message} not met within {timeout}s")
+        time.sleep(interval)
+
+
+def process_one(app: App, queue: str | None = None) -> Outcome | None:
+    """Receive one due message from ``queue``, execute and settle it here; None if none is due.
+
+    With a ``FakeClock`` this steps through retries and delays exactly, without any waiting.
+    """
+    broker = app.broker
+    deliveries = broker.receive(queue or app.conf.task_default_queue, 1, 0,
+                                app.conf.queue_lease_seconds)
+    if not deliveries:
+        return None
+    outcome = execute(deliveries[0], app)
+    settle(app, deliveries[0], outcome)
+    return outcome

@@ -1,0 +1,337 @@
+"""The long-lived worker: receive in batches, run on a pool, keep leases alive, settle, stop cleanly.
+
+Queue priority: queues listed first drain first. Each receive round scans the queues in order and
+takes from a queue only what the earlier ones left free. So that a queue behind a flooded one is
+not starved forever, every ``worker_fairness_rounds``-th round (default 10) starts the scan at
+the next queue in turn: under full load the last queue still gets at least one round in N.
+
+Stopping (SIGTERM, SIGINT, ``stop()``): receiving stops, messages held but not started are
+released at once (visible to other workers immediately), running tasks finish and are settled,
+acknowledgements are flushed, and ``run()`` returns. A second signal exits at once; the running
+tasks' messages then come back after their lease (at-least-once).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as queue_mod
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from cloudq.adapters.base import Delivery
+from cloudq.errors import ConfigurationError
+from cloudq.outcome import Ack, DeadLetter, Outcome, RetryAt
+from cloudq.settle import settle
+
+if TYPE_CHECKING:
+    from cloudq.app import App
+
+logger = logging.getLogger("cloudq.worker")
+
+PoolKind = Literal["threads", "processes"]
+ACK_FLUSH_SECONDS = 0.05
+"""Acks wait at most this long to be batched (one DeleteMessageBatch instead of ten calls)."""
+HARD_LIMIT_GRACE_SECONDS = 2.0
+
+
+@dataclass
+class _Held:
+    delivery: Delivery
+    started: float | None = None
+    deadline: float | None = None
+
+
+class _Acker:
+    """Batches acknowledgements per queue; flushed by the worker's housekeeping thread."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._pending: dict[str, list[Delivery]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._pending.setdefault(delivery.queue, []).append(delivery)
+            full = len(self._pending[delivery.queue]) >= self.app.broker.limits.max_batch
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        batch = self.app.broker.limits.max_batch
+        for deliveries in pending.values():
+            for start in range(0, len(deliveries), batch):
+                try:
+                    self.app.broker.ack(deliveries[start : start + batch])
+                except Exception:  # noqa: BLE001 - unacked messages come back: at-least-once
+                    logger.exception("ack of %d message(s) failed; they will be redelivered",
+                                     len(deliveries[start : start + batch]))
+
+
+class Worker:
+    """``cloudq -A tasks worker -Q high,default -c 8``."""
+
+    def __init__(
+        self,
+        app: App,
+        queues: Sequence[str],
+        concurrency: int | None = None,
+        pool: PoolKind = "threads",
+        prefetch: int | None = None,
+        max_tasks_per_child: int | None = None,
+        poll_seconds: float | None = None,
+        app_ref: str | None = None,
+    ) -> None:
+        queues = [q.strip() for q in queues if q and q.strip()]
+        if not queues:
+            raise ConfigurationError(
+                "a worker needs its queues named explicitly (-Q high,default): a worker that "
+                "guesses its queues silently starves the ones it missed"
+            )
+        if pool not in ("threads", "processes"):
+            raise ConfigurationError(f"unknown pool {pool!r}: use 'threads' or 'processes'")
+        conf = app.conf
+        self.app = app
+        self.queues = list(dict.fromkeys(queues))
+        self.concurrency = concurrency or conf.worker_concurrency
+        self.pool_kind: PoolKind = pool
+        self.prefetch = prefetch if prefetch is not None else (conf.worker_prefetch
+                                                               if conf.worker_prefetch is not None
+                                                               else self.concurrency)
+        self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
+        self.poll_seconds = conf.worker_poll_seconds if poll_seconds is None else poll_seconds
+        self.lease = conf.queue_lease_seconds
+        cap = app.broker.limits.max_lease_seconds
+        if cap is not None:
+            self.lease = min(self.lease, cap)
+        self.app_ref = app_ref
+        self.hostname = f"{os.getpid()}@{os.uname().nodename}"
+        self.processed = 0
+        self.failed = 0
+        self._jobs: queue_mod.Queue[Delivery | None] = queue_mod.Queue()
+        self._held: dict[int, _Held] = {}
+        self._held_lock = threading.Lock()
+        self._room = threading.Condition(self._held_lock)
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._acker = _Acker(app)
+        self._threads: list[threading.Thread] = []
+        self._round = 0
+        # Leases are extended up to the longest time limit any task may run for, no further.
+        self._longest_limit = max(
+            [app.conf.task_time_limit, *(t.time_limit for t in app.tasks.values())]
+        )
+        if self.max_tasks_per_child and pool == "threads":
+            logger.warning("--max-tasks-per-child applies to the processes pool only; ignored")
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def run(self) -> None:
+        """Work until stopped; returns after a graceful stop."""
+        if threading.current_thread() is threading.main_thread():
+            self._install_signals()
+        for name in self.queues:
+            self.app.ensure_queue(name)
+        from cloudq.pool import make_executor
+
+        for i in range(self.concurrency):
+            executor = make_executor(self, i)
+            t = threading.Thread(target=self._work, args=(executor,), name=f"cloudq-pool-{i}",
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
+        house = threading.Thread(target=self._housekeeping, name="cloudq-lease", daemon=True)
+        house.start()
+        logger.info("worker %s ready: queues %s, %s pool x%d, prefetch %d, lease %.0fs",
+                    self.hostname, ",".join(self.queues), self.pool_kind, self.concurrency,
+                    self.prefetch, self.lease)
+        try:
+            self._receive_loop()
+        finally:
+            self._shutdown()
+            house.join(timeout=5)
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (what SIGTERM does)."""
+        self._stopping.set()
+        with self._room:
+            self._room.notify_all()
+
+    def _install_signals(self) -> None:
+        def on_signal(signum: int, frame: Any) -> None:
+            if self._stopping.is_set():
+                logger.warning("second signal: exiting now; running tasks return after their lease")
+                os._exit(1)
+            logger.info("signal %s: stopping after running tasks finish",
+                        signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    # --- receiving -----------------------------------------------------------------------
+    def _free(self) -> int:
+        return self.concurrency + self.prefetch - len(self._held)
+
+    def _scan_order(self) -> list[str]:
+        self._round += 1
+        n = len(self.queues)
+        rounds = self.app.conf.worker_fairness_rounds
+        if n == 1 or self._round % rounds:
+            return self.queues
+        shift = (self._round // rounds) % n
+        return self.queues[shift:] + self.queues[:shift]
+
+    def _receive_loop(self) -> None:
+        broker = self.app.broker
+        backoff = 0.5
+        while not self._stopping.is_set():
+            with self._room:
+                while self._free() <= 0 and not self._stopping.is_set():
+                    self._room.wait(1.0)
+            if self._stopping.is_set():
+                break
+            got = 0
+            try:
+                order = self._scan_order()
+                for name in order:
+                    free = min(self._free(), broker.limits.max_batch)
+                    if free <= 0:
+                        break
+                    got += self._take(broker.receive(name, free, 0, self.lease))
+                if not got:
+                    # Idle: long-poll the queues in turn, each for a share of the poll time.
+                    share = self.poll_seconds / len(order)
+                    for name in order:
+                        if self._stopping.is_set():
+                            break
+                        free = min(self._free(), broker.limits.max_batch)
+                        got += self._take(broker.receive(name, free, share, self.lease))
+                        if got:
+                            break
+                backoff = 0.5
+            except Exception:  # noqa: BLE001 - a broker outage: back off and keep going
+                logger.exception("receive failed; retrying in %.1fs", backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _take(self, deliveries: list[Delivery]) -> int:
+        if not deliveries:
+            return 0
+        if self._stopping.is_set():
+            self.app.broker.release(deliveries, 0)
+            return 0
+        with self._held_lock:
+            for d in deliveries:
+                self._held[id(d)] = _Held(d)
+        for d in deliveries:
+            self._jobs.put(d)
+        return len(deliveries)
+
+    # --- running -------------------------------------------------------------------------
+    def _work(self, executor: Any) -> None:
+        try:
+            while True:
+                delivery = self._jobs.get()
+                if delivery is None:
+                    return
+                self._run_one(executor, delivery)
+        finally:
+            executor.close()
+
+    def _run_one(self, executor: Any, delivery: Delivery) -> None:
+        now = time.monotonic()
+        with self._held_lock:
+            held = self._held.get(id(delivery))
+            if held is not None:
+                held.started = now
+                held.deadline = now + self._longest_limit + HARD_LIMIT_GRACE_SECONDS
+        outcome: Outcome | None = None
+        try:
+            outcome = executor.run(delivery)
+            if outcome is not None:
+                settle(self.app, delivery, outcome, ack=self._acker)
+                self._count(outcome)
+        except Exception:  # noqa: BLE001 - never lose the worker to one message
+            logger.exception("could not settle message %s; it will be redelivered",
+                             delivery.message_id)
+        finally:
+            with self._room:
+                self._held.pop(id(delivery), None)
+                self._room.notify_all()
+
+    def _count(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Ack | RetryAt | DeadLetter):
+            self.processed += 1
+        if isinstance(outcome, DeadLetter):
+            self.failed += 1
+
+    # --- leases and acks -----------------------------------------------------------------
+    def _housekeeping(self) -> None:
+        """Flush acks often; extend leases of held messages before they run out."""
+        next_lease = time.monotonic()
+        while not self._stopped.is_set():
+            self._stopped.wait(ACK_FLUSH_SECONDS)
+            self._acker.flush()
+            if time.monotonic() >= next_lease:
+                next_lease = time.monotonic() + self.lease / 3
+                self._extend_leases()
+
+    def _extend_leases(self) -> None:
+        now = time.monotonic()
+        with self._held_lock:
+            due = [
+                h.delivery for h in self._held.values()
+                if h.delivery.leased_until - now < self.lease / 2
+                and (h.deadline is None or now < h.deadline)
+            ]
+        if not due:
+            return
+        by_queue: dict[str, list[Delivery]] = {}
+        for d in due:
+            by_queue.setdefault(d.queue, []).append(d)
+        batch = self.app.broker.limits.max_batch
+        for deliveries in by_queue.values():
+            for start in range(0, len(deliveries), batch):
+                chunk = deliveries[start : start + batch]
+                try:
+                    self.app.broker.extend(chunk, self.lease)
+                    for d in chunk:
+                        d.leased_until = time.monotonic() + self.lease
+                except Exception:  # noqa: BLE001 - the message may be redelivered; keep going
+                    logger.exception("lease extension failed for %d message(s)", len(chunk))
+
+    # --- stopping ------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        waiting: list[Delivery] = []
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue_mod.Empty:
+                break
+            if item is not None:
+                waiting.append(item)
+        if waiting:
+            try:
+                self.app.broker.release(waiting, 0)
+            except Exception:  # noqa: BLE001 - they come back after their lease instead
+                logger.exception("could not release %d prefetched message(s)", len(waiting))
+            with self._held_lock:
+                for d in waiting:
+                    self._held.pop(id(d), None)
+        logger.info("stopping: released %d prefetched message(s), waiting for %d running",
+                    len(waiting), len(self._held))
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join()
+        self._acker.flush()
+        self._stopped.set()
+        logger.info("worker %s stopped: %d processed, %d failed", self.hostname, self.processed,
+                    self.failed)
+

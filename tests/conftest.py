@@ -1,0 +1,4 @@
+"""Shared test setup. Tools the integration tests need are started by fixtures; a missing tool
+skips with its reason, except under CI=true where it fails (see tests/tools.py)."""
+
+pytest_plugins = ["cloudq.testing.pytest_plugin"]
