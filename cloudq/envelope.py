@@ -13,7 +13,7 @@ import hmac
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -50,7 +50,7 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    v: int
+    v: Literal[1]
     """Wire format version; required on the wire so a future format is told apart."""
     id: str
     task: str

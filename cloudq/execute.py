@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
@@ -193,6 +194,8 @@ def execute(
         delivery_count=delivery.receive_count, called_directly=False,
     )
     token = current_request.set(request)
+    logger.info("task %s[%s] started (attempt %d)", env.task, env.id, env.attempt)
+    began = time.monotonic()
     try:
         value = _call(task, args, kwargs, soft, hard, runner)
     except Retry as retry:
@@ -206,6 +209,7 @@ def execute(
     finally:
         current_request.reset(token)
 
+    logger.info("task %s[%s] succeeded in %.3fs", env.task, env.id, time.monotonic() - began)
     if not keep:
         return Ack()
     try:

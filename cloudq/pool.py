@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cloudq.pool")
 
 CHILD_START_TIMEOUT_SECONDS = 60.0
+KILL_GRACE_SECONDS = 1.0
+"""The child raises at the hard limit itself; the parent kills it this much later if it did not."""
 
 
 class Executor(Protocol):
@@ -92,6 +94,7 @@ def _child_main(app_ref: str, conn: Connection, log_level: int) -> None:
     """A pool child: import the app, run deliveries from the pipe, send outcomes back."""
     logging.basicConfig(level=log_level, format="[%(asctime)s: %(levelname)s/child] %(message)s")
     app = load_app(app_ref)
+    conn.send("ready")
     while True:
         try:
             delivery = conn.recv()
@@ -126,6 +129,13 @@ class ProcessExecutor:
         child.close()
         self._conn = parent
         self._done = 0
+        try:
+            started = parent.poll(CHILD_START_TIMEOUT_SECONDS) and parent.recv() == "ready"
+        except (EOFError, OSError):
+            started = False
+        if not started:
+            self._kill()
+            raise WorkerLostError(f"pool child did not start within {CHILD_START_TIMEOUT_SECONDS}s")
         logger.debug("started pool child pid %s", self._proc.pid)
         return parent
 
@@ -147,7 +157,7 @@ class ProcessExecutor:
             env, limit = None, self.app.conf.task_time_limit
         conn.send(delivery)
         # The child enforces the limit itself (SIGALRM); the parent kills it if that fails.
-        ready = conn.poll(limit + CHILD_START_TIMEOUT_SECONDS / 10)
+        ready = conn.poll(limit + KILL_GRACE_SECONDS)
         if not ready:
             logger.error("task in pid %s passed its hard time limit (%ss): killing the child",
                          self.pid, limit)

@@ -1,4 +1,8 @@
 """Shared test setup. Tools the integration tests need are started by fixtures; a missing tool
 skips with its reason, except under CI=true where it fails (see tests/tools.py)."""
 
-pytest_plugins = ["cloudq.testing.pytest_plugin"]
+pytest_plugins = [
+    "cloudq.testing.pytest_plugin",
+    "tests.fixtures.redis_server",
+    "tests.fixtures.moto_server",
+]

@@ -14,7 +14,7 @@ __all__ = ["ErrorInfo", "ResultBackend", "State", "TaskResult", "open_backend"]
 
 ENTRY_POINT_GROUP = "cloudq.backends"
 BackendFactory = Callable[[str, Clock], ResultBackend]
-KNOWN_EXTRAS = {"redis": "redis", "dynamodb": "sqs", "firestore": "pubsub", "azuretable": "servicebus"}
+KNOWN_EXTRAS = {"redis": "redis", "rediss": "redis", "dynamodb": "sqs", "firestore": "pubsub", "azuretable": "servicebus"}
 
 
 def open_backend(url: str, clock: Clock) -> ResultBackend:

@@ -155,7 +155,8 @@ class RedisBackend:
                 self._client.delete(key)
                 return
             payload = result.model_dump_json()
-            ttl_ms = None if expires_seconds is None else math.ceil(expires_seconds * 1000)
+            # Round first: float noise (0.7 * 1000 = 700.0000000000001) must not add a millisecond.
+            ttl_ms = None if expires_seconds is None else math.ceil(round(expires_seconds * 1e3, 6))
             pipe = self._client.pipeline(transaction=False)
             pipe.set(key, payload, px=ttl_ms)
             if result.ready:
@@ -227,7 +228,7 @@ class RedisBackend:
             self._client.delete(self.key(task_id))
 
     def close(self) -> None:
-        """Close the pooled connections; the backend can not be used afterwards."""
+        """Disconnect the pooled connections."""
         self._client.close()
 
 

@@ -1,0 +1,66 @@
+"""Wiring of the results contract: every backend under test behind one ``result_backend`` fixture.
+
+To run the contract against another backend, write a fixture returning a ``BackendUnderTest``
+and add one line to ``RESULT_BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import pytest
+
+from cloudq.clock import FakeClock, SystemClock
+from cloudq.results.base import ResultBackend
+from cloudq.results.memory import open_memory_backend
+
+
+class BackendUnderTest(NamedTuple):
+    backend: ResultBackend
+    fake_clock: FakeClock | None
+    """The clock the backend expires records by, if a test may move it; None for real time."""
+
+
+# backend name (the test id) -> name of the fixture that yields a BackendUnderTest
+RESULT_BACKENDS = {
+    "memory": "memory_result_backend",
+    "redis": "redis_result_backend",
+}
+
+
+@pytest.fixture
+def memory_result_backend() -> Iterator[BackendUnderTest]:
+    clock = FakeClock()
+    backend = open_memory_backend(f"memory://contract-{uuid.uuid4().hex}", clock)
+    yield BackendUnderTest(backend, clock)
+    backend.close()
+
+
+@pytest.fixture
+def redis_result_backend(
+    redis_url: str,  # noqa: F811
+    redis_prefix: str,  # noqa: F811
+) -> Iterator[BackendUnderTest]:
+    from cloudq.results.redis import open_redis_backend
+
+    backend = open_redis_backend(f"{redis_url}?prefix={redis_prefix}", SystemClock())
+    yield BackendUnderTest(backend, None)
+    backend.close()
+
+
+@pytest.fixture(params=list(RESULT_BACKENDS))
+def result_backend_case(request: pytest.FixtureRequest) -> BackendUnderTest:
+    case: BackendUnderTest = request.getfixturevalue(RESULT_BACKENDS[request.param])
+    return case
+
+
+@pytest.fixture
+def result_backend(result_backend_case: BackendUnderTest) -> ResultBackend:
+    return result_backend_case.backend
+
+
+@pytest.fixture
+def result_backend_clock(result_backend_case: BackendUnderTest) -> FakeClock | None:
+    return result_backend_case.fake_clock

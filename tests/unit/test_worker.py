@@ -1,0 +1,142 @@
+"""The worker for real: threads and processes pools, limits, recycling, crashes, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cloudq import App, State
+from cloudq.errors import ConfigurationError
+from cloudq.testing import start_worker, wait_for
+from cloudq.worker import Worker
+from tests.apps import pool_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fresh_app(**settings: object) -> App:
+    name = uuid.uuid4().hex
+    return App("t", broker=f"memory://{name}", backend=f"memory://{name}", **settings)  # type: ignore[arg-type]
+
+
+def test_worker_refuses_to_start_without_queues() -> None:
+    with pytest.raises(ConfigurationError, match="queues named explicitly"):
+        Worker(fresh_app(), [])
+
+
+def test_first_queue_drains_first_and_the_last_is_not_starved() -> None:
+    app = fresh_app(worker_fairness_rounds=5)
+    order: list[str] = []
+
+    @app.task
+    def job(label: str) -> None:
+        order.append(label)
+
+    for i in range(20):
+        job.apply_async((f"high-{i}",), queue="high")
+    job.apply_async(("low",), queue="low")
+    with start_worker(app, ["high", "low"], concurrency=1, prefetch=0):
+        wait_for(lambda: len(order) == 21, timeout=10, message="all 21 tasks run")
+    assert order.index("low") < 20, "the low queue waited for the whole high queue"
+    assert order[:4] == ["high-0", "high-1", "high-2", "high-3"]
+
+    order.clear()
+    for i in range(3):
+        job.apply_async((f"low-{i}",), queue="low")
+        job.apply_async((f"high-{i}",), queue="high")
+    with start_worker(app, ["high", "low"], concurrency=1, prefetch=0):
+        wait_for(lambda: len(order) == 6, timeout=10, message="all 6 tasks run")
+    assert order == ["high-0", "high-1", "high-2", "low-0", "low-1", "low-2"]
+
+
+def test_threads_pool_soft_and_hard_limits() -> None:
+    app = pool_app.app
+    with start_worker(app, ["default"], concurrency=2):
+        soft = pool_app.soft.delay()
+        hard = pool_app.spin_hard.delay()
+        assert soft.get(timeout=10) == "cleaned up"
+        with pytest.raises(Exception, match="TimeLimitExceeded"):
+            hard.get(timeout=10)
+
+
+@pytest.mark.parametrize("task_name", ["sleep_hard", "deaf_hard"])
+def test_processes_pool_hard_limit_kills_and_dead_letters(task_name: str) -> None:
+    app = pool_app.app
+    with start_worker(app, ["default"], concurrency=1, pool="processes") as worker:
+        result = app.tasks[task_name].delay()
+        with pytest.raises(Exception, match="TimeLimitExceeded") as info:
+            result.get(timeout=20)
+        assert "hard time limit" in str(info.value)
+        # The pool is usable afterwards (a replaced child runs the next task).
+        assert isinstance(pool_app.pid.delay().get(timeout=20), int)
+        assert worker.failed == 1
+
+
+def test_processes_pool_soft_limit_in_child() -> None:
+    with start_worker(pool_app.app, ["default"], concurrency=1, pool="processes"):
+        assert pool_app.soft.delay().get(timeout=20) == "cleaned up"
+
+
+def test_max_tasks_per_child_recycles_children() -> None:
+    with start_worker(pool_app.app, ["default"], concurrency=1, pool="processes",
+                      max_tasks_per_child=2):
+        pids = [pool_app.pid.delay().get(timeout=20) for _ in range(5)]
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+    assert os.getpid() not in pids
+
+
+def test_sigkilled_child_task_is_redelivered_after_its_lease(tmp_path: Path) -> None:
+    marker = tmp_path / "crash.pid"
+    with start_worker(pool_app.app, ["default"], concurrency=1, pool="processes"):
+        result = pool_app.crash_once.delay(str(marker))
+        wait_for(marker.exists, timeout=20, message="task started in a child")
+        victim = int(marker.read_text())
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert result.get(timeout=20) == 2, "redelivered exactly once more"
+        assert time.monotonic() - killed_at >= 0.5, "came back before the lease could expire"
+        assert result.state == State.SUCCESS
+
+
+def test_lease_is_extended_while_a_task_runs(tmp_path: Path) -> None:
+    """A task three times longer than the lease is not redelivered to a second slot."""
+    marker = tmp_path / "runs.log"
+    app = pool_app.app
+    with start_worker(app, ["default"], concurrency=2):
+        first = pool_app.slow.delay(4.5, str(tmp_path / "slow.done"))
+        pool_app.record.delay(str(marker), "other")
+        first.get(timeout=20)
+    assert app.broker.stats("default").in_flight == 0
+    assert marker.read_text() == "other\n"
+
+
+def test_sigterm_finishes_running_releases_prefetched_exits_zero(tmp_path: Path) -> None:
+    env = {**os.environ, "POOL_APP_SEED": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cloudq.cli", "-A", "tests.apps.pool_app", "worker",
+         "-Q", "default", "-c", "1", "--prefetch", "3", "-l", "info"],
+        cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines: list[str] = []
+        assert proc.stderr is not None
+        for line in proc.stderr:  # ends at EOF if the worker dies: then the asserts below fail
+            lines.append(line)
+            if "task slow[" in line and "started" in line:
+                break  # the slow task (1.5 s) is running, the 3 fast ones are prefetched
+        proc.send_signal(signal.SIGTERM)
+        out = "".join(lines) + proc.stderr.read()
+        code = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert code == 0, out
+    assert (tmp_path / "slow.done").read_text() == "done", "in-flight task was not finished"
+    assert "released 3 prefetched message(s)" in out
+    assert not (tmp_path / "fast.log").exists(), "prefetched tasks ran after SIGTERM"
