@@ -90,7 +90,7 @@ class App:
             raise NotRegistered(f"task {name!r} is not registered with app {self.main!r}") from None
 
     def route(self, task_name: str) -> str:
-        """The queue for a task: its own ``queue`` option, then ``task_routes``, then the default."""
+        """The queue for a task: its ``queue`` option, then ``task_routes``, then the default."""
         task = self.tasks.get(task_name)
         if task is not None and task.options.queue:
             return task.options.queue

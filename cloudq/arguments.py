@@ -70,7 +70,9 @@ class ArgumentSpec:
         except TypeError as exc:
             raise TaskArgumentError(f"task {self.task_name!r}: {exc}") from None
 
-    def _convert(self, bound: inspect.BoundArguments, dump: bool) -> tuple[list[Any], dict[str, Any]]:
+    def _convert(
+        self, bound: inspect.BoundArguments, dump: bool
+    ) -> tuple[list[Any], dict[str, Any]]:
         for name, value in bound.arguments.items():
             kind = self.signature.parameters[name].kind
             if kind is inspect.Parameter.VAR_POSITIONAL:
@@ -105,11 +107,15 @@ class ArgumentSpec:
             )
         return value
 
-    def dump(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    def dump(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
         """Validate caller arguments and turn them into JSON values; raise ``TaskArgumentError``."""
         return self._convert(self._bind(args, kwargs), dump=True)
 
-    def load(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    def load(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
         """JSON values from an envelope back into the types the function declares."""
         return self._convert(self._bind(args, kwargs), dump=False)
 
@@ -124,7 +130,7 @@ class ArgumentSpec:
 
         try:
             return to_jsonable_python(value)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any encoder failure means: not JSON
             raise TypeError(f"result of type {type(value).__name__} is not JSON: {exc}") from None
 
     def load_result(self, value: Any) -> Any:

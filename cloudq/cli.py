@@ -50,8 +50,15 @@ def main(ctx: click.Context, app_ref: str | None) -> None:
 @click.option("--prefetch", type=int, default=None, help="messages held beyond the running ones")
 @click.option("--max-tasks-per-child", type=int, default=None, help="recycle children after N")
 @click.pass_obj
-def worker(obj: _Context, queues: str, concurrency: int | None, pool: str, loglevel: str,
-           prefetch: int | None, max_tasks_per_child: int | None) -> None:
+def worker(
+    obj: _Context,
+    queues: str,
+    concurrency: int | None,
+    pool: str,
+    loglevel: str,
+    prefetch: int | None,
+    max_tasks_per_child: int | None,
+) -> None:
     """Run a worker: cloudq -A tasks worker -Q high,default -c 8."""
     from cloudq.worker import Worker
 
@@ -64,9 +71,15 @@ def worker(obj: _Context, queues: str, concurrency: int | None, pool: str, logle
         )
     app = obj.app()
     try:
-        Worker(app, names, concurrency=concurrency, pool=pool,  # type: ignore[arg-type]
-               prefetch=prefetch, max_tasks_per_child=max_tasks_per_child,
-               app_ref=obj.app_ref).run()
+        Worker(
+            app,
+            names,
+            concurrency=concurrency,
+            pool=pool,  # type: ignore[arg-type]
+            prefetch=prefetch,
+            max_tasks_per_child=max_tasks_per_child,
+            app_ref=obj.app_ref,
+        ).run()
     finally:
         app.close()
 
@@ -78,8 +91,14 @@ def worker(obj: _Context, queues: str, concurrency: int | None, pool: str, logle
 @click.option("--countdown", type=float, default=None)
 @click.option("-Q", "--queue", default=None)
 @click.pass_obj
-def call(obj: _Context, name: str, args_json: str, kwargs_json: str, countdown: float | None,
-         queue: str | None) -> None:
+def call(
+    obj: _Context,
+    name: str,
+    args_json: str,
+    kwargs_json: str,
+    countdown: float | None,
+    queue: str | None,
+) -> None:
     """Send a task from the shell: cloudq -A tasks call tasks.add --args '[1, 2]'."""
     try:
         args, kwargs = json.loads(args_json), json.loads(kwargs_json)

@@ -63,8 +63,7 @@ def run_demo(fast: bool = False) -> int:
         }
         seen: dict[str, State] = {}
         deadline = time.monotonic() + 30
-        with click.progressbar(length=len(results), label="running tasks",
-                               show_eta=False) as bar:
+        with click.progressbar(length=len(results), label="running tasks", show_eta=False) as bar:
             while len(seen) < len(results) and time.monotonic() < deadline:
                 for label, result in results.items():
                     state = result.state
@@ -81,6 +80,8 @@ def run_demo(fast: bool = False) -> int:
         else:
             ok = False
             click.echo(f"  {label:28} {result.state}")
-    click.echo(f"done in {elapsed:.1f}s: the seat booking failed once and was retried after 1s;"
-               f" the payment ran no earlier than its countdown.")
+    click.echo(
+        f"done in {elapsed:.1f}s: the seat booking failed once and was retried after 1s;"
+        f" the payment ran no earlier than its countdown."
+    )
     return 0 if ok else 1

@@ -23,7 +23,9 @@ def run_eagerly(task: Task[Any, Any], envelope: Envelope, throw: bool = False) -
     while True:
         app = task.app
         body = sign(envelope, app.signing_keys).encode()
-        delivery = Delivery(queue=envelope.queue, body=body, message_id=envelope.id, receive_count=1)
+        delivery = Delivery(
+            queue=envelope.queue, body=body, message_id=envelope.id, receive_count=1
+        )
         outcome = execute(delivery, app, eager=True)
         match outcome:
             case RetryAt(envelope=nxt):
@@ -36,8 +38,10 @@ def run_eagerly(task: Task[Any, Any], envelope: Envelope, throw: bool = False) -
                 value = task.arguments.load_result(result.result) if result else None
                 return EagerResult(envelope.id, State.SUCCESS, value, None)
             case DeadLetter(reason=reason, result=result):
-                error = result.error if result and result.error else ErrorInfo(
-                    type="cloudq.errors.TaskFailed", message=reason
+                error = (
+                    result.error
+                    if result and result.error
+                    else ErrorInfo(type="cloudq.errors.TaskFailed", message=reason)
                 )
                 return _failed(envelope.id, error, throw)
 

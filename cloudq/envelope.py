@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudq.errors import EnvelopeError, SignatureError
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION: Literal[1] = 1
 SIGNATURE_PREFIX = "hmac-sha256:"
 
 # Headers the core writes on a dead-lettered envelope.
@@ -37,7 +37,7 @@ class RetryPolicy(BaseModel):
     max_retries: int | None = Field(default=3, ge=0)
     """Retries after the first attempt; None retries forever (the broker's DLQ still guards)."""
     backoff: float = Field(default=0.0, ge=0)
-    """Base of exponential backoff in seconds (delay = backoff * 2**(attempt-1)); 0 = fixed delay."""
+    """Exponential backoff base in seconds (delay = backoff * 2**(attempt-1)); 0: fixed delay."""
     backoff_max: float = Field(default=600.0, ge=0)
     jitter: bool = False
     """Full jitter: a random delay between 0 and the computed one (spreads thundering herds)."""
@@ -127,7 +127,10 @@ def _diagnose(data: bytes, exc: ValidationError) -> str:
         return f"not a cloudq envelope: body is JSON {type(raw).__name__}, not an object"
     version = raw.get("v")
     if version != ENVELOPE_VERSION:
-        return f"unsupported envelope version {version!r}; this cloudq reads version {ENVELOPE_VERSION}"
+        return (
+            f"unsupported envelope version {version!r}; "
+            f"this cloudq reads version {ENVELOPE_VERSION}"
+        )
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "envelope"
     return f"malformed envelope: {where}: {first['msg']} ({exc.error_count()} error(s))"

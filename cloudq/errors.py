@@ -55,7 +55,7 @@ class WorkerLostError(CloudqError):
     """The process running a task died before reporting an outcome."""
 
 
-class Retry(CloudqError):  # noqa: N818 - Celery's name, kept for users moving over
+class Retry(CloudqError):
     """Raised by ``self.retry()``: ends this attempt and schedules the next one."""
 
     def __init__(
@@ -84,7 +84,7 @@ class TaskFailed(CloudqError):
         super().__init__(f"{exc_type}: {message}")
 
 
-class RemoteTraceback(Exception):  # noqa: N818 - mirrors concurrent.futures' helper
+class RemoteTraceback(Exception):
     """Carries the worker-side traceback text as ``__cause__`` of a re-raised task error."""
 
     def __init__(self, tb: str) -> None:

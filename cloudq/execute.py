@@ -61,8 +61,13 @@ def error_info(exc: BaseException) -> ErrorInfo:
     )
 
 
-def _record(env: Envelope, state: State, result: Any = None, error: ErrorInfo | None = None,
-            clock: Clock | None = None) -> TaskResult:
+def _record(
+    env: Envelope,
+    state: State,
+    result: Any = None,
+    error: ErrorInfo | None = None,
+    clock: Clock | None = None,
+) -> TaskResult:
     return TaskResult(
         task_id=env.id,
         state=state,
@@ -74,8 +79,9 @@ def _record(env: Envelope, state: State, result: Any = None, error: ErrorInfo | 
     )
 
 
-def failure_outcome(env: Envelope, error: ErrorInfo, reason: str, clock: Clock,
-                    keep_result: bool) -> DeadLetter:
+def failure_outcome(
+    env: Envelope, error: ErrorInfo, reason: str, clock: Clock, keep_result: bool
+) -> DeadLetter:
     """Dead-letter ``env`` with the error in its headers (and a FAILURE record)."""
     headers = {
         **env.headers,
@@ -90,9 +96,15 @@ def failure_outcome(env: Envelope, error: ErrorInfo, reason: str, clock: Clock,
     return DeadLetter(reason=reason, envelope=dead, result=record)
 
 
-def retry_or_fail(env: Envelope, exc: BaseException, clock: Clock, keep_result: bool,
-                  countdown: float | None = None, max_retries: int | None = None,
-                  exhausted: BaseException | None = None) -> Outcome:
+def retry_or_fail(
+    env: Envelope,
+    exc: BaseException,
+    clock: Clock,
+    keep_result: bool,
+    countdown: float | None = None,
+    max_retries: int | None = None,
+    exhausted: BaseException | None = None,
+) -> Outcome:
     """The outcome of a failed attempt that may be retried: RetryAt, or DeadLetter when spent.
 
     ``exhausted`` is the error to report when no retry is left (default: ``exc``).
@@ -108,25 +120,41 @@ def retry_or_fail(env: Envelope, exc: BaseException, clock: Clock, keep_result: 
     delay = countdown if countdown is not None else backoff_delay(policy, env.attempt)
     when = clock.now() + timedelta(seconds=delay)
     nxt = env.model_copy(update={"attempt": env.attempt + 1, "eta": when, "sig": None})
-    logger.warning("task %s[%s] attempt %d failed (%s: %s); retry in %.1fs",
-                   env.task, env.id, env.attempt, error.type, error.message, delay)
+    logger.warning(
+        "task %s[%s] attempt %d failed (%s: %s); retry in %.1fs",
+        env.task,
+        env.id,
+        env.attempt,
+        error.type,
+        error.message,
+        delay,
+    )
     record = _record(env, State.RETRY, error=error) if keep_result else None
     return RetryAt(envelope=nxt, when=when, result=record)
 
 
-def outcome_for_error(env: Envelope, task: Task[Any, Any] | None, exc: BaseException,
-                      clock: Clock, keep_result: bool) -> Outcome:
+def outcome_for_error(
+    env: Envelope, task: Task[Any, Any] | None, exc: BaseException, clock: Clock, keep_result: bool
+) -> Outcome:
     """A raised error: retried if the task's ``autoretry_for`` covers it, else dead-lettered."""
-    if task is not None and task.options.autoretry_for and isinstance(
-        exc, task.options.autoretry_for
+    if (
+        task is not None
+        and task.options.autoretry_for
+        and isinstance(exc, task.options.autoretry_for)
     ):
         return retry_or_fail(env, exc, clock, keep_result)
     error = error_info(exc)
     return failure_outcome(env, error, f"{error.type}: {error.message}", clock, keep_result)
 
 
-def _call(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any],
-          soft: float | None, hard: float, runner: Runner) -> Any:
+def _call(
+    task: Task[Any, Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    soft: float | None,
+    hard: float,
+    runner: Runner,
+) -> Any:
     if not task.is_async:
         return runner(lambda: task.run_with(args, kwargs), soft, hard)
 
@@ -188,10 +216,19 @@ def execute(
     if soft is not None and soft >= hard:
         soft = None
     request = Request(
-        id=env.id, task=env.task, attempt=env.attempt, eta=env.eta, queue=env.queue,
-        root_id=env.root_id or env.id, parent_id=env.parent_id, group_id=env.group_id,
-        headers=env.headers, args=env.args, kwargs=env.kwargs,
-        delivery_count=delivery.receive_count, called_directly=False,
+        id=env.id,
+        task=env.task,
+        attempt=env.attempt,
+        eta=env.eta,
+        queue=env.queue,
+        root_id=env.root_id or env.id,
+        parent_id=env.parent_id,
+        group_id=env.group_id,
+        headers=env.headers,
+        args=env.args,
+        kwargs=env.kwargs,
+        delivery_count=delivery.receive_count,
+        called_directly=False,
     )
     token = current_request.set(request)
     logger.info("task %s[%s] started (attempt %d)", env.task, env.id, env.attempt)
@@ -202,8 +239,9 @@ def execute(
         exhausted = retry.exc or MaxRetriesExceededError(
             f"{env.task}[{env.id}] asked to retry after attempt {env.attempt}, the last allowed"
         )
-        return retry_or_fail(env, retry.exc or retry, clock, keep, retry.countdown,
-                             retry.max_retries, exhausted)
+        return retry_or_fail(
+            env, retry.exc or retry, clock, keep, retry.countdown, retry.max_retries, exhausted
+        )
     except Exception as exc:  # noqa: BLE001 - a task's failure is data, never a worker crash
         return outcome_for_error(env, task, exc, clock, keep)
     finally:
@@ -219,5 +257,3 @@ def execute(
         error = ErrorInfo(type="cloudq.errors.ResultEncodeError", message=str(exc))
         return Ack(result=_record(env, State.FAILURE, error=error, clock=clock))
     return Ack(result=_record(env, State.SUCCESS, result=stored, clock=clock))
-
-

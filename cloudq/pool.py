@@ -8,6 +8,7 @@ Only our own Delivery and Outcome objects cross the pipe between parent and chil
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import multiprocessing
@@ -123,8 +124,12 @@ class ProcessExecutor:
 
     def _start(self) -> Connection:
         parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(target=_child_main, args=(self.app_ref, child, logging.getLogger("cloudq").getEffectiveLevel()),
-                                       name="cloudq-child", daemon=True)
+        self._proc = self._ctx.Process(
+            target=_child_main,
+            args=(self.app_ref, child, logging.getLogger("cloudq").getEffectiveLevel()),
+            name="cloudq-child",
+            daemon=True,
+        )
         self._proc.start()
         child.close()
         self._conn = parent
@@ -159,8 +164,11 @@ class ProcessExecutor:
         # The child enforces the limit itself (SIGALRM); the parent kills it if that fails.
         ready = conn.poll(limit + KILL_GRACE_SECONDS)
         if not ready:
-            logger.error("task in pid %s passed its hard time limit (%ss): killing the child",
-                         self.pid, limit)
+            logger.error(
+                "task in pid %s passed its hard time limit (%ss): killing the child",
+                self.pid,
+                limit,
+            )
             self._kill()
             if env is None:
                 return None
@@ -171,9 +179,13 @@ class ProcessExecutor:
             outcome: Outcome = conn.recv()
         except (EOFError, OSError):
             code = self._proc.exitcode if self._proc is not None else None
-            logger.error("%s", WorkerLostError(
-                f"pool child pid {self.pid} died (exit code {code}) running message "
-                f"{delivery.message_id}; it comes back after its lease"))
+            logger.error(
+                "%s",
+                WorkerLostError(
+                    f"pool child pid {self.pid} died (exit code {code}) running message "
+                    f"{delivery.message_id}; it comes back after its lease"
+                ),
+            )
             self._kill()
             return None
         self._done += 1
@@ -184,10 +196,8 @@ class ProcessExecutor:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._conn.send(None)
-            except OSError:
-                pass
         if self._proc is not None:
             self._proc.join(5)
             if self._proc.is_alive():

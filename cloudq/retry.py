@@ -19,9 +19,9 @@ def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None =
     backoff=1). Off: ``default_delay``. Jitter draws uniformly from 0 to that delay.
     """
     if policy.backoff > 0:
-        delay = min(policy.backoff * 2 ** (attempt - 1), policy.backoff_max)
+        delay = min(policy.backoff * 2.0 ** (attempt - 1), policy.backoff_max)
     else:
         delay = policy.default_delay
     if policy.jitter:
-        delay = (rng or random).uniform(0, delay)
+        delay = float((rng or random).uniform(0, delay))
     return delay

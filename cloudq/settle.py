@@ -30,7 +30,7 @@ def _store(app: App, result: TaskResult | None) -> None:
         return
     try:
         app.backend.store(result, app.conf.result_expires)
-    except Exception:  # noqa: BLE001 - a result store outage must not lose or re-run the task
+    except Exception:
         logger.exception("could not store result of task %s (%s)", result.task_id, result.state)
 
 

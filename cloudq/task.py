@@ -53,10 +53,14 @@ class Task(Generic[P, R]):
         self.name = options.name
         self.is_async = inspect.iscoroutinefunction(fn)
         self.arguments = ArgumentSpec(fn, options.name, options.bind)
-        self.rate: RateLimit | None = parse_rate_limit(options.rate_limit) if options.rate_limit else None
+        self.rate: RateLimit | None = (
+            parse_rate_limit(options.rate_limit) if options.rate_limit else None
+        )
         for bad in options.autoretry_for:
             if not (isinstance(bad, type) and issubclass(bad, BaseException)):
-                raise ConfigurationError(f"task {self.name!r}: autoretry_for takes exception classes")
+                raise ConfigurationError(
+                    f"task {self.name!r}: autoretry_for takes exception classes"
+                )
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__wrapped__ = fn
@@ -199,7 +203,9 @@ class Task(Generic[P, R]):
             expires=expires,
             created_at=now,
             priority=priority if priority is not None else self.options.priority,
-            root_id=(parent.root_id or parent.id) if parent and not parent.called_directly else None,
+            root_id=(parent.root_id or parent.id)
+            if parent and not parent.called_directly
+            else None,
             parent_id=parent.id if parent and not parent.called_directly else None,
             headers=dict(headers or {}),
         )

@@ -22,7 +22,9 @@ T = TypeVar("T")
 
 
 def _inject(thread_id: int, exc_type: type[BaseException]) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
+    )
 
 
 def _clear(thread_id: int) -> None:
@@ -83,7 +85,7 @@ def _signal_limits(soft: float | None, hard: float | None) -> Iterator[None]:
 
 
 def run_with_limits(fn: Callable[[], T], soft: float | None, hard: float | None) -> T:
-    """Run ``fn`` here; raise ``SoftTimeLimitExceeded`` at ``soft``, ``TimeLimitExceeded`` at ``hard``."""
+    """Run ``fn``: raises SoftTimeLimitExceeded at ``soft``, TimeLimitExceeded at ``hard``."""
     in_main = threading.current_thread() is threading.main_thread()
     limits = _signal_limits if in_main and hasattr(signal, "setitimer") else _thread_limits
     with limits(soft, hard):

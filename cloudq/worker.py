@@ -1,4 +1,4 @@
-"""The long-lived worker: receive in batches, run on a pool, keep leases alive, settle, stop cleanly.
+"""The long-lived worker: receive in batches, run on a pool, keep leases alive, stop cleanly.
 
 Queue priority: queues listed first drain first. Each receive round scans the queues in order and
 takes from a queue only what the earlier ones left free. So that a queue behind a flooded one is
@@ -69,9 +69,11 @@ class _Acker:
             for start in range(0, len(deliveries), batch):
                 try:
                     self.app.broker.ack(deliveries[start : start + batch])
-                except Exception:  # noqa: BLE001 - unacked messages come back: at-least-once
-                    logger.exception("ack of %d message(s) failed; they will be redelivered",
-                                     len(deliveries[start : start + batch]))
+                except Exception:
+                    logger.exception(
+                        "ack of %d message(s) failed; they will be redelivered",
+                        len(deliveries[start : start + batch]),
+                    )
 
 
 class Worker:
@@ -101,9 +103,11 @@ class Worker:
         self.queues = list(dict.fromkeys(queues))
         self.concurrency = concurrency or conf.worker_concurrency
         self.pool_kind: PoolKind = pool
-        self.prefetch = prefetch if prefetch is not None else (conf.worker_prefetch
-                                                               if conf.worker_prefetch is not None
-                                                               else self.concurrency)
+        self.prefetch = (
+            prefetch
+            if prefetch is not None
+            else (conf.worker_prefetch if conf.worker_prefetch is not None else self.concurrency)
+        )
         self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
         self.poll_seconds = conf.worker_poll_seconds if poll_seconds is None else poll_seconds
         self.lease = conf.queue_lease_seconds
@@ -141,15 +145,22 @@ class Worker:
 
         for i in range(self.concurrency):
             executor = make_executor(self, i)
-            t = threading.Thread(target=self._work, args=(executor,), name=f"cloudq-pool-{i}",
-                                 daemon=True)
+            t = threading.Thread(
+                target=self._work, args=(executor,), name=f"cloudq-pool-{i}", daemon=True
+            )
             t.start()
             self._threads.append(t)
         house = threading.Thread(target=self._housekeeping, name="cloudq-lease", daemon=True)
         house.start()
-        logger.info("worker %s ready: queues %s, %s pool x%d, prefetch %d, lease %.0fs",
-                    self.hostname, ",".join(self.queues), self.pool_kind, self.concurrency,
-                    self.prefetch, self.lease)
+        logger.info(
+            "worker %s ready: queues %s, %s pool x%d, prefetch %d, lease %.0fs",
+            self.hostname,
+            ",".join(self.queues),
+            self.pool_kind,
+            self.concurrency,
+            self.prefetch,
+            self.lease,
+        )
         try:
             self._receive_loop()
         finally:
@@ -167,8 +178,9 @@ class Worker:
             if self._stopping.is_set():
                 logger.warning("second signal: exiting now; running tasks return after their lease")
                 os._exit(1)
-            logger.info("signal %s: stopping after running tasks finish",
-                        signal.Signals(signum).name)
+            logger.info(
+                "signal %s: stopping after running tasks finish", signal.Signals(signum).name
+            )
             self.stop()
 
         signal.signal(signal.SIGTERM, on_signal)
@@ -215,7 +227,7 @@ class Worker:
                         if got:
                             break
                 backoff = 0.5
-            except Exception:  # noqa: BLE001 - a broker outage: back off and keep going
+            except Exception:
                 logger.exception("receive failed; retrying in %.1fs", backoff)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -257,9 +269,10 @@ class Worker:
             if outcome is not None:
                 settle(self.app, delivery, outcome, ack=self._acker)
                 self._count(outcome)
-        except Exception:  # noqa: BLE001 - never lose the worker to one message
-            logger.exception("could not settle message %s; it will be redelivered",
-                             delivery.message_id)
+        except Exception:
+            logger.exception(
+                "could not settle message %s; it will be redelivered", delivery.message_id
+            )
         finally:
             with self._room:
                 self._held.pop(id(delivery), None)
@@ -286,7 +299,8 @@ class Worker:
         now = time.monotonic()
         with self._held_lock:
             due = [
-                h.delivery for h in self._held.values()
+                h.delivery
+                for h in self._held.values()
                 if h.delivery.leased_until - now < self.lease / 2
                 and (h.deadline is None or now < h.deadline)
             ]
@@ -303,7 +317,7 @@ class Worker:
                     self.app.broker.extend(chunk, self.lease)
                     for d in chunk:
                         d.leased_until = time.monotonic() + self.lease
-                except Exception:  # noqa: BLE001 - the message may be redelivered; keep going
+                except Exception:
                     logger.exception("lease extension failed for %d message(s)", len(chunk))
 
     # --- stopping ------------------------------------------------------------------------
@@ -319,19 +333,22 @@ class Worker:
         if waiting:
             try:
                 self.app.broker.release(waiting, 0)
-            except Exception:  # noqa: BLE001 - they come back after their lease instead
+            except Exception:
                 logger.exception("could not release %d prefetched message(s)", len(waiting))
             with self._held_lock:
                 for d in waiting:
                     self._held.pop(id(d), None)
-        logger.info("stopping: released %d prefetched message(s), waiting for %d running",
-                    len(waiting), len(self._held))
+        logger.info(
+            "stopping: released %d prefetched message(s), waiting for %d running",
+            len(waiting),
+            len(self._held),
+        )
         for _ in self._threads:
             self._jobs.put(None)
         for t in self._threads:
             t.join()
         self._acker.flush()
         self._stopped.set()
-        logger.info("worker %s stopped: %d processed, %d failed", self.hostname, self.processed,
-                    self.failed)
-
+        logger.info(
+            "worker %s stopped: %d processed, %d failed", self.hostname, self.processed, self.failed
+        )

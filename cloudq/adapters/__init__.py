@@ -49,7 +49,8 @@ def find_factory(scheme: str) -> BrokerFactory:
         return factory
     if scheme in KNOWN_EXTRAS:
         raise AdapterNotFound(
-            f"no adapter for '{scheme}://' is installed: pip install 'cloudq[{KNOWN_EXTRAS[scheme]}]'"
+            f"no adapter for '{scheme}://' is installed: "
+            f"pip install 'cloudq[{KNOWN_EXTRAS[scheme]}]'"
         )
     known = ", ".join(sorted({"memory", *KNOWN_EXTRAS}))
     raise AdapterNotFound(

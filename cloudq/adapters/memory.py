@@ -91,7 +91,9 @@ class MemoryBroker:
 
     def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         if len(messages) > self.limits.max_batch:
-            raise BrokerError(f"send of {len(messages)} messages exceeds batch limit {self.limits.max_batch}")
+            raise BrokerError(
+                f"send of {len(messages)} messages exceeds batch limit {self.limits.max_batch}"
+            )
         for m in messages:
             if len(m.body) > self.limits.max_message_bytes:
                 raise MessageTooLarge(
@@ -212,7 +214,12 @@ _brokers_lock = threading.Lock()
 
 def _limits_from_query(query: str) -> BrokerLimits:
     params = {k: v[-1] for k, v in parse_qs(query).items()}
-    unknown = set(params) - {"max_delay_seconds", "max_lease_seconds", "max_message_bytes", "max_batch"}
+    unknown = set(params) - {
+        "max_delay_seconds",
+        "max_lease_seconds",
+        "max_message_bytes",
+        "max_batch",
+    }
     if unknown:
         raise ConfigurationError(f"memory:// does not know the option(s) {sorted(unknown)}")
     try:

@@ -14,7 +14,13 @@ __all__ = ["ErrorInfo", "ResultBackend", "State", "TaskResult", "open_backend"]
 
 ENTRY_POINT_GROUP = "cloudq.backends"
 BackendFactory = Callable[[str, Clock], ResultBackend]
-KNOWN_EXTRAS = {"redis": "redis", "rediss": "redis", "dynamodb": "sqs", "firestore": "pubsub", "azuretable": "servicebus"}
+KNOWN_EXTRAS = {
+    "redis": "redis",
+    "rediss": "redis",
+    "dynamodb": "sqs",
+    "firestore": "pubsub",
+    "azuretable": "servicebus",
+}
 
 
 def open_backend(url: str, clock: Clock) -> ResultBackend:
@@ -29,6 +35,7 @@ def open_backend(url: str, clock: Clock) -> ResultBackend:
         return factory(url, clock)
     if scheme in KNOWN_EXTRAS:
         raise AdapterNotFound(
-            f"no result backend for '{scheme}://' is installed: pip install 'cloudq[{KNOWN_EXTRAS[scheme]}]'"
+            f"no result backend for '{scheme}://' is installed: "
+            f"pip install 'cloudq[{KNOWN_EXTRAS[scheme]}]'"
         )
     raise AdapterNotFound(f"unknown result backend scheme '{scheme}://'")

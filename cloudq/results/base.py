@@ -89,6 +89,8 @@ def poll_until_ready(
             return record
         if deadline is not None and time.monotonic() >= deadline:
             return record
-        pause = interval if deadline is None else min(interval, max(0.0, deadline - time.monotonic()))
+        pause = (
+            interval if deadline is None else min(interval, max(0.0, deadline - time.monotonic()))
+        )
         time.sleep(pause)
         interval = min(interval * 1.5, 0.5)

@@ -1,4 +1,4 @@
-"""Helpers for testing apps: a worker in a background thread, a fake clock, waiting on conditions."""
+"""Helpers for testing apps: a worker in a thread, a fake clock, waiting on conditions."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def start_worker(
     concurrency: int = 2,
     pool: PoolKind = "threads",
     poll_seconds: float = 0.2,
-    **options: object,
+    prefetch: int | None = None,
+    max_tasks_per_child: int | None = None,
+    app_ref: str | None = None,
 ) -> Iterator[Worker]:
     """Run a real worker in a thread for the block; stop it gracefully on exit.
 
@@ -36,8 +38,16 @@ def start_worker(
     if queues is None:
         found = {t.options.queue for t in app.tasks.values() if t.options.queue}
         queues = [app.conf.task_default_queue, *sorted(found), *app.conf.task_routes.values()]
-    worker = Worker(app, queues, concurrency=concurrency, pool=pool,
-                    poll_seconds=poll_seconds, **options)  # type: ignore[arg-type]
+    worker = Worker(
+        app,
+        queues,
+        concurrency=concurrency,
+        pool=pool,
+        poll_seconds=poll_seconds,
+        prefetch=prefetch,
+        max_tasks_per_child=max_tasks_per_child,
+        app_ref=app_ref,
+    )
     thread = threading.Thread(target=worker.run, name="cloudq-test-worker", daemon=True)
     thread.start()
     try:
@@ -49,8 +59,12 @@ def start_worker(
             raise RuntimeError("test worker did not stop within 60 s")
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02,
-             message: str = "condition") -> None:
+def wait_for(
+    condition: Callable[[], object],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> None:
     """Poll ``condition`` until true; ``TimeoutError`` naming ``message`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -65,8 +79,9 @@ def process_one(app: App, queue: str | None = None) -> Outcome | None:
     With a ``FakeClock`` this steps through retries and delays exactly, without any waiting.
     """
     broker = app.broker
-    deliveries = broker.receive(queue or app.conf.task_default_queue, 1, 0,
-                                app.conf.queue_lease_seconds)
+    deliveries = broker.receive(
+        queue or app.conf.task_default_queue, 1, 0, app.conf.queue_lease_seconds
+    )
     if not deliveries:
         return None
     outcome = execute(deliveries[0], app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -15,8 +16,13 @@ from cloudq.errors import EnvelopeError, SignatureError
 
 def make(**over: object) -> Envelope:
     data: dict[str, object] = {
-        "v": ENVELOPE_VERSION, "id": "t1", "task": "shop.send", "args": [1, "a"],
-        "kwargs": {"k": [1, None]}, "queue": "default", "created_at": FakeClock().now(),
+        "v": ENVELOPE_VERSION,
+        "id": "t1",
+        "task": "shop.send",
+        "args": [1, "a"],
+        "kwargs": {"k": [1, None]},
+        "queue": "default",
+        "created_at": FakeClock().now(),
     }
     data.update(over)
     return Envelope.model_validate(data)
@@ -60,7 +66,9 @@ def test_decoder_takes_any_bytes(data: bytes) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -68,10 +76,8 @@ json_values = st.recursive(
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.text(max_size=10), json_values, max_size=6))
 def test_decoder_takes_any_json_object(obj: dict[str, object]) -> None:
-    try:
+    with contextlib.suppress(EnvelopeError):
         decode(json.dumps(obj).encode())
-    except EnvelopeError:
-        pass
 
 
 @settings(max_examples=100, deadline=None)

@@ -85,8 +85,9 @@ def test_processes_pool_soft_limit_in_child() -> None:
 
 
 def test_max_tasks_per_child_recycles_children() -> None:
-    with start_worker(pool_app.app, ["default"], concurrency=1, pool="processes",
-                      max_tasks_per_child=2):
+    with start_worker(
+        pool_app.app, ["default"], concurrency=1, pool="processes", max_tasks_per_child=2
+    ):
         pids = [pool_app.pid.delay().get(timeout=20) for _ in range(5)]
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
     assert os.getpid() not in pids
@@ -120,9 +121,26 @@ def test_lease_is_extended_while_a_task_runs(tmp_path: Path) -> None:
 def test_sigterm_finishes_running_releases_prefetched_exits_zero(tmp_path: Path) -> None:
     env = {**os.environ, "POOL_APP_SEED": str(tmp_path), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cloudq.cli", "-A", "tests.apps.pool_app", "worker",
-         "-Q", "default", "-c", "1", "--prefetch", "3", "-l", "info"],
-        cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "cloudq.cli",
+            "-A",
+            "tests.apps.pool_app",
+            "worker",
+            "-Q",
+            "default",
+            "-c",
+            "1",
+            "--prefetch",
+            "3",
+            "-l",
+            "info",
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         lines: list[str] = []
