@@ -40,8 +40,8 @@ def memory_result_backend() -> Iterator[BackendUnderTest]:
 
 @pytest.fixture
 def redis_result_backend(
-    redis_url: str,  # noqa: F811
-    redis_prefix: str,  # noqa: F811
+    redis_url: str,
+    redis_prefix: str,
 ) -> Iterator[BackendUnderTest]:
     from cloudq.results.redis import open_redis_backend
 
