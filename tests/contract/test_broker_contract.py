@@ -45,10 +45,12 @@ def queue(broker: Broker) -> str:
 def receive_until(
     broker: Broker, queue: str, count: int, lease: float = 30, timeout: float = 15
 ) -> list[Delivery]:
+    """Receive until ``count`` messages came, never asking for more than are still missing."""
     got: list[Delivery] = []
 
     def enough() -> bool:
-        got.extend(broker.receive(queue, broker.limits.max_batch, 1, lease))
+        want = min(count - len(got), broker.limits.max_batch)
+        got.extend(broker.receive(queue, want, 1, lease))
         return len(got) >= count
 
     wait_for(enough, timeout=timeout, interval=0, message=f"{count} message(s) on {queue}")
@@ -119,10 +121,18 @@ def test_dead_letter_keeps_reason_and_body(broker: Broker, queue: str) -> None:
 
 def test_max_receive_count_moves_to_dead_letter_queue(broker: Broker, queue: str) -> None:
     broker.send(queue, [OutgoingMessage(b"poison")])
-    for _ in range(2):  # max_receive_count=2: two leases expire unacked
-        receive_until(broker, queue, 1, lease=1)
-    [dead] = receive_until(broker, f"{queue}-dlq", 1, timeout=20)
-    assert dead.body == b"poison"
+    receives: list[Delivery] = []
+    dead: list[Delivery] = []
+
+    def moved() -> bool:
+        # Like SQS, the move happens when a consumer asks for the message once too often.
+        receives.extend(broker.receive(queue, 1, 1, 1))
+        dead.extend(broker.receive(f"{queue}-dlq", 1, 0, 30))
+        return bool(dead)
+
+    wait_for(moved, timeout=30, interval=0, message="poison message in the DLQ")
+    assert [d.receive_count for d in receives] == [1, 2]  # max_receive_count=2
+    assert dead[0].body == b"poison"
 
 
 def test_stats_and_purge(broker: Broker, queue: str) -> None:
