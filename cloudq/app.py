@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from cloudq.adapters import open_broker
 from cloudq.adapters.base import Broker, QueueSpec
+from cloudq.claimcheck import ClaimCheckStore, open_claim_check_store
 from cloudq.clock import SYSTEM_CLOCK, Clock
 from cloudq.config import Settings, make_settings
 from cloudq.envelope import Envelope
@@ -111,6 +112,11 @@ class App:
     def backend(self) -> ResultBackend | None:
         url = self.conf.result_backend
         return open_backend(url, self.clock) if url else None
+
+    @cached_property
+    def claim_checks(self) -> ClaimCheckStore | None:
+        url = self.conf.claim_check_url
+        return open_claim_check_store(url) if url else None
 
     @property
     def signing_keys(self) -> list[str]:

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     task_track_started: bool = False
     """Write a STARTED record when a task starts (one more backend write per task)."""
 
+    claim_check_url: str | None = None
+    """Object storage for payloads over the broker's limit (``s3://bucket/prefix``)."""
+
     signing_keys: list[str] = Field(default_factory=list)
     """HMAC keys; the first signs, any verifies. When set, unsigned messages are refused."""
 

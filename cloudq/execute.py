@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
+from cloudq.claimcheck import pointer_url
 from cloudq.clock import Clock
 from cloudq.envelope import (
     HEADER_DEAD_LETTER_REASON,
@@ -185,8 +186,14 @@ def execute(
     ``eager`` (``task.apply()``) ignores the eta and keeps the result whatever the backend.
     """
     clock = clock or app.clock
+    body = delivery.body
+    claim = pointer_url(body)
+    if claim is not None:
+        if app.claim_checks is None:
+            return DeadLetter(reason=f"body is parked at {claim} but claim_check_url is not set")
+        body = app.claim_checks.get(claim)  # an outage raises: the message comes back later
     try:
-        env = decode(delivery.body)
+        env = decode(body)
         verify(env, app.signing_keys)
     except EnvelopeError as exc:
         logger.error("dead-lettering message %s: %s", delivery.message_id, exc)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cloudq.adapters.base import BrokerLimits, OutgoingMessage
+from cloudq.claimcheck import POINTER_KEY, pointer
 from cloudq.envelope import Envelope, sign
 from cloudq.errors import MessageTooLarge
 
@@ -32,11 +34,20 @@ def to_message(app: App, envelope: Envelope, dedup_suffix: str = "") -> Outgoing
     """One envelope as an outgoing message, or ``MessageTooLarge`` before anything is sent."""
     limits = app.broker.limits
     body = sign(envelope, app.signing_keys).encode()
+    attributes = {"cloudq-task": envelope.task}
     if len(body) > limits.max_message_bytes:
-        raise MessageTooLarge(
-            f"task {envelope.task!r} ({envelope.id}) encodes to {len(body):,} bytes, over the "
-            f"broker's limit of {limits.max_message_bytes:,}: pass ids or object-store keys "
-            "instead of large values, or configure claim-check storage for the adapter"
+        store = app.claim_checks
+        if store is None:
+            raise MessageTooLarge(
+                f"task {envelope.task!r} ({envelope.id}) encodes to {len(body):,} bytes, over "
+                f"the broker's limit of {limits.max_message_bytes:,}: pass ids or object-store "
+                "keys instead of large values, or set claim_check_url (e.g. s3://bucket/cloudq)"
+            )
+        url = store.put(f"{envelope.id}-{envelope.attempt}-{uuid.uuid4().hex[:8]}", body)
+        body = pointer(url)
+        attributes[POINTER_KEY] = url
+        logger.debug(
+            "task %s[%s]: %d bytes parked at %s", envelope.task, envelope.id, len(body), url
         )
     # Whole seconds, rounded up: a task must never become visible before its eta.
     delay = float(math.ceil(native_delay(envelope.eta, app.clock.now(), limits)))
@@ -44,7 +55,7 @@ def to_message(app: App, envelope: Envelope, dedup_suffix: str = "") -> Outgoing
         body=body,
         delay_seconds=delay,
         message_id=envelope.id + dedup_suffix,
-        attributes={"cloudq-task": envelope.task},
+        attributes=attributes,
     )
 
 

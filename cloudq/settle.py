@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cloudq.adapters.base import Delivery
+from cloudq.claimcheck import pointer_url
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.producer import send_envelopes
 from cloudq.results.base import TaskResult
@@ -39,7 +40,17 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
 
     Raises if a send fails: the delivery is then left alone and the broker redelivers it.
     """
-    do_ack: AckFn = ack or (lambda d: app.broker.ack([d]))
+    claim = pointer_url(delivery.body)
+    plain_ack: AckFn = ack or (lambda d: app.broker.ack([d]))
+
+    def do_ack(d: Delivery) -> None:
+        plain_ack(d)
+        if claim is not None and app.claim_checks is not None:
+            try:
+                app.claim_checks.delete(claim)
+            except Exception:
+                logger.exception("could not delete claim-check object %s", claim)
+
     match outcome:
         case Ack(result=result, follow_ups=follow_ups):
             _store(app, result)
@@ -56,5 +67,6 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
             do_ack(delivery)
         case DeadLetter(reason=reason, envelope=envelope, result=result):
             _store(app, result)
-            body = envelope.encode() if envelope is not None else None
+            # A parked body stays parked: the dead letter keeps its pointer (and the object).
+            body = envelope.encode() if envelope is not None and claim is None else None
             app.broker.dead_letter(delivery, reason, body)

@@ -4,4 +4,5 @@ skips with its reason, except under CI=true where it fails (see tests/tools.py).
 pytest_plugins = [
     "cloudq.testing.pytest_plugin",
     "tests.fixtures.redis_server",
+    "tests.fixtures.moto_server",
 ]

@@ -185,3 +185,48 @@ def test_task_options_are_checked() -> None:
         app.task(retries=3)(lambda: None)
     with pytest.raises(ConfigurationError, match="rate limit"):
         app.task(rate_limit="fast")(lambda: None)
+
+
+def test_oversized_payload_travels_by_claim_check_and_is_cleaned_up() -> None:
+    from cloudq.claimcheck import MemoryClaimCheckStore
+
+    name = uuid.uuid4().hex
+    app = App(
+        "t",
+        broker=f"memory://{name}?max_message_bytes=600",
+        backend=f"memory://{name}",
+        claim_check_url=f"memory://{name}-objects",
+        clock=FakeClock(),
+    )
+
+    @app.task
+    def big(blob: str) -> int:
+        return len(blob)
+
+    result = big.delay("x" * 5000)
+    store = app.claim_checks
+    assert isinstance(store, MemoryClaimCheckStore) and len(store.objects) == 1
+    process_one(app)
+    assert result.get(timeout=1) == 5000
+    assert store.objects == {}, "object not deleted after the final ack"
+
+
+def test_claim_checked_poison_keeps_its_object_in_the_dlq() -> None:
+    name = uuid.uuid4().hex
+    app = App(
+        "t",
+        broker=f"memory://{name}?max_message_bytes=600",
+        claim_check_url=f"memory://{name}-objects",
+        clock=FakeClock(),
+    )
+
+    @app.task
+    def bad(blob: str) -> None:
+        raise ValueError("poison")
+
+    bad.delay("y" * 5000)
+    process_one(app)
+    [dead] = app.broker.receive("default-dlq", 1, 0, 30)
+    assert b"cloudq-claim-check" in dead.body
+    assert "ValueError: poison" in dead.attributes["cloudq-dead-letter-reason"]
+    assert len(app.claim_checks.objects) == 1  # type: ignore[union-attr]
