@@ -120,8 +120,21 @@ def demo(fast: bool) -> None:
     sys.exit(run_demo(fast=fast))
 
 
+def _add_plugin_commands() -> None:
+    """Adapters add subcommands (``lambda-local``...) through the ``cloudq.commands`` group."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="cloudq.commands"):
+        if ep.name not in main.commands:
+            try:
+                main.add_command(ep.load(), ep.name)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+                logging.getLogger("cloudq.cli").warning("command %s not loaded: %s", ep.name, exc)
+
+
 def run() -> None:
     """Entry point with clean errors: a CloudqError is a message, not a traceback."""
+    _add_plugin_commands()
     try:
         main(standalone_mode=False)
     except click.exceptions.Abort:

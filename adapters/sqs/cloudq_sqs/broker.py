@@ -262,6 +262,29 @@ class SQSBroker:
             )
         return name
 
+    def logical_name(self, physical: str) -> str:
+        """The cloudq queue name of an SQS queue name (the inverse of ``physical_name``)."""
+        name = physical.removeprefix(self.prefix)
+        fifo_dlq = DEAD_LETTER_SUFFIX + ".fifo"
+        if name.endswith(fifo_dlq):
+            name = name[: -len(fifo_dlq)] + ".fifo" + DEAD_LETTER_SUFFIX
+        return name
+
+    @property
+    def client(self) -> Any:
+        """The boto3 SQS client (for tools that need raw API shapes, like ``lambda-local``)."""
+        return self._client
+
+    def queue_url(self, queue: str) -> str:
+        """The queue's URL (looked up once, then cached)."""
+        return self._url(queue)
+
+    def queue_arn(self, queue: str) -> str:
+        response = self._call(
+            "get_queue_attributes", queue, QueueUrl=self._url(queue), AttributeNames=["QueueArn"]
+        )
+        return str(response["Attributes"]["QueueArn"])
+
     def _name(self, queue: str) -> str:
         """The physical name for messages, even where the name itself is invalid."""
         try:

@@ -1,0 +1,100 @@
+"""The AWS Lambda handler: an SQS event's records through the same ``execute()`` as a worker.
+
+``handler = cloudq_sqs.lambda_handler(app)`` is the function's entry point. Each record becomes a
+Delivery; its outcome is applied as a worker would, except that acknowledging is left to the
+event source mapping (it deletes the records the handler reports as successful):
+
+- done: reported as success;
+- retry: a copy is sent with its backoff delay, the record is reported as success;
+- dead letter: sent to the DLQ (and deleted), reported as success;
+- deferred (eta in the future): re-sent with the remaining delay, reported as success;
+- an outcome that could not be applied (a send failed, the claim-check store was down): the record
+  goes into ``batchItemFailures`` and SQS redelivers it after its visibility timeout.
+
+The mapping must have ``ReportBatchItemFailures`` on (the Terraform module sets it). A record is
+not started when too little of the invocation's time is left; it is reported as failed instead,
+so a Lambda timeout never leaves a record half-done without SQS redelivering it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from cloudq.adapters.base import Delivery
+from cloudq.execute import execute
+from cloudq.settle import settle
+from cloudq_sqs.broker import MESSAGE_ID_ATTRIBUTE, SQSBroker, decode_body
+
+if TYPE_CHECKING:
+    from cloudq.app import App
+
+logger = logging.getLogger("cloudq.lambda")
+
+SAFETY_MARGIN_MS = 1_000
+"""Time kept back from each task's limit to apply its outcome before Lambda's own timeout."""
+
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def record_to_delivery(broker: SQSBroker, record: dict[str, Any]) -> Delivery:
+    """One record of an SQS event as the Delivery a worker would have received."""
+    attributes = {
+        name: value["stringValue"]
+        for name, value in (record.get("messageAttributes") or {}).items()
+        if isinstance(value, dict) and "stringValue" in value
+    }
+    queue = broker.logical_name(str(record["eventSourceARN"]).rsplit(":", 1)[-1])
+    return Delivery(
+        queue=queue,
+        body=decode_body(record["body"], attributes),
+        message_id=attributes.pop(MESSAGE_ID_ATTRIBUTE, None) or record["messageId"],
+        receive_count=int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)),
+        handle=record["receiptHandle"],
+        attributes=attributes,
+    )
+
+
+def _left_by_mapping(delivery: Delivery) -> None:
+    """Acknowledging is the event source mapping's job: it deletes the successful records."""
+
+
+def process_event(app: App, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Run every record; return the partial-batch response Lambda expects."""
+    broker = app.broker
+    if not isinstance(broker, SQSBroker):
+        raise TypeError(f"the Lambda SQS handler needs an sqs:// broker, not {broker!r}")
+    records: list[dict[str, Any]] = list(event.get("Records") or [])
+    failed: list[str] = []
+    for index, record in enumerate(records):
+        message_id = str(record.get("messageId", ""))
+        left_ms = context.get_remaining_time_in_millis() if context is not None else None
+        if left_ms is not None and left_ms < 2 * SAFETY_MARGIN_MS:
+            rest = [str(r.get("messageId", "")) for r in records[index:]]
+            logger.warning("%d ms left: %d record(s) left for redelivery", left_ms, len(rest))
+            failed.extend(rest)
+            break
+        try:
+            delivery = record_to_delivery(broker, record)
+            limit = None if left_ms is None else (left_ms - SAFETY_MARGIN_MS) / 1000
+            outcome = execute(delivery, app, hard_limit=limit)
+            settle(app, delivery, outcome, ack=_left_by_mapping)
+        except Exception:
+            logger.exception("record %s could not be processed; SQS will redeliver it", message_id)
+            failed.append(message_id)
+            if str(record.get("eventSourceARN", "")).endswith(".fifo"):
+                # FIFO order: nothing after a failed record may run before it does.
+                rest = [str(r.get("messageId", "")) for r in records[index + 1 :]]
+                failed.extend(rest)
+                break
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
+
+
+def lambda_handler(app: App) -> LambdaHandler:
+    """The function to name as the Lambda handler: ``handler = lambda_handler(app)``."""
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return process_event(app, event, context)
+
+    return handler
