@@ -50,7 +50,8 @@ class Settings(BaseSettings):
 
     worker_concurrency: int = Field(default=4, ge=1)
     worker_prefetch: int | None = Field(default=None, ge=0)
-    """Messages held beyond the running ones; default: as many as the concurrency."""
+    """Messages held beyond the running ones; default: the concurrency, or enough to make the
+    worker's room one full receive batch (10 on SQS) when that is more."""
     worker_poll_seconds: float = Field(default=5.0, ge=0)
     """Longest a receive waits for a message; also bounds how long a stop waits on a poll."""
     worker_fairness_rounds: int = Field(default=10, ge=1)

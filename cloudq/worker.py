@@ -103,11 +103,15 @@ class Worker:
         self.queues = list(dict.fromkeys(queues))
         self.concurrency = concurrency or conf.worker_concurrency
         self.pool_kind: PoolKind = pool
-        self.prefetch = (
-            prefetch
-            if prefetch is not None
-            else (conf.worker_prefetch if conf.worker_prefetch is not None else self.concurrency)
-        )
+        if prefetch is None:
+            prefetch = conf.worker_prefetch
+        if prefetch is None:
+            # Enough room for one full receive batch: fewer, fuller receive calls (SQS bills each).
+            prefetch = max(self.concurrency, app.broker.limits.max_batch - self.concurrency)
+        self.prefetch = prefetch
+        capacity = self.concurrency + self.prefetch
+        self._receive_threshold = max(1, min(app.broker.limits.max_batch, capacity) // 2)
+        """Receive only once this many slots are free (or none is held): no one-message polls."""
         self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
         self.poll_seconds = conf.worker_poll_seconds if poll_seconds is None else poll_seconds
         self.lease = conf.queue_lease_seconds
@@ -204,7 +208,11 @@ class Worker:
         backoff = 0.5
         while not self._stopping.is_set():
             with self._room:
-                while self._free() <= 0 and not self._stopping.is_set():
+                while (
+                    self._free() < self._receive_threshold
+                    and self._held
+                    and not self._stopping.is_set()
+                ):
                     self._room.wait(1.0)
             if self._stopping.is_set():
                 break
