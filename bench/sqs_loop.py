@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fixtures.moto_server import _free_port, _stop  # noqa: E402
+from tests.fixtures.moto_server import _free_port, _stop
 
 ROUND = 100
 
@@ -42,20 +42,28 @@ def measure(name: str, n: int, fn: Callable[[int], None]) -> dict[str, float | s
 
 def raw_boto3(client: object, url: str) -> Callable[[int], None]:
     def run(count: int) -> None:
-        for start in range(0, count, 10):
-            client.send_message_batch(QueueUrl=url, Entries=[  # type: ignore[attr-defined]
-                {"Id": str(i), "MessageBody": '{"task":"noop","args":[]}'} for i in range(10)
-            ])
+        for _ in range(count // 10):
+            client.send_message_batch(
+                QueueUrl=url,
+                Entries=[  # type: ignore[attr-defined]
+                    {"Id": str(i), "MessageBody": '{"task":"noop","args":[]}'} for i in range(10)
+                ],
+            )
         got = 0
         while got < count:
             messages = client.receive_message(  # type: ignore[attr-defined]
-                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
             ).get("Messages", [])
             if messages:
-                client.delete_message_batch(QueueUrl=url, Entries=[  # type: ignore[attr-defined]
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(messages)
-                ])
+                client.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[  # type: ignore[attr-defined]
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(messages)
+                    ],
+                )
             got += len(messages)
 
     return run
@@ -91,10 +99,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     n = parser.parse_args().n // ROUND * ROUND
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="x",
-                      AWS_SECRET_ACCESS_KEY="x", AWS_REGION="us-east-1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_ACCESS_KEY_ID="x",
+        AWS_SECRET_ACCESS_KEY="x",
+        AWS_REGION="us-east-1",
+    )
     try:
         import boto3
 
@@ -120,8 +135,10 @@ def main() -> None:
     print(f"N = {n} messages, moto server on 127.0.0.1 (send + receive + delete)")
     print(f"{'contender':34} {'wall s':>7} {'msg/s':>7} {'CPU ms/msg':>10} {'CPU ratio':>9}")
     for row in rows:
-        print(f"{row['name']:34} {row['wall']:7.2f} {row['rate']:7.0f} {row['cpu_ms']:10.3f} "
-              f"{float(row['cpu_ms']) / float(base['cpu_ms']):9.2f}")
+        print(
+            f"{row['name']:34} {row['wall']:7.2f} {row['rate']:7.0f} {row['cpu_ms']:10.3f} "
+            f"{float(row['cpu_ms']) / float(base['cpu_ms']):9.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -154,3 +154,9 @@ class App:
             self.broker.close()
         if "backend" in self.__dict__ and self.backend is not None:
             self.backend.close()
+        store = self.__dict__.get("claim_checks")
+        if store is not None and hasattr(store, "close"):
+            store.close()
+        for name in ("broker", "backend", "claim_checks"):
+            self.__dict__.pop(name, None)  # reopened on next use
+        self._ensured.clear()

@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from typing import Protocol, runtime_checkable
 
 from cloudq.adapters import scheme_of
-from cloudq.errors import AdapterNotFound
+from cloudq.errors import AdapterNotFound, ClaimCheckMissing
 
 POINTER_KEY = "cloudq-claim-check"
 ENTRY_POINT_GROUP = "cloudq.claimchecks"
@@ -86,7 +86,7 @@ class MemoryClaimCheckStore:
         try:
             return self.objects[url]
         except KeyError:
-            raise KeyError(f"claim-check object {url} is gone") from None
+            raise ClaimCheckMissing(f"claim-check object {url} is gone") from None
 
     def delete(self, url: str) -> None:
         self.objects.pop(url, None)

@@ -23,6 +23,13 @@ class MessageTooLarge(CloudqError):
     """An encoded task exceeds the broker's message limit and no claim-check store is set."""
 
 
+class ClaimCheckMissing(CloudqError, KeyError):
+    """A parked body is gone (deleted after an earlier delivery, or by a lifecycle rule)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class EnvelopeError(CloudqError):
     """Bytes taken off a queue are not a valid cloudq envelope (malformed or wrong version)."""
 

@@ -28,6 +28,7 @@ from cloudq.envelope import (
     verify,
 )
 from cloudq.errors import (
+    ClaimCheckMissing,
     EnvelopeError,
     MaxRetriesExceededError,
     Retry,
@@ -171,6 +172,27 @@ def _call(
     return runner(lambda: asyncio.run(bounded()), None, hard)
 
 
+def open_envelope(delivery: Delivery, app: App) -> Envelope | DeadLetter:
+    """The delivery's envelope (fetched from claim-check storage if parked), verified; or the
+    DeadLetter that says why it cannot be run. A storage outage raises: the message comes back."""
+    body = delivery.body
+    claim = pointer_url(body)
+    if claim is not None:
+        if app.claim_checks is None:
+            return DeadLetter(reason=f"body is parked at {claim} but claim_check_url is not set")
+        try:
+            body = app.claim_checks.get(claim)
+        except ClaimCheckMissing as exc:
+            return DeadLetter(reason=f"claim-check body missing: {exc}")
+    try:
+        env = decode(body)
+        verify(env, app.signing_keys)
+    except EnvelopeError as exc:
+        logger.error("dead-lettering message %s: %s", delivery.message_id, exc)
+        return DeadLetter(reason=str(exc))
+    return env
+
+
 def execute(
     delivery: Delivery,
     app: App,
@@ -186,19 +208,9 @@ def execute(
     ``eager`` (``task.apply()``) ignores the eta and keeps the result whatever the backend.
     """
     clock = clock or app.clock
-    body = delivery.body
-    claim = pointer_url(body)
-    if claim is not None:
-        if app.claim_checks is None:
-            return DeadLetter(reason=f"body is parked at {claim} but claim_check_url is not set")
-        body = app.claim_checks.get(claim)  # an outage raises: the message comes back later
-    try:
-        env = decode(body)
-        verify(env, app.signing_keys)
-    except EnvelopeError as exc:
-        logger.error("dead-lettering message %s: %s", delivery.message_id, exc)
-        return DeadLetter(reason=str(exc))
-
+    env = open_envelope(delivery, app)
+    if isinstance(env, DeadLetter):
+        return env
     now = clock.now()
     task = app.tasks.get(env.task)
     keep = eager or (bool(app.conf.result_backend) and not (task and task.options.ignore_result))

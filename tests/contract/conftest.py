@@ -27,6 +27,7 @@ class BackendUnderTest(NamedTuple):
 RESULT_BACKENDS = {
     "memory": "memory_result_backend",
     "redis": "redis_result_backend",
+    "dynamodb": "dynamodb_result_backend",
 }
 
 
@@ -47,6 +48,24 @@ def redis_result_backend(
 
     backend = open_redis_backend(f"{redis_url}?prefix={redis_prefix}", SystemClock())
     yield BackendUnderTest(backend, None)
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def dynamodb_table() -> str:
+    """One table for the session: every contract test uses task ids of its own."""
+    return f"cloudq-contract-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def dynamodb_result_backend(sqs_env: str, dynamodb_table: str) -> Iterator[BackendUnderTest]:
+    """DynamoDB on moto. Expiry is judged by the clock in ``get`` (TTL deletion is lazy), so a
+    fake clock checks it exactly and at once; ``?create=1`` makes the table on first use."""
+    from cloudq_sqs.dynamodb import open_dynamodb_backend
+
+    clock = FakeClock()
+    backend = open_dynamodb_backend(f"dynamodb://{dynamodb_table}?create=1", clock)
+    yield BackendUnderTest(backend, clock)
     backend.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from cloudq_sqs.lambda_handler import lambda_handler
 from cloudq_sqs.lambda_local import LocalContext, LocalEventSource
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -135,3 +137,51 @@ def test_malformed_record_body_is_dead_lettered(app: App) -> None:
     [dead] = app.broker.receive("default-dlq", 1, 2, 30)
     assert dead.body == b"not an envelope"
     assert "not JSON" in dead.attributes["cloudq-dead-letter-reason"]
+
+
+def test_lambda_local_command_feeds_the_handler(
+    sqs_env: str, redis_url: str, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    prefix = f"cli{uuid.uuid4().hex[:8]}-"
+    env = {
+        **os.environ,
+        "CLOUDQ_BROKER_URL": f"sqs://?prefix={prefix}",
+        "CLOUDQ_RESULT_BACKEND": f"{redis_url}?prefix={prefix}",
+        "PYTHONPATH": str(ROOT),
+    }
+    producer = App("p", broker=env["CLOUDQ_BROKER_URL"], backend=env["CLOUDQ_RESULT_BACKEND"])
+    producer.task(name="double")(lambda x: x)
+    producer.ensure_queue("default")
+    result = producer.tasks["double"].delay(21)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cloudq.cli",
+            "-A",
+            "tests.apps.lambda_app",
+            "lambda-local",
+            "-Q",
+            "default",
+            "--timeout",
+            "10",
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert result.get(timeout=20) == 42
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stderr is not None
+        out = proc.stderr.read()
+        assert proc.wait(timeout=20) == 0, out
+    finally:
+        proc.kill()
+    assert "1 invocation(s), 1 record(s), 0 failed" in out

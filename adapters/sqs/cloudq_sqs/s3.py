@@ -1,0 +1,203 @@
+"""``s3://BUCKET/PREFIX``: claim checks in S3, for task messages over SQS's size limit.
+
+``put`` writes the body to ``PREFIX/KEY`` and returns ``s3://BUCKET/PREFIX/KEY``; the core sends
+that URL on the queue instead of the body, and ``delete``s the object after the final ack. A
+bucket lifecycle rule (Terraform) should still expire leftovers, e.g. bodies of dead letters.
+
+``get`` and ``delete`` only take URLs under the store's own bucket and prefix: the URL comes off a
+queue, and a forged message must not make a worker read or delete any other object its role
+reaches.
+
+The bucket is Terraform's to create; ``?create=1`` creates it (tests and demos). Other options:
+``?region=`` and ``?endpoint_url=``; otherwise boto3's environment applies (``AWS_ENDPOINT_URL_S3``
+/ ``AWS_ENDPOINT_URL``, ``AWS_REGION``, the credential chain). boto3 is imported on open only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cloudq.errors import BrokerError, ClaimCheckMissing, CloudqError, ConfigurationError
+
+__all__ = ["BucketNotFoundError", "ClaimCheckMissing", "S3ClaimCheckStore", "open_s3_store"]
+
+logger = logging.getLogger("cloudq.s3")
+
+_URL_OPTIONS = frozenset({"region", "create", "endpoint_url"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_NO_SUCH_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
+_OWN_BUCKET = frozenset({"BucketAlreadyOwnedByYou"})
+
+
+class BucketNotFoundError(BrokerError):
+    """The S3 bucket is missing: Terraform creates it (or ``s3://BUCKET/PREFIX?create=1``)."""
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _api_name(operation: str) -> str:
+    return "".join(part.title() for part in operation.split("_"))
+
+
+class S3ClaimCheckStore:
+    """One boto3 S3 client; thread-safe like it."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        create: bool = False,
+        client: Any = None,
+    ) -> None:
+        from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+            BotoCoreError,
+            ClientError,
+        )
+
+        if not _BUCKET_NAME.fullmatch(bucket):
+            raise ConfigurationError(
+                f"{bucket!r} is not a valid S3 bucket name: 3 to 63 lowercase letters, digits, "
+                "'.' and '-'"
+            )
+        self._errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._region = (
+            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        )
+        if client is None:
+            import boto3  # type: ignore[import-untyped, unused-ignore]
+
+            try:
+                client = boto3.session.Session().client(
+                    "s3", region_name=self._region, endpoint_url=endpoint_url
+                )
+            except BotoCoreError as exc:
+                raise ConfigurationError(
+                    f"cannot create the S3 client ({exc}); set AWS_REGION or s3://...?region=..."
+                ) from exc
+        self._client = client
+        if create:
+            self.create_bucket()
+
+    def __repr__(self) -> str:
+        return f"S3ClaimCheckStore({self.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def _error(self, operation: str, url: str, exc: Exception) -> BrokerError:
+        if _error_code(exc) == "NoSuchBucket":
+            return BucketNotFoundError(
+                f"S3 bucket {self.bucket!r} does not exist ({_api_name(operation)} of {url}): "
+                "claim-check buckets are created by Terraform, or by the store itself with "
+                f"{self.base_url}?create=1 (tests and demos)"
+            )
+        return BrokerError(f"S3 {_api_name(operation)} of {url} failed: {exc}")
+
+    def _call(self, operation: str, url: str, **params: Any) -> dict[str, Any]:
+        """One S3 call; botocore errors become ``BrokerError`` naming operation and object."""
+        try:
+            response: dict[str, Any] = getattr(self._client, operation)(**params)
+        except self._errors as exc:
+            raise self._error(operation, url, exc) from exc
+        return response
+
+    def create_bucket(self) -> None:
+        """Create the bucket if missing; one already ours is fine."""
+        params: dict[str, Any] = {"Bucket": self.bucket}
+        if self._region and self._region != "us-east-1":  # us-east-1 takes no constraint
+            params["CreateBucketConfiguration"] = {"LocationConstraint": self._region}
+        try:
+            self._client.create_bucket(**params)
+            logger.info("created S3 bucket %r", self.bucket)
+        except self._errors as exc:
+            if _error_code(exc) not in _OWN_BUCKET:
+                raise self._error("create_bucket", f"s3://{self.bucket}", exc) from exc
+
+    # --- the claim-check contract -------------------------------------------------------------
+    def object_key(self, url: str) -> str:
+        """The object key of ``url``, which must lie under this store's bucket and prefix."""
+        head = f"s3://{self.bucket}/"
+        key = url[len(head) :] if url.startswith(head) else ""
+        if not key or (self.prefix and not key.startswith(self.prefix + "/")):
+            raise CloudqError(
+                f"claim-check URL {url!r} is not under this store ({self.base_url}/): refused, "
+                "so that a forged message cannot reach other objects"
+            )
+        return key
+
+    def put(self, key: str, body: bytes) -> str:
+        object_key = f"{self.prefix}/{key}" if self.prefix else key
+        url = f"s3://{self.bucket}/{object_key}"
+        self._call("put_object", url, Bucket=self.bucket, Key=object_key, Body=body)
+        return url
+
+    def get(self, url: str) -> bytes:
+        """The parked body; ``ClaimCheckMissing`` if it is gone."""
+        key = self.object_key(url)
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            body: bytes = response["Body"].read()
+        except self._errors as exc:
+            if _error_code(exc) in _NO_SUCH_KEY:
+                raise ClaimCheckMissing(
+                    f"claim-check object {url} is gone (already deleted after an earlier "
+                    "delivery, or expired by the bucket's lifecycle rule)"
+                ) from exc
+            raise self._error("get_object", url, exc) from exc
+        return body
+
+    def delete(self, url: str) -> None:
+        """DeleteObject; S3 answers success for a missing key, so this is idempotent."""
+        self._call("delete_object", url, Bucket=self.bucket, Key=self.object_key(url))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _flag(name: str, value: str, url: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigurationError(f"{url!r}: {name} must be 1 or 0, got {value!r}")
+
+
+def open_s3_store(url: str) -> S3ClaimCheckStore:
+    """The ``cloudq.claimchecks`` entry point for ``s3://BUCKET/PREFIX?region=..&create=1``."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ConfigurationError(
+            f"expected s3://BUCKET/PREFIX[?region=..&create=1], got {url!r}; credentials, region "
+            "and endpoint come from the AWS environment"
+        )
+    options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    unknown = set(options) - _URL_OPTIONS
+    if unknown:
+        raise ConfigurationError(
+            f"s3:// does not know the option(s) {sorted(unknown)}; known: {sorted(_URL_OPTIONS)}"
+        )
+    return S3ClaimCheckStore(
+        parts.netloc,
+        parts.path,
+        region=options.get("region") or None,
+        endpoint_url=options.get("endpoint_url") or None,
+        create=_flag("create", options.get("create", "0"), url),
+    )
