@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import queue as queue_mod
+import random
 import signal
 import threading
 import time
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from cloudq.adapters.base import Delivery
-from cloudq.errors import ConfigurationError
+from cloudq.errors import BrokerError, ConfigurationError
 from cloudq.outcome import Ack, DeadLetter, Outcome, RetryAt
 from cloudq.settle import settle
 
@@ -124,7 +125,8 @@ class Worker:
         self.failed = 0
         self._jobs: queue_mod.Queue[Delivery | None] = queue_mod.Queue()
         self._held: dict[int, _Held] = {}
-        self._held_lock = threading.Lock()
+        # Reentrant: the SIGTERM handler (stop) may run while this same thread holds it.
+        self._held_lock = threading.RLock()
         self._room = threading.Condition(self._held_lock)
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -143,8 +145,8 @@ class Worker:
         """Work until stopped; returns after a graceful stop."""
         if threading.current_thread() is threading.main_thread():
             self._install_signals()
-        for name in self.queues:
-            self.app.ensure_queue(name)
+        if not self._ensure_queues():
+            return
         from cloudq.pool import make_executor
 
         for i in range(self.concurrency):
@@ -170,6 +172,20 @@ class Worker:
         finally:
             self._shutdown()
             house.join(timeout=5)
+
+    def _ensure_queues(self) -> bool:
+        """Create missing queues, waiting out a broker outage; False if stopped meanwhile."""
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                for name in self.queues:
+                    self.app.ensure_queue(name)
+                return True
+            except BrokerError as exc:
+                logger.error("broker unavailable at start (%s); retrying in %.1fs", exc, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        return False
 
     def stop(self) -> None:
         """Ask for a graceful stop (what SIGTERM does)."""
@@ -236,8 +252,9 @@ class Worker:
                             break
                 backoff = 0.5
             except Exception:
-                logger.exception("receive failed; retrying in %.1fs", backoff)
-                self._stopping.wait(backoff)
+                pause = backoff * random.uniform(0.5, 1.0)  # jitter: workers do not stampede
+                logger.exception("receive failed; retrying in %.1fs", pause)
+                self._stopping.wait(pause)
                 backoff = min(backoff * 2, 30.0)
 
     def _take(self, deliveries: list[Delivery]) -> int:

@@ -1,0 +1,522 @@
+"""Real ``cloudq -A tests.apps.sqs_app worker`` subprocesses against a moto server over HTTP.
+
+The test process is the producer (its own App on the same ``sqs://?prefix=...`` broker and
+Redis result backend) and the observer (results, marker files written by the tasks, the
+workers' logs, queue attributes read with boto3). Every test has queues of its own (a unique
+prefix) and keeps them shallow. Waits are on conditions with timeouts; worker processes are
+killed in a ``finally`` whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from cloudq import App
+from cloudq.adapters.base import QueueStats
+from cloudq.envelope import (
+    HEADER_DEAD_LETTER_REASON,
+    HEADER_ERROR_TRACEBACK,
+    HEADER_ERROR_TYPE,
+    decode,
+)
+from tests.apps import sqs_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+ROOT = Path(__file__).resolve().parents[3]
+_SCRIPT = Path(sys.executable).with_name("cloudq")
+CLOUDQ = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cloudq.cli"]
+APP_REF = "tests.apps.sqs_app"
+REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
+STARTUP_TIMEOUT = 30.0
+
+T = TypeVar("T")
+
+
+def wait_for(
+    probe: Callable[[], T | None], timeout: float, what: str, logs: Callable[[], str] = str
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}\n{logs()}")
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --- worker subprocesses --------------------------------------------------------------------
+class WorkerProcess:
+    """One ``cloudq worker`` subprocess; its stderr is read into ``lines`` by a thread."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], name: str) -> None:
+        self.name = name
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [*CLOUDQ, "-A", APP_REF, "worker", *args],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, name=f"{name}-stderr", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return f"--- {self.name} (pid {self.pid}) ---\n" + "".join(list(self.lines))
+
+    def find(self, pattern: str, start: int = 0) -> list[re.Match[str]]:
+        """Matches of ``pattern`` in log lines ``start`` onwards."""
+        found = (re.search(pattern, line) for line in list(self.lines)[start:])
+        return [m for m in found if m]
+
+    def wait_log(
+        self, pattern: str, timeout: float, count: int = 1, start: int = 0
+    ) -> re.Match[str]:
+        """Wait for ``count`` lines (from line ``start``) to match; fail at once if it exits."""
+
+        def probe() -> re.Match[str] | None:
+            matches = self.find(pattern, start)
+            if len(matches) >= count:
+                return matches[count - 1]
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                matches = self.find(pattern, start)
+                if len(matches) >= count:
+                    return matches[count - 1]
+                pytest.fail(
+                    f"worker exited with {self.proc.returncode} before logging {pattern!r}\n"
+                    + self.log()
+                )
+            return None
+
+        return wait_for(probe, timeout, f"{pattern!r} x{count} in the log of {self.name}", self.log)
+
+    def wait_ready(self) -> None:
+        self.wait_log(r"worker \S+ ready: ", STARTUP_TIMEOUT)
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{self.name} did not exit within {timeout}s\n{self.log()}")
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self._reader.join(5)
+
+
+class Stack:
+    """One test's broker prefix, result prefix and marker directory; makes producers and workers."""
+
+    def __init__(self, redis_url: str, tmp: Path) -> None:
+        self.prefix = f"w{uuid.uuid4().hex[:10]}-"
+        self.broker_url = f"sqs://?prefix={self.prefix}"
+        self.backend_url = f"{redis_url}?prefix=cloudq-{self.prefix}"
+        self.tmp = tmp
+        self.workers: list[WorkerProcess] = []
+        self.apps: list[App] = []
+
+    def settings(self, **settings: Any) -> dict[str, Any]:
+        return {
+            "broker_url": self.broker_url,
+            "result_backend": self.backend_url,
+            "worker_poll_seconds": 1,
+            **settings,
+        }
+
+    def producer(self, **settings: Any) -> App:
+        """An App in the test process with the same tasks, broker and backend as the workers."""
+        app = sqs_app.make_app(**self.settings(**settings))
+        self.apps.append(app)
+        return app
+
+    def worker_env(self, **settings: Any) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDQ_")}
+        env["PYTHONPATH"] = str(ROOT)
+        for key, value in self.settings(**settings).items():
+            env[f"CLOUDQ_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        return env
+
+    def worker(
+        self,
+        queues: Sequence[str],
+        concurrency: int = 1,
+        prefetch: int | None = None,
+        env: dict[str, str] | None = None,
+        **settings: Any,
+    ) -> WorkerProcess:
+        args = ["-Q", ",".join(queues), "-c", str(concurrency), "-l", "info"]
+        if prefetch is not None:
+            args += ["--prefetch", str(prefetch)]
+        name = f"worker-{len(self.workers) + 1}"
+        proc = WorkerProcess(args, env or self.worker_env(**settings), name)
+        self.workers.append(proc)
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(w.log() for w in self.workers)
+
+    def close(self) -> None:
+        workers, self.workers = self.workers, []
+        apps, self.apps = self.apps, []
+        try:
+            for w in workers:
+                w.proc.kill()  # every one first: a slow wait below must not spare the others
+            for w in workers:
+                w.kill()
+        finally:
+            for app in apps:
+                app.close()
+
+
+@pytest.fixture
+def stack(sqs_env: str, redis_url: str, tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(redis_url, tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def raw(sqs_env: str) -> Any:
+    """A plain boto3 client on the same moto, to look at queues behind cloudq's back."""
+    import boto3  # type: ignore[import-untyped, unused-ignore]
+
+    return boto3.client("sqs", region_name="us-east-1")
+
+
+def events(marker: Path, kind: str) -> list[tuple[int, float, str]]:
+    """(pid, time, extra) of each ``kind`` line a task appended to ``marker``."""
+    if not marker.exists():
+        return []
+    found = []
+    for line in marker.read_text().splitlines():
+        fields = line.split(" ")
+        if fields[0] == kind:
+            found.append((int(fields[1]), float(fields[2]), " ".join(fields[3:])))
+    return found
+
+
+def drained(app: App, queue: str) -> QueueStats | None:
+    """The queue's stats if nothing is left in it (visible, in flight or delayed), else None."""
+    stats = app.broker.stats(queue)
+    if stats.visible or stats.in_flight or stats.delayed:
+        return None
+    return stats
+
+
+# --- 1. delays ------------------------------------------------------------------------------
+def test_countdown_runs_no_earlier_than_its_delay(stack: Stack) -> None:
+    producer = stack.producer()
+    worker = stack.worker(["delays"])
+    worker.wait_ready()
+    marker = stack.tmp / "stamp.log"
+
+    sent = time.time()
+    stamp = producer.tasks["sqs.stamp"]
+    result = stamp.apply_async((str(marker), "late"), countdown=3, queue="delays")
+    # The broker holds it (native DelaySeconds), not the worker.
+    assert producer.broker.stats("delays").delayed == 1
+
+    ran = result.get(timeout=20)
+    assert ran >= sent + 3, f"ran {ran - sent:.2f}s after sending, before its countdown of 3s"
+    assert ran < sent + 3 + 5, f"ran {ran - sent:.2f}s after sending: far later than due"
+    assert [e[0] for e in events(marker, "ran")] == [worker.pid], "ran exactly once"
+    wait_for(lambda: drained(producer, "delays"), 10, "the delay queue to be empty", stack.logs)
+
+
+# --- 2. retries -----------------------------------------------------------------------------
+def test_autoretry_backs_off_exactly_then_succeeds(stack: Stack) -> None:
+    producer = stack.producer()
+    worker = stack.worker(["retries"])
+    worker.wait_ready()
+    marker = stack.tmp / "flaky.log"
+
+    result = producer.tasks["sqs.flaky"].apply_async((str(marker), 2), queue="retries")
+    assert result.get(timeout=30) == 3, "third attempt succeeds"
+
+    attempts = events(marker, "attempt")
+    assert [int(a[2]) for a in attempts] == [1, 2, 3], attempts
+    first, second, third = (a[1] for a in attempts)
+    # retry_backoff=1: 1 s after attempt 1, 2 s after attempt 2; never earlier, little later.
+    assert 1.0 <= second - first <= 1.0 + 1.5, f"first backoff {second - first:.2f}s"
+    assert 2.0 <= third - second <= 2.0 + 1.5, f"second backoff {third - second:.2f}s"
+    log = worker.log()
+    assert "attempt 1 failed (builtins.ConnectionError" in log
+    assert "retry in 1.0s" in log and "retry in 2.0s" in log
+    wait_for(lambda: drained(producer, "retries"), 10, "the retry queue to be empty", stack.logs)
+
+
+# --- 3. dead letters ------------------------------------------------------------------------
+def test_task_that_always_fails_ends_in_the_dlq_and_the_worker_goes_on(
+    stack: Stack, raw: Any
+) -> None:
+    producer = stack.producer()
+    worker = stack.worker(["poison"])
+    worker.wait_ready()
+    marker = stack.tmp / "doomed.log"
+
+    result = producer.tasks["sqs.doomed"].apply_async((str(marker),), queue="poison")
+    with pytest.raises(RuntimeError, match="doomed attempt 2"):
+        result.get(timeout=30)
+    assert [int(a[2]) for a in events(marker, "attempt")] == [1, 2], "max_retries=1: two attempts"
+
+    dlq_url = raw.get_queue_url(QueueName=f"{stack.prefix}poison-dlq")["QueueUrl"]
+
+    def dead_letters() -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = raw.receive_message(
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=30,
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        return got
+
+    (dead,) = wait_for(dead_letters, 10, "the dead letter", stack.logs)
+    reason = dead["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
+    assert reason.startswith("max retries (1) exceeded: builtins.RuntimeError: doomed attempt 2")
+    envelope = decode(dead["Body"].encode())
+    assert envelope.id == result.id
+    assert envelope.task == "sqs.doomed"
+    assert envelope.attempt == 2
+    assert envelope.headers[HEADER_ERROR_TYPE] == "builtins.RuntimeError"
+    assert envelope.headers[HEADER_DEAD_LETTER_REASON] == reason
+    traceback = envelope.headers[HEADER_ERROR_TRACEBACK]
+    assert "Traceback (most recent call last)" in traceback
+    assert "RuntimeError: doomed attempt 2" in traceback
+
+    # The worker is alive and well: the next task runs.
+    after = producer.tasks["sqs.stamp"].apply_async((str(stack.tmp / "next.log"),), queue="poison")
+    assert after.get(timeout=15) > 0
+    assert worker.proc.poll() is None
+    wait_for(lambda: drained(producer, "poison"), 10, "the poison queue to be empty", stack.logs)
+    assert len(dead_letters()) == 0, "exactly one dead letter"
+
+
+# --- 4. heartbeat ---------------------------------------------------------------------------
+def test_heartbeat_keeps_a_task_3x_longer_than_its_lease_from_redelivery(stack: Stack) -> None:
+    producer = stack.producer(queue_lease_seconds=2)
+    first = stack.worker(["beat"], queue_lease_seconds=2)
+    second = stack.worker(["beat"], queue_lease_seconds=2)
+    first.wait_ready()
+    second.wait_ready()
+    assert "lease 2s" in first.log()
+    marker = stack.tmp / "hold.log"
+
+    result = producer.tasks["sqs.hold"].apply_async((str(marker), 6.0), queue="beat")
+    assert result.get(timeout=30) == 1, "first delivery ran to the end"
+    wait_for(lambda: drained(producer, "beat"), 10, "the queue to be empty", stack.logs)
+
+    starts = events(marker, "start")
+    assert len(starts) == 1, f"redelivered while running: {starts}\n{stack.logs()}"
+    assert starts[0][0] in (first.pid, second.pid)
+    (done,) = events(marker, "done")
+    assert done[1] - starts[0][1] >= 6.0
+    assert first.proc.poll() is None and second.proc.poll() is None
+
+
+# --- 5. SIGKILL -----------------------------------------------------------------------------
+def test_sigkilled_worker_task_runs_once_more_after_the_visibility_timeout(stack: Stack) -> None:
+    lease = 3
+    producer = stack.producer(queue_lease_seconds=lease)
+    workers = [stack.worker(["crash"], queue_lease_seconds=lease) for _ in range(2)]
+    for w in workers:
+        w.wait_ready()
+    marker = stack.tmp / "hold.log"
+
+    result = producer.tasks["sqs.hold"].apply_async((str(marker), 30.0, True), queue="crash")
+    ((pid, started, count),) = wait_for(
+        lambda: events(marker, "start"), 15, "the task to start", stack.logs
+    )
+    assert count == "1"
+    (victim,) = [w for w in workers if w.pid == pid]
+    (survivor,) = [w for w in workers if w.pid != pid]
+    victim.signal(signal.SIGKILL)
+    killed = time.time()
+    assert victim.wait_exit(10) == -signal.SIGKILL
+
+    assert result.get(timeout=30) == 2, "redelivered with delivery count 2"
+    wait_for(lambda: drained(producer, "crash"), 10, "the queue to be empty", stack.logs)
+    starts = events(marker, "start")
+    assert len(starts) == 2, f"expected exactly one more run: {starts}"
+    again_pid, again, again_count = starts[1]
+    assert again_pid == survivor.pid
+    assert again_count == "2"
+    assert again > killed
+    # Visibility was set to the lease when the message was received (before the first start),
+    # and only ever extended: it cannot have come back sooner than a lease after that.
+    assert again - started >= lease - 0.5, f"came back {again - started:.2f}s after the start"
+    assert [(p, c) for p, _, c in events(marker, "done")] == [(survivor.pid, "2")]
+    assert survivor.proc.poll() is None
+
+
+# --- 6. SIGTERM -----------------------------------------------------------------------------
+def test_sigterm_finishes_the_running_task_and_releases_prefetched_at_once(stack: Stack) -> None:
+    lease = 60  # long, so "visible again at once" cannot be the lease running out
+    producer = stack.producer(queue_lease_seconds=lease)
+    producer.ensure_queue("term")
+    slow_marker, fast_marker = stack.tmp / "slow.log", stack.tmp / "fast.log"
+    slow = producer.tasks["sqs.hold"].apply_async((str(slow_marker), 2.0), queue="term")
+    for i in range(4):
+        producer.tasks["sqs.stamp"].apply_async((str(fast_marker), f"fast-{i}"), queue="term")
+
+    worker = stack.worker(["term"], concurrency=1, prefetch=4, queue_lease_seconds=lease)
+    worker.wait_log(rf"task sqs\.hold\[{slow.id}\] started", STARTUP_TIMEOUT)
+    worker.signal(signal.SIGTERM)
+    code = worker.wait_exit(30)
+    exited = time.monotonic()
+    stats = producer.broker.stats("term")
+    log = worker.log()
+
+    assert code == 0, log
+    assert slow.get(timeout=5) == 1, "the running task was finished"
+    assert [c for _, _, c in events(slow_marker, "done")] == ["1"]
+    released = [int(m.group(1)) for m in worker.find(r"released (\d+) prefetched message")]
+    assert released == [4], log
+    assert not fast_marker.exists(), "a prefetched task ran after SIGTERM"
+    assert time.monotonic() - exited < 5
+    assert (stats.visible, stats.in_flight, stats.delayed) == (4, 0, 0), stats
+
+
+# --- 7. broker outages ----------------------------------------------------------------------
+RETRYING = r"; retrying in \d"
+
+
+@pytest.mark.parametrize("create_queues", [False, True], ids=["queues-exist", "creating-queues"])
+def test_worker_started_while_the_broker_is_down_retries_and_stops_cleanly(
+    stack: Stack, create_queues: bool
+) -> None:
+    env = stack.worker_env(create_missing_queues=create_queues)
+    env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env["AWS_MAX_ATTEMPTS"] = "1"
+    worker = stack.worker(["down"], env=env)
+
+    worker.wait_log(RETRYING, 20, count=3)
+    assert worker.proc.poll() is None, worker.log()
+    if not create_queues:
+        assert worker.find(r"receive failed; retrying in \d"), worker.log()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(15) == 0, worker.log()
+
+
+class MotoServer:
+    """A moto server of this test's own, stopped and restarted on the same port."""
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/moto-api/", timeout=1):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        proc = self.proc
+        wait_for(
+            lambda: proc.poll() is not None or self._answers(),
+            STARTUP_TIMEOUT,
+            "the private moto server",
+        )
+        assert proc.poll() is None, self.log.read_text(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def test_worker_survives_a_broker_outage(stack: Stack, tmp_path: Path) -> None:
+    moto = MotoServer(tmp_path / "moto.log")
+    moto.start()
+    try:
+        stack.broker_url = f"sqs://?prefix={stack.prefix}&endpoint_url={moto.url}"
+        env = stack.worker_env()
+        env["AWS_MAX_ATTEMPTS"] = "1"
+        producer = stack.producer()
+        worker = stack.worker(["outage"], env=env)
+        worker.wait_ready()
+        marker = str(tmp_path / "stamp.log")
+        assert producer.tasks["sqs.stamp"].apply_async((marker,), queue="outage").get(timeout=15)
+
+        moto.stop()
+        mark = len(worker.lines)
+        worker.wait_log(r"receive failed; retrying in \d", 20, count=2, start=mark)
+        assert worker.proc.poll() is None
+
+        moto.start()  # same port, but empty: moto keeps no state (AWS would keep the queue)
+        producer.broker.ensure(producer.queue_spec("outage"))
+        again = producer.tasks["sqs.stamp"].apply_async((marker, "after"), queue="outage")
+        assert again.get(timeout=30) > 0, "the worker took work again once the broker was back"
+        assert [e[0] for e in events(tmp_path / "stamp.log", "ran")] == [worker.pid] * 2
+
+        worker.signal(signal.SIGTERM)
+        assert worker.wait_exit(15) == 0, worker.log()
+    finally:
+        try:
+            stack.close()
+        finally:
+            moto.stop()
