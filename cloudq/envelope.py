@@ -69,6 +69,8 @@ class Envelope(BaseModel):
     """Signatures to send with this task's result when it succeeds (chains)."""
     errlinks: list[dict[str, Any]] = Field(default_factory=list)
     """Signatures to send when it fails for good."""
+    fifo_group: str | None = None
+    """Message group on FIFO queues: tasks of one group run in order, one at a time."""
     group_id: str | None = None
     chord_id: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)

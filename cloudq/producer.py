@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cloudq.producer")
 
 
+def is_fifo(queue: str) -> bool:
+    """FIFO queues are named ``*.fifo`` (SQS's rule, kept on every provider for portability)."""
+    return queue.endswith(".fifo")
+
+
 def native_delay(eta: datetime | None, now: datetime, limits: BrokerLimits) -> float:
     """The part of the wait the broker can hold; the rest is hopped (re-sent when it ends)."""
     if eta is None:
@@ -49,12 +54,16 @@ def to_message(app: App, envelope: Envelope, dedup_suffix: str = "") -> Outgoing
         logger.debug(
             "task %s[%s]: %d bytes parked at %s", envelope.task, envelope.id, len(body), url
         )
-    # Whole seconds, rounded up: a task must never become visible before its eta.
-    delay = float(math.ceil(native_delay(envelope.eta, app.clock.now(), limits)))
+    # Whole seconds, rounded up: a task must never become visible before its eta. FIFO queues
+    # take no per-message delay: the eta stays in the envelope and the consumer defers it.
+    delay = 0.0
+    if not is_fifo(envelope.queue):
+        delay = float(math.ceil(native_delay(envelope.eta, app.clock.now(), limits)))
     return OutgoingMessage(
         body=body,
         delay_seconds=delay,
         message_id=envelope.id + dedup_suffix,
+        group=envelope.fifo_group if is_fifo(envelope.queue) else None,
         attributes=attributes,
     )
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from cloudq.adapters.base import Delivery
 from cloudq.claimcheck import pointer_url
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
-from cloudq.producer import send_envelopes
+from cloudq.producer import is_fifo, send_envelopes
 from cloudq.results.base import TaskResult
 
 if TYPE_CHECKING:
@@ -61,7 +61,19 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
             _store(app, result)
             send_envelopes(app, [envelope], dedup_suffix=f"-a{envelope.attempt}")
             do_ack(delivery)
+        case Defer(envelope=envelope, until=until) if is_fifo(delivery.queue):
+            # No per-message delay on FIFO: hold this message invisible until due (each hold
+            # counts as a receive toward the queue's max receive count).
+            wait = max(1.0, (until - app.clock.now()).total_seconds())
+            cap = app.broker.limits.max_lease_seconds
+            app.broker.release([delivery], wait if cap is None else min(wait, cap))
         case Defer(envelope=envelope, until=until):
+            logger.debug(
+                "task %s[%s] due at %s: re-sent as a delay hop",
+                envelope.task,
+                envelope.id,
+                until.isoformat(),
+            )
             hop = envelope if envelope.eta == until else envelope.model_copy(update={"eta": until})
             send_envelopes(app, [hop], dedup_suffix=f"-h{uuid.uuid4().hex[:8]}")
             do_ack(delivery)

@@ -41,6 +41,8 @@ class TaskOptions:
     rate_limit: str | None = None
     ignore_result: bool = False
     bind: bool = False
+    fifo_group: str | Callable[..., str] | None = None
+    """FIFO queues only: the message group, or a function of the task's arguments giving it."""
 
 
 class Task(Generic[P, R]):
@@ -92,6 +94,12 @@ class Task(Generic[P, R]):
                 else conf.task_default_retry_delay
             ),
         )
+
+    def _fifo_group(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
+        option = self.options.fifo_group
+        if option is None or isinstance(option, str):
+            return option
+        return str(option(*args, **kwargs))
 
     # --- running here --------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -150,6 +158,7 @@ class Task(Generic[P, R]):
         priority: int | None = None,
         task_id: str | None = None,
         headers: Mapping[str, str] | None = None,
+        fifo_group: str | None = None,
     ) -> AsyncResult:
         """Send with options: ``add.apply_async((2, 2), queue="low", countdown=10)``."""
         envelope = self.envelope(
@@ -162,6 +171,7 @@ class Task(Generic[P, R]):
             priority=priority,
             task_id=task_id,
             headers=headers,
+            fifo_group=fifo_group,
         )
         self.app.send_envelopes([envelope])
         return self.app.AsyncResult(envelope.id, task_name=self.name)
@@ -178,6 +188,7 @@ class Task(Generic[P, R]):
         priority: int | None = None,
         task_id: str | None = None,
         headers: Mapping[str, str] | None = None,
+        fifo_group: str | None = None,
     ) -> Envelope:
         """Validate arguments and build the envelope; nothing is sent."""
         json_args, json_kwargs = self.arguments.dump(args, kwargs)
@@ -191,13 +202,21 @@ class Task(Generic[P, R]):
         if isinstance(expires, int | float):
             expires = now + timedelta(seconds=expires)
         parent = current_request.get()
+        queue = queue or self.app.route(self.name)
+        group = fifo_group or self._fifo_group(args, kwargs)
+        if group is not None and not queue.endswith(".fifo"):
+            raise ConfigurationError(
+                f"task {self.name!r}: a FIFO message group was given but queue {queue!r} is a "
+                "standard queue (FIFO queue names end in '.fifo')"
+            )
         return Envelope(
             v=ENVELOPE_VERSION,
             id=task_id or str(uuid.uuid4()),
             task=self.name,
             args=json_args,
             kwargs=json_kwargs,
-            queue=queue or self.app.route(self.name),
+            queue=queue,
+            fifo_group=group,
             retry=self.retry_policy(),
             eta=eta,
             expires=expires,

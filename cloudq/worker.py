@@ -20,13 +20,14 @@ import random
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from cloudq.adapters.base import Delivery
 from cloudq.errors import BrokerError, ConfigurationError
-from cloudq.outcome import Ack, DeadLetter, Outcome, RetryAt
+from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.settle import settle
 
 if TYPE_CHECKING:
@@ -132,6 +133,8 @@ class Worker:
         self._stopped = threading.Event()
         self._acker = _Acker(app)
         self._threads: list[threading.Thread] = []
+        self._groups: dict[str, deque[Delivery]] = {}
+        """FIFO group -> its deliveries waiting behind the one that is queued or running."""
         self._round = 0
         # Leases are extended up to the longest time limit any task may run for, no further.
         self._longest_limit = max(
@@ -267,8 +270,49 @@ class Worker:
             for d in deliveries:
                 self._held[id(d)] = _Held(d)
         for d in deliveries:
-            self._jobs.put(d)
+            self._enqueue(d)
         return len(deliveries)
+
+    # --- FIFO groups: one delivery of a group runs at a time, in the order received ---------
+    def _enqueue(self, delivery: Delivery) -> None:
+        if delivery.group is None:
+            self._jobs.put(delivery)
+            return
+        with self._held_lock:
+            waiting = self._groups.get(delivery.group)
+            if waiting is None:
+                self._groups[delivery.group] = deque()
+                self._jobs.put(delivery)
+            else:
+                waiting.append(delivery)
+
+    def _group_done(self, delivery: Delivery, outcome: Outcome | None) -> None:
+        """Start the group's next delivery; if this one is coming back later (deferred, lost),
+        hand the rest of its group back too so they run after it, in order."""
+        if delivery.group is None:
+            return
+        with self._held_lock:
+            waiting = self._groups.get(delivery.group)
+            if waiting is None:
+                return
+            if outcome is None or isinstance(outcome, Defer):
+                rest = list(waiting)
+                del self._groups[delivery.group]
+            elif waiting:
+                self._jobs.put(waiting.popleft())
+                return
+            else:
+                del self._groups[delivery.group]
+                return
+            for d in rest:
+                self._held.pop(id(d), None)
+        if rest:
+            try:
+                self.app.broker.release(rest, 0)
+            except Exception:
+                logger.exception(
+                    "could not release %d message(s) of group %s", len(rest), delivery.group
+                )
 
     # --- running -------------------------------------------------------------------------
     def _work(self, executor: Any) -> None:
@@ -295,10 +339,12 @@ class Worker:
                 settle(self.app, delivery, outcome, ack=self._acker)
                 self._count(outcome)
         except Exception:
+            outcome = None
             logger.exception(
                 "could not settle message %s; it will be redelivered", delivery.message_id
             )
         finally:
+            self._group_done(delivery, outcome)
             with self._room:
                 self._held.pop(id(delivery), None)
                 self._room.notify_all()
@@ -347,7 +393,10 @@ class Worker:
 
     # --- stopping ------------------------------------------------------------------------
     def _shutdown(self) -> None:
-        waiting: list[Delivery] = []
+        with self._held_lock:
+            waiting: list[Delivery] = [d for group in self._groups.values() for d in group]
+            for group in self._groups.values():
+                group.clear()
         while True:
             try:
                 item = self._jobs.get_nowait()

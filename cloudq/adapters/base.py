@@ -66,6 +66,8 @@ class Delivery:
     attributes: dict[str, str] = field(default_factory=dict)
     leased_until: float = 0.0
     """Monotonic time the current lease runs out, as tracked by the receiver."""
+    group: str | None = None
+    """FIFO message group: a worker runs the deliveries of one group one at a time, in order."""
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ class _Message:
     body: bytes
     attributes: dict[str, str]
     receive_count: int = 0
+    group: str | None = None
 
 
 @dataclass
@@ -105,7 +106,9 @@ class MemoryBroker:
         with self._cond:
             q = self._queue(queue)
             for m in messages:
-                msg = _Message(m.message_id or uuid.uuid4().hex, m.body, dict(m.attributes))
+                msg = _Message(
+                    m.message_id or uuid.uuid4().hex, m.body, dict(m.attributes), group=m.group
+                )
                 self._push(q, msg, m.delay_seconds)
             self._cond.notify_all()
 
@@ -145,6 +148,7 @@ class MemoryBroker:
                     handle=handle,
                     attributes=dict(msg.attributes),
                     leased_until=now + lease_seconds,
+                    group=msg.group,
                 )
             )
         return out

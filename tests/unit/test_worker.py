@@ -158,3 +158,34 @@ def test_sigterm_finishes_running_releases_prefetched_exits_zero(tmp_path: Path)
     assert (tmp_path / "slow.done").read_text() == "done", "in-flight task was not finished"
     assert "released 3 prefetched message(s)" in out
     assert not (tmp_path / "fast.log").exists(), "prefetched tasks ran after SIGTERM"
+
+
+def test_fifo_group_runs_one_at_a_time_in_order() -> None:
+    import random
+    import threading as th
+
+    app = fresh_app()
+    order: list[tuple[str, int]] = []
+    running: dict[str, int] = {}
+    overlap: list[str] = []
+    lock = th.Lock()
+
+    @app.task(queue="jobs.fifo", fifo_group=lambda group, n: group)
+    def step(group: str, n: int) -> None:
+        with lock:
+            running[group] = running.get(group, 0) + 1
+            if running[group] > 1:
+                overlap.append(group)
+        time.sleep(random.uniform(0, 0.02))
+        with lock:
+            running[group] -= 1
+            order.append((group, n))
+
+    for n in range(8):
+        for group in ("a", "b"):
+            step.delay(group, n)
+    with start_worker(app, ["jobs.fifo"], concurrency=4):
+        wait_for(lambda: len(order) == 16, timeout=10, message="16 steps")
+    assert overlap == []
+    for group in ("a", "b"):
+        assert [n for g, n in order if g == group] == list(range(8))

@@ -4,7 +4,8 @@ Configuration follows boto3's own conventions so an existing AWS environment jus
 ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_SQS``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, the usual
 credential chain and ``AWS_MAX_ATTEMPTS`` / ``AWS_RETRY_MODE``. The URL only adds what boto3 has
 no word for: ``sqs://?prefix=myapp-&region=eu-west-1`` (prefix also from ``CLOUDQ_SQS_PREFIX``),
-``endpoint_url=`` and ``max_message_bytes=``.
+``endpoint_url=``, ``max_message_bytes=`` and ``max_delay_seconds=`` (lower the native delay cap,
+e.g. to see delay hops in tests).
 
 boto3 is imported when a broker is opened, never when ``cloudq`` is: Lambda cold starts matter.
 """
@@ -49,7 +50,9 @@ _HIDDEN_ATTRIBUTES = frozenset({MESSAGE_ID_ATTRIBUTE, ENCODING_ATTRIBUTE})
 DEAD_LETTER_GROUP = "cloudq-dead-letter"
 """MessageGroupId of dead letters in a FIFO dead-letter queue: their order does not matter."""
 
-_URL_OPTIONS = frozenset({"region", "prefix", "endpoint_url", "max_message_bytes"})
+_URL_OPTIONS = frozenset(
+    {"region", "prefix", "endpoint_url", "max_message_bytes", "max_delay_seconds"}
+)
 _NO_SUCH_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueNotFoundError"})
 _QUEUE_EXISTS = frozenset({"QueueAlreadyExists", "QueueNameExists"})
 _PURGE_IN_PROGRESS = frozenset(
@@ -214,6 +217,7 @@ class SQSBroker:
         prefix: str = "",
         endpoint_url: str | None = None,
         max_message_bytes: int | None = None,
+        max_delay_seconds: int | None = None,
         client: Any = None,
     ) -> None:
         from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
@@ -226,7 +230,9 @@ class SQSBroker:
         self.prefix = prefix
         self._configured_max_bytes = max_message_bytes
         self.limits = BrokerLimits(
-            max_delay_seconds=lim.MAX_DELAY_SECONDS,
+            max_delay_seconds=min(
+                max_delay_seconds or lim.MAX_DELAY_SECONDS, lim.MAX_DELAY_SECONDS
+            ),
             max_lease_seconds=lim.MAX_VISIBILITY_SECONDS,
             max_message_bytes=max_message_bytes or lim.DEFAULT_MAX_MESSAGE_BYTES,
             max_batch=lim.MAX_BATCH,
@@ -492,7 +498,7 @@ class SQSBroker:
             MaxNumberOfMessages=min(max_messages, lim.MAX_BATCH),
             WaitTimeSeconds=_seconds(wait_seconds, lim.MAX_WAIT_SECONDS),
             VisibilityTimeout=_seconds(lease_seconds, lim.MAX_VISIBILITY_SECONDS),
-            AttributeNames=["ApproximateReceiveCount"],
+            AttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
             MessageAttributeNames=["All"],
         )
         deliveries = []
@@ -509,6 +515,7 @@ class SQSBroker:
                     handle=message["ReceiptHandle"],
                     attributes={k: v for k, v in attributes.items() if k not in _HIDDEN_ATTRIBUTES},
                     leased_until=started + lease_seconds,
+                    group=message.get("Attributes", {}).get("MessageGroupId"),
                 )
             )
         return deliveries
@@ -657,6 +664,9 @@ def open_sqs_broker(url: str, clock: Clock) -> SQSBroker:
         raise ConfigurationError(
             f"sqs:// does not know the option(s) {sorted(unknown)}; known: {sorted(_URL_OPTIONS)}"
         )
+    max_delay = options.get("max_delay_seconds")
+    if max_delay is not None and not max_delay.isdigit():
+        raise ConfigurationError(f"sqs:// max_delay_seconds must be a number, got {max_delay!r}")
     max_bytes = options.get("max_message_bytes")
     if max_bytes is not None and not max_bytes.isdigit():
         raise ConfigurationError(f"sqs:// max_message_bytes must be a number, got {max_bytes!r}")
@@ -666,4 +676,5 @@ def open_sqs_broker(url: str, clock: Clock) -> SQSBroker:
         prefix=options.get("prefix", os.environ.get("CLOUDQ_SQS_PREFIX", "")),
         endpoint_url=options.get("endpoint_url"),
         max_message_bytes=int(max_bytes) if max_bytes else None,
+        max_delay_seconds=int(max_delay) if max_delay else None,
     )

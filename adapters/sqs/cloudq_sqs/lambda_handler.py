@@ -7,7 +7,8 @@ event source mapping (it deletes the records the handler reports as successful):
 - done: reported as success;
 - retry: a copy is sent with its backoff delay, the record is reported as success;
 - dead letter: sent to the DLQ (and deleted), reported as success;
-- deferred (eta in the future): re-sent with the remaining delay, reported as success;
+- deferred (eta in the future): re-sent with the remaining delay, reported as success (on a
+  FIFO queue: held invisible until due and reported as failed, so the mapping keeps it);
 - an outcome that could not be applied (a send failed, the claim-check store was down): the record
   goes into ``batchItemFailures`` and SQS redelivers it after its visibility timeout.
 
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
 from cloudq.execute import execute
+from cloudq.outcome import Defer
+from cloudq.producer import is_fifo
 from cloudq.settle import settle
 from cloudq_sqs.broker import MESSAGE_ID_ATTRIBUTE, SQSBroker, decode_body
 
@@ -53,6 +56,7 @@ def record_to_delivery(broker: SQSBroker, record: dict[str, Any]) -> Delivery:
         receive_count=int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)),
         handle=record["receiptHandle"],
         attributes=attributes,
+        group=record.get("attributes", {}).get("MessageGroupId"),
     )
 
 
@@ -80,6 +84,11 @@ def process_event(app: App, event: dict[str, Any], context: Any) -> dict[str, An
             limit = None if left_ms is None else (left_ms - SAFETY_MARGIN_MS) / 1000
             outcome = execute(delivery, app, hard_limit=limit)
             settle(app, delivery, outcome, ack=_left_by_mapping)
+            if isinstance(outcome, Defer) and is_fifo(delivery.queue):
+                # Held invisible until due by settle(); the mapping must not delete it.
+                failed.append(message_id)
+                failed.extend(str(r.get("messageId", "")) for r in records[index + 1 :])
+                break
         except Exception:
             logger.exception("record %s could not be processed; SQS will redeliver it", message_id)
             failed.append(message_id)
