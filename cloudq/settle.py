@@ -35,6 +35,23 @@ def _store(app: App, result: TaskResult | None) -> None:
         logger.exception("could not store result of task %s (%s)", result.task_id, result.state)
 
 
+HOLDS_BEFORE_RESEND = 1
+"""Where a broker has no native delay (Pub/Sub), a message is held at most this many times;
+then it is re-sent fresh, so waiting never counts toward its max delivery attempts."""
+
+
+def _hold(app: App, delivery: Delivery) -> bool:
+    """Whether a deferred delivery waits by being held (not re-sent with a native delay).
+
+    FIFO queues are always held (a re-send would lose the order; each hold counts as a
+    receive). Brokers without native delay hold, then re-send fresh once held enough.
+    """
+    if is_fifo(delivery.queue):
+        return True
+    no_native_delay = app.broker.limits.max_delay_seconds == 0
+    return no_native_delay and delivery.receive_count <= HOLDS_BEFORE_RESEND
+
+
 def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = None) -> None:
     """Apply ``outcome``. ``ack`` lets a worker batch acknowledgements; default: ack now.
 
@@ -61,9 +78,9 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
             _store(app, result)
             send_envelopes(app, [envelope], dedup_suffix=f"-a{envelope.attempt}")
             do_ack(delivery)
-        case Defer(envelope=envelope, until=until) if is_fifo(delivery.queue):
-            # No per-message delay on FIFO: hold this message invisible until due (each hold
-            # counts as a receive toward the queue's max receive count).
+        case Defer(until=until) if _hold(app, delivery):
+            # No native delay here: keep this very message invisible until due (or as long as
+            # the broker allows), instead of a re-send that would come straight back.
             wait = max(1.0, (until - app.clock.now()).total_seconds())
             cap = app.broker.limits.max_lease_seconds
             app.broker.release([delivery], wait if cap is None else min(wait, cap))

@@ -18,7 +18,8 @@ class BrokerLimits:
     """What a provider allows; ``None`` means no limit."""
 
     max_delay_seconds: float | None
-    """Longest native delay on send; longer etas travel in hops (re-sent until due)."""
+    """Longest native delay on send; longer etas travel in hops (re-sent until due). 0: the
+    provider has none (Pub/Sub): a message due later is held with ``release(delay)`` instead."""
     max_lease_seconds: float | None
     """Longest a received message can stay invisible (visibility / ack deadline / lock)."""
     max_message_bytes: int

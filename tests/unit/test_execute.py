@@ -263,3 +263,32 @@ def test_async_task_runs(app: App) -> None:
     result = add.delay(2, 3)
     process_one(app)
     assert result.get(timeout=1) == 5
+
+
+def test_broker_without_native_delay_holds_then_resends_fresh(clock: FakeClock) -> None:
+    """Pub/Sub has no native delay: a due-later task is held (release with a delay) once, then
+    re-sent fresh, so waiting never piles up delivery attempts."""
+    name = uuid.uuid4().hex
+    app = App("t", broker=f"memory://{name}?max_delay_seconds=0&max_lease_seconds=600", clock=clock)
+    ran: list[object] = []
+
+    @app.task
+    def in_an_hour() -> None:
+        ran.append(clock.now())
+
+    due = clock.now() + timedelta(hours=1)
+    in_an_hour.apply_async(countdown=3600)
+    counts: list[int] = []
+    while not ran:
+        [delivery] = app.broker.receive("default", 1, 0, 30) or [None]  # type: ignore[list-item]
+        if delivery is None:
+            clock.advance(60)
+            continue
+        counts.append(delivery.receive_count)
+        outcome = execute(delivery, app)
+        from cloudq.settle import settle
+
+        settle(app, delivery, outcome)
+    assert ran == [due]
+    assert max(counts) <= 2, f"delivery attempts piled up: {counts}"
+    assert app.broker.stats("default").dead_lettered == 0
