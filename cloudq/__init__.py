@@ -4,6 +4,7 @@ Importing this package imports no cloud SDK: adapters load their SDK when a brok
 """
 
 from cloudq.app import App
+from cloudq.canvas import Signature, chain, chord, group
 from cloudq.errors import (
     CloudqError,
     ConfigurationError,
@@ -27,10 +28,14 @@ __all__ = [
     "EagerResult",
     "MaxRetriesExceededError",
     "Retry",
+    "Signature",
     "SoftTimeLimitExceeded",
     "State",
     "Task",
     "TaskArgumentError",
     "TimeLimitExceeded",
     "__version__",
+    "chain",
+    "chord",
+    "group",
 ]

@@ -18,6 +18,7 @@ from cloudq.envelope import Envelope
 from cloudq.errors import ConfigurationError, NotRegistered
 from cloudq.result import AsyncResult
 from cloudq.results import ResultBackend, open_backend
+from cloudq.results.base import ChordStore
 from cloudq.task import Task, TaskOptions
 
 logger = logging.getLogger("cloudq")
@@ -148,6 +149,21 @@ class App:
     # --- results -------------------------------------------------------------------------
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
         return AsyncResult(task_id, self, task_name=task_name)
+
+    def chord_store(self) -> ChordStore:
+        """The result backend, as the atomic counter chords need; a clear error without one."""
+        backend = self.backend
+        if backend is None:
+            raise ConfigurationError(
+                "chords need a result backend to count finished header tasks: set "
+                "App(backend='redis://...') (chains and groups work without one)"
+            )
+        if not isinstance(backend, ChordStore):
+            raise ConfigurationError(
+                f"result backend {self.conf.result_backend!r} cannot run chords (no atomic "
+                "counter); use redis:// or memory://"
+            )
+        return backend
 
     def close(self) -> None:
         if "broker" in self.__dict__:

@@ -73,6 +73,8 @@ class Envelope(BaseModel):
     """Message group on FIFO queues: tasks of one group run in order, one at a time."""
     group_id: str | None = None
     chord_id: str | None = None
+    chord_index: int | None = None
+    """Position of this header task in its chord: the body gets results in this order."""
     headers: dict[str, str] = Field(default_factory=dict)
     sig: str | None = None
 

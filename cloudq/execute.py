@@ -267,12 +267,16 @@ def execute(
         current_request.reset(token)
 
     logger.info("task %s[%s] succeeded in %.3fs", env.task, env.id, time.monotonic() - began)
-    if not keep:
+    follows = bool(env.links) or env.chord_id is not None
+    if not keep and not follows:
         return Ack()
     try:
         stored = task.arguments.dump_result(value)
     except TypeError as exc:
         logger.error("task %s[%s] succeeded but %s", env.task, env.id, exc)
         error = ErrorInfo(type="cloudq.errors.ResultEncodeError", message=str(exc))
+        if follows:  # the chain or chord cannot go on without the result
+            return failure_outcome(env, error, f"result not JSON: {exc}", clock, keep)
         return Ack(result=_record(env, State.FAILURE, error=error, clock=clock))
-    return Ack(result=_record(env, State.SUCCESS, result=stored, clock=clock))
+    record = _record(env, State.SUCCESS, result=stored, clock=clock) if keep else None
+    return Ack(result=record, envelope=env if follows else None, value=stored)

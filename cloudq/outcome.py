@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from cloudq.envelope import Envelope
 from cloudq.results.base import TaskResult
@@ -11,10 +12,16 @@ from cloudq.results.base import TaskResult
 
 @dataclass(frozen=True)
 class Ack:
-    """Done: record ``result`` (if any), send ``follow_ups`` (chain links), then acknowledge."""
+    """Done: record ``result`` (if any), send ``follow_ups``, then acknowledge.
+
+    ``envelope`` and ``value`` (the JSON result) are set when the task has chain links or is a
+    chord header: settling sends the next task, or counts the chord part.
+    """
 
     result: TaskResult | None = None
     follow_ups: tuple[Envelope, ...] = field(default=())
+    envelope: Envelope | None = None
+    value: Any = None
 
 
 @dataclass(frozen=True)

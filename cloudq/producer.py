@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -54,11 +53,11 @@ def to_message(app: App, envelope: Envelope, dedup_suffix: str = "") -> Outgoing
         logger.debug(
             "task %s[%s]: %d bytes parked at %s", envelope.task, envelope.id, len(body), url
         )
-    # Whole seconds, rounded up: a task must never become visible before its eta. FIFO queues
-    # take no per-message delay: the eta stays in the envelope and the consumer defers it.
+    # Adapters whose provider takes whole seconds round up: never visible before the eta. FIFO
+    # queues take no per-message delay: the eta stays in the envelope and the consumer defers.
     delay = 0.0
     if not is_fifo(envelope.queue):
-        delay = float(math.ceil(native_delay(envelope.eta, app.clock.now(), limits)))
+        delay = native_delay(envelope.eta, app.clock.now(), limits)
     return OutgoingMessage(
         body=body,
         delay_seconds=delay,

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
+from cloudq.canvas import build_envelope, signature_from
 from cloudq.claimcheck import pointer_url
+from cloudq.envelope import Envelope
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.producer import is_fifo, send_envelopes
 from cloudq.results.base import TaskResult
@@ -52,6 +54,28 @@ def _hold(app: App, delivery: Delivery) -> bool:
     return no_native_delay and delivery.receive_count <= HOLDS_BEFORE_RESEND
 
 
+def _after_success(app: App, envelope: Envelope, value: Any) -> list[Envelope]:
+    """Chain links get the result; a chord header counts, and the last one sends the body."""
+    out = [build_envelope(app, signature_from(link, app), [value]) for link in envelope.links]
+    if envelope.chord_id is not None and envelope.chord_index is not None:
+        done = app.chord_store().chord_part_done(envelope.chord_id, envelope.chord_index, value)
+        if done is not None:
+            body, results = done
+            out.append(build_envelope(app, signature_from(body, app), [results]))
+    family = {"root_id": envelope.root_id or envelope.id, "parent_id": envelope.id}
+    return [e.model_copy(update=family) for e in out]
+
+
+def _after_failure(app: App, envelope: Envelope) -> list[Envelope]:
+    """Error callbacks get the failed task's id; a chord's run once, for its first failure."""
+    errlinks = [signature_from(e, app) for e in envelope.errlinks]
+    if envelope.chord_id is not None:
+        body = app.chord_store().chord_fail(envelope.chord_id)
+        if body is not None:
+            errlinks += signature_from(body, app).errlinks
+    return [build_envelope(app, sig, [envelope.id]) for sig in errlinks]
+
+
 def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = None) -> None:
     """Apply ``outcome``. ``ack`` lets a worker batch acknowledgements; default: ack now.
 
@@ -69,10 +93,13 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
                 logger.exception("could not delete claim-check object %s", claim)
 
     match outcome:
-        case Ack(result=result, follow_ups=follow_ups):
+        case Ack(result=result, follow_ups=follow_ups, envelope=envelope, value=value):
             _store(app, result)
-            if follow_ups:
-                send_envelopes(app, follow_ups)
+            nexts = list(follow_ups)
+            if envelope is not None:
+                nexts += _after_success(app, envelope, value)
+            if nexts:
+                send_envelopes(app, nexts)
             do_ack(delivery)
         case RetryAt(envelope=envelope, result=result):
             _store(app, result)
@@ -96,6 +123,10 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
             do_ack(delivery)
         case DeadLetter(reason=reason, envelope=envelope, result=result):
             _store(app, result)
+            if envelope is not None:
+                errbacks = _after_failure(app, envelope)
+                if errbacks:
+                    send_envelopes(app, errbacks)
             # A parked body stays parked: the dead letter keeps its pointer (and the object).
             body = envelope.encode() if envelope is not None and claim is None else None
             app.broker.dead_letter(delivery, reason, body)

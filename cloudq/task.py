@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from cloudq.arguments import ArgumentSpec
+from cloudq.canvas import Signature
 from cloudq.envelope import ENVELOPE_VERSION, Envelope, RetryPolicy
 from cloudq.errors import ConfigurationError, Retry
 from cloudq.limits import RateLimit, parse_rate_limit
@@ -100,6 +101,18 @@ class Task(Generic[P, R]):
         if option is None or isinstance(option, str):
             return option
         return str(option(*args, **kwargs))
+
+    # --- canvas --------------------------------------------------------------------------
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature: ``add.s(2)``; the parent's result (in a chain) comes first."""
+        return Signature(task=self.name, args=list(args), kwargs=kwargs).bind_app(self.app)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: parent results are not passed to it."""
+        sig = Signature(task=self.name, args=list(args), kwargs=kwargs, immutable=True)
+        return sig.bind_app(self.app)
+
+    signature = s
 
     # --- running here --------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:

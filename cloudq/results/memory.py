@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from cloudq.clock import Clock
 from cloudq.results.base import TaskResult
+
+
+@dataclass
+class _Chord:
+    size: int
+    body: dict[str, Any]
+    results: dict[int, Any] = field(default_factory=dict)
+    fired: bool = False
 
 
 class MemoryBackend:
@@ -17,6 +27,7 @@ class MemoryBackend:
         self._clock = clock
         self._records: dict[str, tuple[float | None, TaskResult]] = {}
         self._cond = threading.Condition()
+        self._chords: dict[str, _Chord] = {}
 
     def store(self, result: TaskResult, expires_seconds: float | None) -> None:
         expiry = None if expires_seconds is None else self._clock.monotonic() + expires_seconds
@@ -56,6 +67,34 @@ class MemoryBackend:
 
     def close(self) -> None:
         """Nothing to close."""
+
+    # --- chords ------------------------------------------------------------------------
+    def chord_start(
+        self, chord_id: str, size: int, body: dict[str, Any], expires_seconds: float | None
+    ) -> None:
+        with self._cond:
+            self._chords[chord_id] = _Chord(size, body)
+
+    def chord_part_done(
+        self, chord_id: str, index: int, result: Any
+    ) -> tuple[dict[str, Any], list[Any]] | None:
+        with self._cond:
+            chord = self._chords.get(chord_id)
+            if chord is None:
+                return None
+            chord.results[index] = result
+            if len(chord.results) < chord.size or chord.fired:
+                return None
+            chord.fired = True
+            return chord.body, [chord.results[i] for i in range(chord.size)]
+
+    def chord_fail(self, chord_id: str) -> dict[str, Any] | None:
+        with self._cond:
+            chord = self._chords.get(chord_id)
+            if chord is None or chord.fired:
+                return None
+            chord.fired = True
+            return chord.body
 
 
 _backends: dict[tuple[str, int], MemoryBackend] = {}

@@ -12,6 +12,7 @@ redis-py's own.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -96,6 +97,27 @@ def redis_client(url: str, **options: Any) -> Redis:
         return redis.Redis.from_url(redis_url, **{**DEFAULT_OPTIONS, **options})
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"bad Redis URL {redact_url(url)!r}: {exc}") from exc
+
+
+# Record a header result (idempotent: HSET by index); the call that completes the header and
+# wins HSETNX "fired" gets the body and all results. Results share the chord's expiry.
+_CHORD_PART = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+local size = tonumber(redis.call('HGET', KEYS[1], 'size'))
+if redis.call('HLEN', KEYS[2]) >= size and redis.call('HSETNX', KEYS[1], 'fired', '1') == 1 then
+  return {redis.call('HGET', KEYS[1], 'body'), redis.call('HGETALL', KEYS[2])}
+end
+return false
+"""
+_CHORD_FAIL = """
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HSETNX', KEYS[1], 'fired', '1') == 1 then
+  return redis.call('HGET', KEYS[1], 'body')
+end
+return false
+"""
 
 
 class RedisBackend:
@@ -226,6 +248,40 @@ class RedisBackend:
     def forget(self, task_id: str) -> None:
         with self._errors("forget", task_id):
             self._client.delete(self.key(task_id))
+
+    # --- chords: one Lua script call per header task, atomic on the server ------------------
+    def _chord_keys(self, chord_id: str) -> list[str]:
+        return [f"{self.prefix}:chord:{chord_id}", f"{self.prefix}:chord:{chord_id}:results"]
+
+    def chord_start(
+        self, chord_id: str, size: int, body: dict[str, Any], expires_seconds: float | None
+    ) -> None:
+        meta, results = self._chord_keys(chord_id)
+        with self._errors("chord start", chord_id):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(meta, mapping={"size": size, "body": json.dumps(body)})
+            pipe.delete(results)
+            if expires_seconds is not None:
+                pipe.expire(meta, math.ceil(expires_seconds))
+            pipe.execute()
+
+    def chord_part_done(
+        self, chord_id: str, index: int, result: Any
+    ) -> tuple[dict[str, Any], list[Any]] | None:
+        meta, results = self._chord_keys(chord_id)
+        with self._errors("chord part", chord_id):
+            reply = self._client.eval(_CHORD_PART, 2, meta, results, str(index), json.dumps(result))
+        if not reply:
+            return None
+        body, flat = reply
+        by_index = {int(flat[i]): json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return json.loads(body), [by_index[i] for i in sorted(by_index)]
+
+    def chord_fail(self, chord_id: str) -> dict[str, Any] | None:
+        meta, _ = self._chord_keys(chord_id)
+        with self._errors("chord fail", chord_id):
+            body = self._client.eval(_CHORD_FAIL, 1, meta)
+        return None if not body else dict(json.loads(body))
 
     def close(self) -> None:
         """Disconnect the pooled connections."""
