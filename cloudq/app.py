@@ -16,6 +16,7 @@ from cloudq.clock import SYSTEM_CLOCK, Clock
 from cloudq.config import Settings, make_settings
 from cloudq.envelope import Envelope
 from cloudq.errors import ConfigurationError, NotRegistered
+from cloudq.ratelimit import LocalRateLimiter, RateLimiter
 from cloudq.result import AsyncResult
 from cloudq.results import ResultBackend, open_backend
 from cloudq.results.base import ChordStore
@@ -150,6 +151,19 @@ class App:
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
         return AsyncResult(task_id, self, task_name=task_name)
 
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        """The result backend's shared slots if it has them, else this process's own."""
+        backend = self.backend
+        if isinstance(backend, RateLimiter):
+            return backend
+        logger.warning(
+            "rate limits are enforced per worker: result backend %r has no shared rate limiter"
+            " (use redis:// to limit across all workers and handlers)",
+            self.conf.result_backend,
+        )
+        return LocalRateLimiter()
+
     def chord_store(self) -> ChordStore:
         """The result backend, as the atomic counter chords need; a clear error without one."""
         backend = self.backend
@@ -173,6 +187,6 @@ class App:
         store = self.__dict__.get("claim_checks")
         if store is not None and hasattr(store, "close"):
             store.close()
-        for name in ("broker", "backend", "claim_checks"):
+        for name in ("broker", "backend", "claim_checks", "rate_limiter"):
             self.__dict__.pop(name, None)  # reopened on next use
         self._ensured.clear()

@@ -12,7 +12,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
@@ -37,6 +37,7 @@ from cloudq.errors import (
     TimeLimitExceeded,
 )
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
+from cloudq.ratelimit import RATE_SLOT_HEADER
 from cloudq.request import Request, current_request
 from cloudq.results.base import ErrorInfo, State, TaskResult
 from cloudq.retry import backoff_delay, retries_left
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("cloudq.execute")
 
+RATE_SLACK_SECONDS = 0.005
+"""A rate slot this close is taken as now: deferring costs more than the wait."""
 MAX_TRACEBACK_HEADER_CHARS = 4_000
 """Tracebacks in dead-letter headers keep their last lines: providers cap message sizes."""
 
@@ -121,7 +124,10 @@ def retry_or_fail(
         return failure_outcome(env, error, reason, clock, keep_result)
     delay = countdown if countdown is not None else backoff_delay(policy, env.attempt)
     when = clock.now() + timedelta(seconds=delay)
-    nxt = env.model_copy(update={"attempt": env.attempt + 1, "eta": when, "sig": None})
+    headers = {k: v for k, v in env.headers.items() if k != RATE_SLOT_HEADER}
+    nxt = env.model_copy(
+        update={"attempt": env.attempt + 1, "eta": when, "sig": None, "headers": headers}
+    )
     logger.warning(
         "task %s[%s] attempt %d failed (%s: %s); retry in %.1fs",
         env.task,
@@ -193,6 +199,20 @@ def open_envelope(delivery: Delivery, app: App) -> Envelope | DeadLetter:
     return env
 
 
+def _over_rate(app: App, task: Task[Any, Any], env: Envelope, now: datetime) -> Defer | None:
+    """Defer to the task's next free rate slot, unless it holds one already (came back)."""
+    rate = task.rate
+    if rate is None or RATE_SLOT_HEADER in env.headers:
+        return None
+    wait = app.rate_limiter.reserve(task.name, 1 / rate.per_second)
+    if wait <= RATE_SLACK_SECONDS:
+        return None
+    until = now + timedelta(seconds=wait)
+    held = env.model_copy(update={"headers": {**env.headers, RATE_SLOT_HEADER: until.isoformat()}})
+    logger.debug("task %s[%s] over %s/s: deferred %.3fs", env.task, env.id, rate.per_second, wait)
+    return Defer(envelope=held, until=until)
+
+
 def execute(
     delivery: Delivery,
     app: App,
@@ -224,6 +244,10 @@ def execute(
         return failure_outcome(env, error, reason, clock, keep_result=False)
     if not eager and env.eta is not None and env.eta > now:
         return Defer(envelope=env, until=env.eta)
+    if not eager:
+        over = _over_rate(app, task, env, now)
+        if over is not None:
+            return over
 
     try:
         args, kwargs = task.arguments.load(env.args, env.kwargs)

@@ -56,7 +56,7 @@ class Task(Generic[P, R]):
         self.name = options.name
         self.is_async = inspect.iscoroutinefunction(fn)
         self.arguments = ArgumentSpec(fn, options.name, options.bind)
-        self.rate: RateLimit | None = (
+        self._rate: RateLimit | None = (
             parse_rate_limit(options.rate_limit) if options.rate_limit else None
         )
         for bad in options.autoretry_for:
@@ -72,6 +72,14 @@ class Task(Generic[P, R]):
         return f"<Task {self.name}>"
 
     # --- policy --------------------------------------------------------------------------
+    @property
+    def rate(self) -> RateLimit | None:
+        """The task's own rate limit, else the app's default."""
+        if self._rate is not None:
+            return self._rate
+        default = self.app.conf.task_default_rate_limit
+        return parse_rate_limit(default) if default else None
+
     @property
     def time_limit(self) -> float:
         return self.options.time_limit or self.app.conf.task_time_limit

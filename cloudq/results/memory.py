@@ -28,6 +28,7 @@ class MemoryBackend:
         self._records: dict[str, tuple[float | None, TaskResult]] = {}
         self._cond = threading.Condition()
         self._chords: dict[str, _Chord] = {}
+        self._slots: dict[str, float] = {}
 
     def store(self, result: TaskResult, expires_seconds: float | None) -> None:
         expiry = None if expires_seconds is None else self._clock.monotonic() + expires_seconds
@@ -67,6 +68,14 @@ class MemoryBackend:
 
     def close(self) -> None:
         """Nothing to close."""
+
+    # --- rate limits: the memory backend is the shared store of one process ---------------
+    def reserve(self, key: str, interval: float) -> float:
+        now = self._clock.monotonic()
+        with self._cond:
+            slot = max(self._slots.get(key, now), now)
+            self._slots[key] = slot + interval
+        return slot - now
 
     # --- chords ------------------------------------------------------------------------
     def chord_start(

@@ -112,6 +112,16 @@ if redis.call('HLEN', KEYS[2]) >= size and redis.call('HSETNX', KEYS[1], 'fired'
 end
 return false
 """
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+if slot < now then slot = now end
+local nxt = slot + interval
+redis.call('SET', KEYS[1], string.format('%.6f', nxt), 'PX', math.ceil((nxt - now) * 1000) + 1000)
+return string.format('%.6f', slot - now)
+"""
 _CHORD_FAIL = """
 if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HSETNX', KEYS[1], 'fired', '1') == 1 then
   return redis.call('HGET', KEYS[1], 'body')
@@ -248,6 +258,12 @@ class RedisBackend:
     def forget(self, task_id: str) -> None:
         with self._errors("forget", task_id):
             self._client.delete(self.key(task_id))
+
+    # --- rate limits: GCRA slots, timed by the Redis server's clock (no client skew) --------
+    def reserve(self, key: str, interval: float) -> float:
+        with self._errors("rate limit", key):
+            wait = self._client.eval(_RESERVE, 1, f"{self.prefix}:rate:{key}", repr(interval))
+        return float(wait)
 
     # --- chords: one Lua script call per header task, atomic on the server ------------------
     def _chord_keys(self, chord_id: str) -> list[str]:
