@@ -6,11 +6,13 @@ import fnmatch
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import Any, ParamSpec, TypeVar, overload
 
 from cloudq.adapters import open_broker
 from cloudq.adapters.base import Broker, QueueSpec
+from cloudq.beat import ScheduleEntry, make_entry, parse_beat_schedule
 from cloudq.claimcheck import ClaimCheckStore, open_claim_check_store
 from cloudq.clock import SYSTEM_CLOCK, Clock
 from cloudq.config import Settings, make_settings
@@ -49,6 +51,7 @@ class App:
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._ensured: set[str] = set()
+        self._periodic: dict[str, ScheduleEntry] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -85,6 +88,49 @@ class App:
         if fn is not None:
             return register(fn)
         return register
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        name: str | None = None,
+        timezone: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+        missed: str = "run_once",
+        **task_options: Any,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """A periodic task: ``@app.periodic(cron="*/5 * * * *")`` or ``every=timedelta(...)``."""
+
+        def register(func: Callable[P, R]) -> Task[P, R]:
+            task = func if isinstance(func, Task) else self.task(**task_options)(func)
+            seconds = every.total_seconds() if isinstance(every, timedelta) else every
+            entry = make_entry(
+                name=name or task.name,
+                task=task.name,
+                cron=cron,
+                every=seconds,
+                timezone=timezone,
+                args=list(args),
+                kwargs=kwargs or {},
+                queue=queue,
+                missed=missed,
+            )
+            self._periodic[entry.name] = entry
+            return task
+
+        return register
+
+    def beat_entries(self) -> list[ScheduleEntry]:
+        """``beat_schedule`` and ``@app.periodic`` entries together (names must differ)."""
+        entries = {e.name: e for e in parse_beat_schedule(self.conf.beat_schedule)}
+        for name, entry in self._periodic.items():
+            if name in entries:
+                raise ConfigurationError(f"periodic task {name!r} is defined twice")
+            entries[name] = entry
+        return list(entries.values())
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:

@@ -85,6 +85,38 @@ def worker(
 
 
 @main.command()
+@click.option("-l", "--loglevel", default="info", show_default=True)
+@click.option(
+    "--export",
+    "export_format",
+    type=click.Choice(["json", "eventbridge", "cloud-scheduler"]),
+    default=None,
+    help="print the schedule as data and exit",
+)
+@click.pass_obj
+def beat(obj: _Context, loglevel: str, export_format: str | None) -> None:
+    """Send periodic tasks; run as many as you like, each tick is sent once."""
+    app = obj.app()
+    if export_format:
+        from cloudq.beat_export import export
+
+        click.echo(json.dumps(export(app, export_format), indent=2))
+        return
+    import signal
+
+    from cloudq.beat import Beat
+
+    setup_logging(loglevel)
+    scheduler = Beat(app)
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
+    signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
+    try:
+        scheduler.run()
+    finally:
+        app.close()
+
+
+@main.command()
 @click.argument("name")
 @click.option("--args", "args_json", default="[]", help="JSON list")
 @click.option("--kwargs", "kwargs_json", default="{}", help="JSON object")

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     claim_check_url: str | None = None
     """Object storage for payloads over the broker's limit (``s3://bucket/prefix``)."""
 
+    beat_schedule: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Celery's ``beat_schedule``: name -> {task, schedule (seconds, timedelta or cron), args,
+    kwargs, options}; see ``cloudq.beat``."""
+
     signing_keys: list[str] = Field(default_factory=list)
     """HMAC keys; the first signs, any verifies. When set, unsigned messages are refused."""
 

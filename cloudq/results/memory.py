@@ -29,6 +29,8 @@ class MemoryBackend:
         self._cond = threading.Condition()
         self._chords: dict[str, _Chord] = {}
         self._slots: dict[str, float] = {}
+        self._claims: set[str] = set()
+        self._markers: dict[str, str] = {}
 
     def store(self, result: TaskResult, expires_seconds: float | None) -> None:
         expiry = None if expires_seconds is None else self._clock.monotonic() + expires_seconds
@@ -68,6 +70,26 @@ class MemoryBackend:
 
     def close(self) -> None:
         """Nothing to close."""
+
+    # --- beat: claims and markers --------------------------------------------------------
+    def claim(self, key: str, ttl_seconds: float) -> bool:
+        with self._cond:
+            if key in self._claims:
+                return False
+            self._claims.add(key)
+            return True
+
+    def unclaim(self, key: str) -> None:
+        with self._cond:
+            self._claims.discard(key)
+
+    def get_marker(self, key: str) -> str | None:
+        with self._cond:
+            return self._markers.get(key)
+
+    def set_marker(self, key: str, value: str) -> None:
+        with self._cond:
+            self._markers[key] = value
 
     # --- rate limits: the memory backend is the shared store of one process ---------------
     def reserve(self, key: str, interval: float) -> float:

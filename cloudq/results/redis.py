@@ -259,6 +259,26 @@ class RedisBackend:
         with self._errors("forget", task_id):
             self._client.delete(self.key(task_id))
 
+    # --- beat: claims (SET NX) and last-tick markers ---------------------------------------
+    def claim(self, key: str, ttl_seconds: float) -> bool:
+        with self._errors("beat claim", key):
+            return bool(
+                self._client.set(f"{self.prefix}:{key}", "1", nx=True, ex=math.ceil(ttl_seconds))
+            )
+
+    def unclaim(self, key: str) -> None:
+        with self._errors("beat unclaim", key):
+            self._client.delete(f"{self.prefix}:{key}")
+
+    def get_marker(self, key: str) -> str | None:
+        with self._errors("beat marker", key):
+            raw = self._client.get(f"{self.prefix}:{key}")
+        return None if raw is None else (raw.decode() if isinstance(raw, bytes) else str(raw))
+
+    def set_marker(self, key: str, value: str) -> None:
+        with self._errors("beat marker", key):
+            self._client.set(f"{self.prefix}:{key}", value)
+
     # --- rate limits: GCRA slots, timed by the Redis server's clock (no client skew) --------
     def reserve(self, key: str, interval: float) -> float:
         with self._errors("rate limit", key):

@@ -67,3 +67,37 @@ def test_demo_runs_end_to_end() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("SUCCESS") == 3
     assert "(attempt 2)" in done.stdout
+
+
+def test_beat_sends_ticks_and_stops_on_sigterm() -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cloudq.cli", "-A", "tests.apps.beat_app", "beat", "-l", "info"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        sent = 0
+        assert proc.stderr is not None
+        for line in proc.stderr:  # EOF if beat dies: then the assert below fails
+            sent += "beat: sent" in line
+            if sent == 2:
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+    assert sent == 2
+
+
+def test_beat_export() -> None:
+    import json
+
+    result = CliRunner().invoke(main, ["-A", "tests.apps.beat_app", "beat", "--export", "json"])
+    assert result.exit_code == 0, result.output
+    names = {e["name"] for e in json.loads(result.output)}
+    assert names == {"fast", "quarter-hourly"}
+    bad = CliRunner().invoke(main, ["-A", "tests.apps.beat_app", "beat", "--export", "eventbridge"])
+    assert bad.exit_code != 0 and "whole minutes" in str(bad.exception)
