@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from cloudq.adapters import open_broker
 from cloudq.adapters.base import Broker, QueueSpec
@@ -23,6 +23,9 @@ from cloudq.result import AsyncResult
 from cloudq.results import ResultBackend, open_backend
 from cloudq.results.base import ChordStore
 from cloudq.task import Task, TaskOptions
+
+if TYPE_CHECKING:
+    from cloudq.reports import FailureReport, Reporter
 
 logger = logging.getLogger("cloudq")
 
@@ -209,6 +212,19 @@ class App:
             self.conf.result_backend,
         )
         return LocalRateLimiter()
+
+    @cached_property
+    def reporter(self) -> Reporter:
+        from cloudq.reports import Reporter
+
+        return Reporter(self)
+
+    def on_failure(
+        self, callback: Callable[[FailureReport], None]
+    ) -> Callable[[FailureReport], None]:
+        """Call ``callback(report)`` on every final failure (usable as a decorator)."""
+        self.reporter.hooks.append(callback)
+        return callback
 
     def chord_store(self) -> ChordStore:
         """The result backend, as the atomic counter chords need; a clear error without one."""

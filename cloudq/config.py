@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     """Celery's ``beat_schedule``: name -> {task, schedule (seconds, timedelta or cron), args,
     kwargs, options}; see ``cloudq.beat``."""
 
+    error_reports: dict[str, Any] | None = None
+    """E-mail on final failures: {"to": [...], "from": ..., "smtp": "smtp://host:port",
+    "tls": False, "window_seconds": 3600}; see ``cloudq.reports``."""
+
     signing_keys: list[str] = Field(default_factory=list)
     """HMAC keys; the first signs, any verifies. When set, unsigned messages are refused."""
 
@@ -61,6 +65,15 @@ class Settings(BaseSettings):
     worker_fairness_rounds: int = Field(default=10, ge=1)
     """Every Nth receive round starts at the next queue in turn so no queue starves."""
     worker_max_tasks_per_child: int | None = Field(default=None, ge=1)
+
+    @field_validator("error_reports")
+    @classmethod
+    def _check_reports(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from cloudq.reports import ErrorReportSettings
+
+            ErrorReportSettings.model_validate(value)
+        return value
 
     @field_validator("task_default_rate_limit")
     @classmethod

@@ -130,3 +130,4 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
             # A parked body stays parked: the dead letter keeps its pointer (and the object).
             body = envelope.encode() if envelope is not None and claim is None else None
             app.broker.dead_letter(delivery, reason, body)
+            app.reporter.report(envelope, reason, delivery.queue)

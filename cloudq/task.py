@@ -42,6 +42,8 @@ class TaskOptions:
     rate_limit: str | None = None
     ignore_result: bool = False
     bind: bool = False
+    report_args: bool = False
+    """Include the arguments in error reports (off: they may hold personal data)."""
     fifo_group: str | Callable[..., str] | None = None
     """FIFO queues only: the message group, or a function of the task's arguments giving it."""
 
