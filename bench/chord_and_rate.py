@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cloudq import App, chord  # noqa: E402
-from cloudq.testing import start_worker, wait_for  # noqa: E402
+from cloudq import App, chord
+from cloudq.testing import start_worker, wait_for
 
 
 def free_port() -> int:
@@ -68,7 +68,7 @@ def main() -> None:
 def _pings(redis: object, port: int) -> bool:
     try:
         return bool(redis.Redis(port=port).ping())  # type: ignore[attr-defined]
-    except Exception:
+    except Exception:  # noqa: BLE001 - not up yet
         return False
 
 
