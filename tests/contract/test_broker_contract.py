@@ -21,7 +21,11 @@ from cloudq.testing import wait_for
 BrokerFactory = Callable[[], Broker]
 
 # adapter name -> fixture giving a BrokerFactory (registered by tests/conftest.py plugins).
-ADAPTER_FIXTURES = {"memory": "memory_broker_factory", "sqs": "sqs_broker_factory"}
+ADAPTER_FIXTURES = {
+    "memory": "memory_broker_factory",
+    "sqs": "sqs_broker_factory",
+    "pubsub": "pubsub_broker_factory",
+}
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.results.base import READY_STATES, TaskResult, poll_until_ready
+from cloudq_sqs.dynamodb_shared import DynamoDBShared
 
 __all__ = ["DynamoDBBackend", "TableNotFoundError", "open_dynamodb_backend"]
 
@@ -81,7 +82,7 @@ def _number(value: float) -> str:
     return f"{value:.6f}"
 
 
-class DynamoDBBackend:
+class DynamoDBBackend(DynamoDBShared):
     """Results in DynamoDB; thread-safe like the boto3 client it holds."""
 
     def __init__(

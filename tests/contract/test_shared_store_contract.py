@@ -1,5 +1,6 @@
-"""The chord counter contract, for every backend that offers one: exactly-once firing, in order,
-idempotent under duplicate deliveries, and race-free across threads."""
+"""What workers, handlers and beats share through the result backend, for every backend that
+offers it: chord counters (exactly-once firing, in order, idempotent under duplicates, race-free),
+rate-limit slots, beat claims and markers."""
 
 from __future__ import annotations
 
@@ -9,16 +10,22 @@ from typing import Any
 
 import pytest
 
+from cloudq.beat import BeatStore
+from cloudq.ratelimit import RateLimiter
 from cloudq.results.base import ChordStore
 
-CHORD_BACKENDS = {"memory": "memory_result_backend", "redis": "redis_result_backend"}
+SHARED_BACKENDS = {
+    "memory": "memory_result_backend",
+    "redis": "redis_result_backend",
+    "dynamodb": "dynamodb_result_backend",
+}
 BODY: dict[str, Any] = {"task": "tsum", "args": [], "kwargs": {}}
 
 
-@pytest.fixture(params=sorted(CHORD_BACKENDS))
-def store(request: pytest.FixtureRequest) -> ChordStore:
-    backend = request.getfixturevalue(CHORD_BACKENDS[request.param]).backend
-    assert isinstance(backend, ChordStore)
+@pytest.fixture(params=sorted(SHARED_BACKENDS))
+def store(request: pytest.FixtureRequest) -> Any:
+    backend = request.getfixturevalue(SHARED_BACKENDS[request.param]).backend
+    assert isinstance(backend, ChordStore | RateLimiter | BeatStore)
     return backend
 
 
@@ -69,3 +76,43 @@ def test_concurrent_parts_fire_exactly_once(store: ChordStore) -> None:
     for t in threads:
         t.join(timeout=30)
     assert fired == [(BODY, list(range(size)))]
+
+
+def test_rate_slots_are_spaced_and_shared(store: Any) -> None:
+    key = uuid.uuid4().hex
+    waits = [store.reserve(key, 10.0) for _ in range(3)]
+    assert waits[0] == pytest.approx(0, abs=0.5)
+    assert waits[1] == pytest.approx(10, abs=0.5)
+    assert waits[2] == pytest.approx(20, abs=0.5)
+
+
+def test_concurrent_rate_slots_never_collide(store: Any) -> None:
+    key = uuid.uuid4().hex
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        for _ in range(5):
+            w = store.reserve(key, 100.0)
+            with lock:
+                waits.append(w)
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    slots = sorted(round(w / 100) for w in waits)
+    assert slots == list(range(20)), "two callers got the same slot"
+
+
+def test_beat_claims_once_and_unclaims(store: Any) -> None:
+    key = f"tick-{uuid.uuid4().hex}"
+    assert store.claim(key, 60) is True
+    assert store.claim(key, 60) is False
+    store.unclaim(key)
+    assert store.claim(key, 60) is True
+    marker = f"m-{uuid.uuid4().hex}"
+    assert store.get_marker(marker) is None
+    store.set_marker(marker, "2030-01-01T00:00:00+00:00")
+    assert store.get_marker(marker) == "2030-01-01T00:00:00+00:00"
