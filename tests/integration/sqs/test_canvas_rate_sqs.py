@@ -73,3 +73,38 @@ def test_rate_limit_holds_across_two_workers_on_sqs(sqs_env: str, redis_url: str
     # 30 slots 0.1 s apart: the last no earlier than 2.9 s after the first.
     assert starts[-1] - starts[0] >= 2.9 - 0.05
     assert apps[0].broker.stats("default").dead_lettered == 0
+
+
+def test_two_beats_send_each_tick_once_to_sqs(sqs_env: str, redis_url: str) -> None:
+    import json
+
+    from cloudq.beat import Beat
+
+    prefix = f"bt{uuid.uuid4().hex[:8]}-"
+    apps = []
+    for _ in range(2):
+        app = make_app(redis_url, prefix)
+        app.conf.beat_schedule = {"tick": {"task": "add", "schedule": 0.5, "args": (1, 1)}}
+        apps.append(app)
+    apps[0].ensure_queue("default")
+    beats = [Beat(a, max_sleep=0.05) for a in apps]
+    threads = [threading.Thread(target=b.run, daemon=True) for b in beats]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: sum(b.sent for b in beats) >= 3, timeout=15, message="3 ticks")
+    finally:
+        for b in beats:
+            b.stop()
+        for t in threads:
+            t.join(timeout=5)
+    sent = sum(b.sent for b in beats)
+    got = []
+    wait_for(
+        lambda: got.extend(apps[0].broker.receive("default", 10, 1, 30)) or len(got) >= sent,
+        timeout=10,
+        interval=0,
+        message="ticks on the queue",
+    )
+    ticks = [json.loads(d.body)["headers"]["cloudq-beat-tick"] for d in got]
+    assert len(ticks) == sent and len(set(ticks)) == sent
