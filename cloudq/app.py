@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from cloudq.adapters import open_broker
 from cloudq.adapters.base import Broker, QueueSpec
-from cloudq.beat import ScheduleEntry, make_entry, parse_beat_schedule
 from cloudq.claimcheck import ClaimCheckStore, open_claim_check_store
 from cloudq.clock import SYSTEM_CLOCK, Clock
 from cloudq.config import Settings, make_settings
@@ -25,6 +24,7 @@ from cloudq.results.base import ChordStore
 from cloudq.task import Task, TaskOptions
 
 if TYPE_CHECKING:
+    from cloudq.beat import ScheduleEntry
     from cloudq.reports import FailureReport, Reporter
 
 logger = logging.getLogger("cloudq")
@@ -107,6 +107,8 @@ class App:
     ) -> Callable[[Callable[P, R]], Task[P, R]]:
         """A periodic task: ``@app.periodic(cron="*/5 * * * *")`` or ``every=timedelta(...)``."""
 
+        from cloudq.beat import make_entry
+
         def register(func: Callable[P, R]) -> Task[P, R]:
             task = func if isinstance(func, Task) else self.task(**task_options)(func)
             seconds = every.total_seconds() if isinstance(every, timedelta) else every
@@ -128,6 +130,8 @@ class App:
 
     def beat_entries(self) -> list[ScheduleEntry]:
         """``beat_schedule`` and ``@app.periodic`` entries together (names must differ)."""
+        from cloudq.beat import parse_beat_schedule
+
         entries = {e.name: e for e in parse_beat_schedule(self.conf.beat_schedule)}
         for name, entry in self._periodic.items():
             if name in entries:
