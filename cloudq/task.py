@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypedDict, TypeVar, Unpack
 
 from cloudq.arguments import ArgumentSpec
 from cloudq.canvas import Signature
@@ -22,6 +22,19 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class SendOptions(TypedDict, total=False):
+    """Per-call options of ``apply_async`` (Celery's names)."""
+
+    countdown: float | None
+    eta: datetime | None
+    expires: float | datetime | None
+    queue: str | None
+    priority: int | None
+    task_id: str | None
+    headers: Mapping[str, str] | None
+    fifo_group: str | None
 
 
 @dataclass(frozen=True)
@@ -173,29 +186,10 @@ class Task(Generic[P, R]):
         self,
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
-        *,
-        countdown: float | None = None,
-        eta: datetime | None = None,
-        expires: float | datetime | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
-        task_id: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        fifo_group: str | None = None,
+        **options: Unpack[SendOptions],
     ) -> AsyncResult:
         """Send with options: ``add.apply_async((2, 2), queue="low", countdown=10)``."""
-        envelope = self.envelope(
-            args or (),
-            kwargs or {},
-            countdown=countdown,
-            eta=eta,
-            expires=expires,
-            queue=queue,
-            priority=priority,
-            task_id=task_id,
-            headers=headers,
-            fifo_group=fifo_group,
-        )
+        envelope = self.envelope(args or (), kwargs or {}, **options)
         self.app.send_envelopes([envelope])
         return self.app.AsyncResult(envelope.id, task_name=self.name)
 
