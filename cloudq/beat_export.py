@@ -1,14 +1,15 @@
 """The schedule as data for the Terraform modules: EventBridge Scheduler → SQS, Cloud Scheduler →
 Pub/Sub, or plain JSON. With it, serverless users need no beat process at all.
 
-Each target carries the envelope to enqueue at every tick. The scheduler sends the same body
+The output is keyed by entry name, in the shape of the ``schedules`` variable of the Terraform
+modules (terraform/aws-schedule, terraform/gcp-function-worker). Each target carries the envelope
+to enqueue at every tick (Cloud Scheduler's module base64-encodes it for Pub/Sub). The scheduler sends the same body
 each time, so the task id is fixed per entry (``beat-<name>``): the result record of the latest
 run replaces the one before.
 """
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -64,16 +65,17 @@ def _cron_for_every(seconds: float) -> str:
     return field.format(n=n)
 
 
-def export(app: App, fmt: str) -> list[dict[str, Any]]:
-    """The app's schedule in ``fmt`` (one of ``FORMATS``)."""
+def export(app: App, fmt: str) -> dict[str, dict[str, Any]]:
+    """The app's schedule in ``fmt`` (one of ``FORMATS``), keyed by entry name: the shape of the
+    ``schedules`` variable of terraform/aws-schedule and terraform/gcp-function-worker."""
     if fmt not in FORMATS:
         raise ConfigurationError(f"unknown export format {fmt!r}: {', '.join(FORMATS)}")
-    out: list[dict[str, Any]] = []
+    out: dict[str, dict[str, Any]] = {}
     for entry in app.beat_entries():
         queue = entry.queue or app.route(entry.task)
         body = _body(app, entry)
         if fmt == "json":
-            out.append({**entry.model_dump(), "queue": queue, "message": body})
+            out[entry.name] = {**entry.model_dump(), "queue": queue, "input": body}
         elif fmt == "eventbridge":
             if entry.cron is not None:
                 expression = _eventbridge_cron(entry.cron)
@@ -81,24 +83,11 @@ def export(app: App, fmt: str) -> list[dict[str, Any]]:
                 assert entry.every is not None
                 n, unit = _rate(entry.every, "EventBridge")
                 expression = f"rate({n} {unit[:-1] if n == 1 else unit})"
-            out.append(
-                {
-                    "name": entry.name,
-                    "schedule_expression": expression,
-                    "timezone": entry.timezone,
-                    "queue": queue,
-                    "input": body,
-                }
-            )
+            out[entry.name] = {"schedule_expression": expression, "timezone": entry.timezone,
+                               "queue": queue, "input": body}
         else:
-            schedule = entry.cron if entry.cron is not None else _cron_for_every(entry.every or 0)
-            out.append(
-                {
-                    "name": entry.name,
-                    "schedule": schedule,
-                    "time_zone": entry.timezone,
-                    "topic": queue,
-                    "data": base64.b64encode(body.encode()).decode(),
-                }
-            )
+            schedule = entry.cron if entry.cron is not None else _cron_for_every(
+                entry.every or 0)
+            out[entry.name] = {"schedule": schedule, "time_zone": entry.timezone,
+                               "queue": queue, "input": body}
     return out

@@ -97,7 +97,7 @@ def test_beat_export() -> None:
 
     result = CliRunner().invoke(main, ["-A", "tests.apps.beat_app", "beat", "--export", "json"])
     assert result.exit_code == 0, result.output
-    names = {e["name"] for e in json.loads(result.output)}
+    names = set(json.loads(result.output))
     assert names == {"fast", "quarter-hourly"}
     bad = CliRunner().invoke(main, ["-A", "tests.apps.beat_app", "beat", "--export", "eventbridge"])
     assert bad.exit_code != 0 and "whole minutes" in str(bad.exception)
