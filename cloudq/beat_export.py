@@ -3,9 +3,9 @@ Pub/Sub, or plain JSON. With it, serverless users need no beat process at all.
 
 The output is keyed by entry name, in the shape of the ``schedules`` variable of the Terraform
 modules (terraform/aws-schedule, terraform/gcp-function-worker). Each target carries the envelope
-to enqueue at every tick (Cloud Scheduler's module base64-encodes it for Pub/Sub). The scheduler sends the same body
-each time, so the task id is fixed per entry (``beat-<name>``): the result record of the latest
-run replaces the one before.
+to enqueue at every tick (Cloud Scheduler's module base64-encodes it for Pub/Sub). The scheduler
+sends the same body each time, so the task id is fixed per entry (``beat-<name>``): the result
+record of the latest run replaces the one before.
 """
 
 from __future__ import annotations
@@ -83,11 +83,18 @@ def export(app: App, fmt: str) -> dict[str, dict[str, Any]]:
                 assert entry.every is not None
                 n, unit = _rate(entry.every, "EventBridge")
                 expression = f"rate({n} {unit[:-1] if n == 1 else unit})"
-            out[entry.name] = {"schedule_expression": expression, "timezone": entry.timezone,
-                               "queue": queue, "input": body}
+            out[entry.name] = {
+                "schedule_expression": expression,
+                "timezone": entry.timezone,
+                "queue": queue,
+                "input": body,
+            }
         else:
-            schedule = entry.cron if entry.cron is not None else _cron_for_every(
-                entry.every or 0)
-            out[entry.name] = {"schedule": schedule, "time_zone": entry.timezone,
-                               "queue": queue, "input": body}
+            schedule = entry.cron if entry.cron is not None else _cron_for_every(entry.every or 0)
+            out[entry.name] = {
+                "schedule": schedule,
+                "time_zone": entry.timezone,
+                "queue": queue,
+                "input": body,
+            }
     return out

@@ -5,4 +5,5 @@ pytest_plugins = [
     "cloudq.testing.pytest_plugin",
     "tests.fixtures.redis_server",
     "tests.fixtures.moto_server",
+    "tests.fixtures.servicebus_endpoint",
 ]

@@ -28,6 +28,7 @@ RESULT_BACKENDS = {
     "memory": "memory_result_backend",
     "redis": "redis_result_backend",
     "dynamodb": "dynamodb_result_backend",
+    "azuretable": "azuretable_result_backend",
 }
 
 
@@ -83,3 +84,16 @@ def result_backend(result_backend_case: BackendUnderTest) -> ResultBackend:
 @pytest.fixture
 def result_backend_clock(result_backend_case: BackendUnderTest) -> FakeClock | None:
     return result_backend_case.fake_clock
+
+
+@pytest.fixture
+def azuretable_result_backend(azure_storage_env: str) -> Iterator[BackendUnderTest]:
+    """Azure Tables on Azurite. No TTL there: expiry is judged by the clock in ``get``, so a fake
+    clock checks it exactly; a table of its own per test (``?create=1``)."""
+    from cloudq_servicebus.table import open_table_backend
+
+    clock = FakeClock()
+    table = f"cloudq{uuid.uuid4().hex[:12]}"
+    backend = open_table_backend(f"azuretable://{table}?create=1", clock)
+    yield BackendUnderTest(backend, clock)
+    backend.close()

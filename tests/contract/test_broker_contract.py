@@ -24,7 +24,7 @@ BrokerFactory = Callable[[], Broker]
 ADAPTER_FIXTURES = {
     "memory": "memory_broker_factory",
     "sqs": "sqs_broker_factory",
-    "pubsub": "pubsub_broker_factory",
+    "servicebus": "servicebus_broker_factory",
 }
 
 

@@ -1,0 +1,172 @@
+"""``azblob://CONTAINER/PREFIX``: claim checks in Azure Blob Storage, for task messages over
+Service Bus's size limit (256 KB on standard).
+
+``put`` writes ``PREFIX/KEY`` and returns ``azblob://CONTAINER/PREFIX/KEY``; the queue carries
+that URL instead of the body and the consumer ``delete``s the blob after the final ack. A
+lifecycle rule (Terraform) should still expire leftovers, e.g. bodies of dead letters.
+
+``get`` and ``delete`` only take URLs under the store's own container and prefix: the URL comes
+off a queue, and a forged message must not make a worker read or delete any other blob.
+
+The container is Terraform's to create; ``?create=1`` creates it (tests and demos). The account:
+see ``cloudq_servicebus.storage``. The azure SDK is imported when the store is opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from cloudq.errors import BrokerError, ClaimCheckMissing, CloudqError, ConfigurationError
+from cloudq_servicebus import storage
+
+logger = logging.getLogger("cloudq.servicebus.blob")
+
+_CONTAINER = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
+_URL_OPTIONS = frozenset({"create", "account_url"})
+
+
+class ContainerNotFoundError(BrokerError):
+    """The container is missing: Terraform creates it (or ``azblob://C/P?create=1``)."""
+
+
+class BlobClaimCheckStore:
+    """One ContainerClient; thread-safe like it."""
+
+    def __init__(
+        self,
+        container: str,
+        prefix: str = "",
+        *,
+        connection_string: str | None = None,
+        account_url: str | None = None,
+        credential: Any = None,
+        create: bool = False,
+    ) -> None:
+        from azure.core.exceptions import AzureError
+        from azure.storage.blob import ContainerClient
+
+        if not _CONTAINER.fullmatch(container):
+            raise ConfigurationError(
+                f"{container!r} is not a valid blob container name: 3 to 63 lowercase letters, "
+                "digits and single hyphens"
+            )
+        self._errors: tuple[type[Exception], ...] = (AzureError,)
+        self.container = container
+        self.prefix = prefix.strip("/")
+        if account_url:
+            if credential is None:
+                from azure.identity import DefaultAzureCredential
+
+                credential = DefaultAzureCredential()
+            self._client = ContainerClient(account_url, container, credential=credential)
+        else:
+            assert connection_string is not None
+            self._client = ContainerClient.from_connection_string(connection_string, container)
+        if create:
+            self.create_container()
+
+    @property
+    def base_url(self) -> str:
+        return (
+            f"azblob://{self.container}/{self.prefix}"
+            if self.prefix
+            else (f"azblob://{self.container}")
+        )
+
+    def __repr__(self) -> str:
+        return f"BlobClaimCheckStore({self.base_url!r})"
+
+    def _error(self, operation: str, url: str, exc: Exception) -> BrokerError:
+        if "ContainerNotFound" in str(exc):
+            return ContainerNotFoundError(
+                f"blob container {self.container!r} does not exist ({operation} of {url}): "
+                f"containers are created by Terraform, or by {self.base_url}?create=1"
+            )
+        return BrokerError(f"Azure Blob {operation} of {url} failed: {exc}")
+
+    def create_container(self) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            self._client.create_container()
+            logger.info("created blob container %r", self.container)
+        except ResourceExistsError:
+            pass
+        except self._errors as exc:
+            raise self._error("create_container", self.base_url, exc) from exc
+
+    def blob_name(self, url: str) -> str:
+        """The blob name of ``url``, which must lie under this store's container and prefix."""
+        head = f"azblob://{self.container}/"
+        name = url[len(head) :] if url.startswith(head) else ""
+        if not name or (self.prefix and not name.startswith(self.prefix + "/")):
+            raise CloudqError(
+                f"claim-check URL {url!r} is not under this store ({self.base_url}/): refused, "
+                "so that a forged message cannot reach other blobs"
+            )
+        return name
+
+    def put(self, key: str, body: bytes) -> str:
+        name = f"{self.prefix}/{key}" if self.prefix else key
+        url = f"azblob://{self.container}/{name}"
+        try:
+            self._client.upload_blob(name, body, overwrite=True)
+        except self._errors as exc:
+            raise self._error("upload_blob", url, exc) from exc
+        return url
+
+    def get(self, url: str) -> bytes:
+        """The parked body; ``ClaimCheckMissing`` if it is gone."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        name = self.blob_name(url)
+        try:
+            data: bytes = self._client.download_blob(name).readall()
+        except ResourceNotFoundError as exc:
+            if "ContainerNotFound" in str(exc):
+                raise self._error("download_blob", url, exc) from exc
+            raise ClaimCheckMissing(
+                f"claim-check blob {url} is gone (deleted after an earlier delivery, or by the "
+                "container's lifecycle rule)"
+            ) from exc
+        except self._errors as exc:
+            raise self._error("download_blob", url, exc) from exc
+        return data
+
+    def delete(self, url: str) -> None:
+        """Delete the blob; one already gone is fine (idempotent)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        name = self.blob_name(url)
+        try:
+            self._client.delete_blob(name)
+        except ResourceNotFoundError as exc:
+            if "ContainerNotFound" in str(exc):
+                raise self._error("delete_blob", url, exc) from exc
+        except self._errors as exc:
+            raise self._error("delete_blob", url, exc) from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_blob_store(url: str) -> BlobClaimCheckStore:
+    """The ``cloudq.claimchecks`` entry point for ``azblob://CONTAINER/PREFIX[?create=1]``."""
+    parts = urlsplit(url)
+    if parts.scheme != "azblob" or not parts.netloc:
+        raise ConfigurationError(
+            f"expected azblob://CONTAINER/PREFIX[?create=1&account_url=...], got {url!r}; the "
+            "account comes from AZURE_STORAGE_CONNECTION_STRING or account_url"
+        )
+    opts = storage.options(parts.query, _URL_OPTIONS, "azblob")
+    account_url = opts.get("account_url") or None
+    return BlobClaimCheckStore(
+        parts.netloc,
+        parts.path,
+        connection_string=None if account_url else storage.connection_string(url),
+        account_url=account_url,
+        create=storage.flag("create", opts.get("create", "0"), url),
+    )

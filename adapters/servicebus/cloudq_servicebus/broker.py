@@ -1,0 +1,804 @@
+"""``servicebus://``: cloudq's adapter for Azure Service Bus queues.
+
+Where the namespace comes from:
+
+- ``servicebus://`` alone: a connection string from ``CLOUDQ_SERVICEBUS_CONNECTION``, else
+  ``SERVICEBUS_CONNECTION_STRING`` (the local emulator's works:
+  ``...;UseDevelopmentEmulator=true``);
+- ``servicebus://NAMESPACE.servicebus.windows.net``: ``DefaultAzureCredential`` (managed
+  identity, workload identity, ``az login``...) on that namespace.
+
+The administration client (``ensure``, ``stats``) uses the same credential, or the connection
+string in ``CLOUDQ_SERVICEBUS_ADMIN_CONNECTION`` where management is served elsewhere (the
+emulator: port 5300). URL options: ``prefix=`` (queue-name prefix, also
+``CLOUDQ_SERVICEBUS_PREFIX``), ``max_message_bytes=`` (premium tier).
+
+How the contract maps (see the README for the reasons):
+
+- a queue's dead-letter queue ``<name>-dlq`` is a queue of its own; ``ensure`` makes the queue
+  forward its native dead letters there (``ForwardDeadLetteredMessagesTo``), so a message the
+  broker gives up on (``MaxDeliveryCountExceeded``) lands beside the ones cloudq dead-letters
+  with a new body;
+- the lease of a ``receive`` is kept by this client: a message not acked, released or extended
+  within its lease is abandoned when the lease ends (as a visibility timeout would); a lease
+  longer than the queue's lock is held by renewing the lock. If the process dies, the queue's
+  own lock duration (set by ``ensure`` to the lease) brings the message back;
+- ``release`` with a delay schedules a copy and completes the original, so waiting does not
+  burn the max delivery count; without a delay it abandons (delivery count + 1).
+
+The azure SDKs are imported when a broker is opened, never when ``cloudq`` is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import math
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from cloudq.adapters.base import (
+    DEAD_LETTER_SUFFIX,
+    BrokerLimits,
+    Delivery,
+    OutgoingMessage,
+    QueueSpec,
+    QueueStats,
+    dead_letter_queue_name,
+)
+from cloudq.clock import Clock
+from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
+from cloudq_servicebus import limits as lim
+
+logger = logging.getLogger("cloudq.servicebus")
+
+REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
+NATIVE_REASON = "DeadLetterReason"
+NATIVE_DESCRIPTION = "DeadLetterErrorDescription"
+_HIDDEN_ATTRIBUTES = frozenset({NATIVE_REASON, NATIVE_DESCRIPTION})
+CONNECTION_ENV = ("CLOUDQ_SERVICEBUS_CONNECTION", "SERVICEBUS_CONNECTION_STRING")
+ADMIN_CONNECTION_ENV = "CLOUDQ_SERVICEBUS_ADMIN_CONNECTION"
+PREFIX_ENV = "CLOUDQ_SERVICEBUS_PREFIX"
+_URL_OPTIONS = frozenset({"prefix", "max_message_bytes"})
+CLOSE_TIMEOUT_SECONDS = 10.0
+_ENTITY_OPERATIONS = frozenset({"send", "receive", "open_sender", "open_receiver"})
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+T = TypeVar("T")
+
+
+class QueueNotFoundError(BrokerError):
+    """The named queue is missing: ``ensure`` (or the worker, or Terraform) creates queues."""
+
+
+@dataclass
+class _Receiver:
+    """One SDK receiver per queue, with the lock every call on it takes.
+
+    Python's locks are not fair: a receive loop that takes the lock again at once could starve
+    a lock renewal. Settling and renewing go through ``urgent()``; a receive waits its turn
+    (``wait_turn``) while any is pending, so they wait at most one receive slice.
+    """
+
+    sdk: Any
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _pending: int = 0
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    @contextmanager
+    def urgent(self) -> Iterator[None]:
+        with self._cond:
+            self._pending += 1
+        try:
+            with self.lock:
+                yield
+        finally:
+            with self._cond:
+                self._pending -= 1
+                self._cond.notify_all()
+
+    def wait_turn(self) -> None:
+        with self._cond:
+            while self._pending:
+                self._cond.wait(lim.RECEIVE_SLICE_SECONDS)
+
+
+@dataclass
+class _Held:
+    """A received, unsettled message: the lease cloudq promised and the lock the broker holds."""
+
+    queue: str
+    message: Any
+    receiver: _Receiver
+    lease_until: float
+    lock_until: float
+    lock_seconds: float
+    """The queue's lock duration, as seen on receipt."""
+    settled: bool = False
+
+
+def _seconds_until(moment: dt.datetime | None, clock: Clock) -> float:
+    if moment is None:
+        return 0.0
+    return (moment - dt.datetime.now(dt.UTC)).total_seconds()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _body(message: Any) -> bytes:
+    body = message.body
+    if isinstance(body, bytes | bytearray):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    return b"".join(bytes(part) for part in body)
+
+
+class ServiceBusBroker:
+    """One Service Bus namespace. Thread-safe: every SDK object is used under its own lock."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        connection_string: str | None = None,
+        namespace: str | None = None,
+        credential: Any = None,
+        admin_connection_string: str | None = None,
+        prefix: str = "",
+        max_message_bytes: int | None = None,
+    ) -> None:
+        from azure.core.exceptions import AzureError
+        from azure.servicebus import ServiceBusClient
+        from azure.servicebus.exceptions import ServiceBusError
+        from azure.servicebus.management import ServiceBusAdministrationClient
+
+        if not connection_string and not namespace:
+            raise ConfigurationError(
+                "servicebus:// needs a namespace: set CLOUDQ_SERVICEBUS_CONNECTION (or "
+                "SERVICEBUS_CONNECTION_STRING) to a connection string, or name the namespace in "
+                "the URL (servicebus://NAME.servicebus.windows.net) to use DefaultAzureCredential"
+            )
+        self._errors: tuple[type[Exception], ...] = (ServiceBusError, AzureError)
+        self._clock = clock
+        self.prefix = prefix
+        ceiling = max_message_bytes or lim.MAX_MESSAGE_BYTES
+        self.limits = BrokerLimits(
+            max_delay_seconds=None,
+            max_lease_seconds=lim.MAX_LOCK_SECONDS,
+            max_message_bytes=ceiling - lim.MESSAGE_OVERHEAD_BYTES,
+            max_batch=lim.MAX_BATCH,
+        )
+        self._wire_limit = ceiling
+        retry: dict[str, Any] = {
+            "retry_total": lim.SDK_RETRY_TOTAL,
+            "retry_backoff_factor": lim.SDK_RETRY_BACKOFF_SECONDS,
+        }
+        try:
+            if connection_string:
+                self._client = ServiceBusClient.from_connection_string(connection_string, **retry)
+                admin_cs = admin_connection_string or connection_string
+                self._admin = ServiceBusAdministrationClient.from_connection_string(admin_cs)
+                self.namespace = self._client.fully_qualified_namespace
+            else:
+                if credential is None:
+                    from azure.identity import DefaultAzureCredential
+
+                    credential = DefaultAzureCredential()
+                assert namespace is not None
+                self._client = ServiceBusClient(namespace, credential, **retry)
+                if admin_connection_string:
+                    self._admin = ServiceBusAdministrationClient.from_connection_string(
+                        admin_connection_string
+                    )
+                else:
+                    self._admin = ServiceBusAdministrationClient(namespace, credential)
+                self.namespace = namespace
+        except (ValueError, *self._errors) as exc:
+            raise ConfigurationError(f"cannot open the Service Bus namespace: {exc}") from exc
+        self._lock = threading.Lock()
+        self._senders: dict[str, tuple[Any, threading.Lock]] = {}
+        self._receivers: dict[str, _Receiver] = {}
+        self._held: dict[int, _Held] = {}
+        self._held_cond = threading.Condition(threading.Lock())
+        self._closed = threading.Event()
+        self._admin_denied = False
+        self._keeper = threading.Thread(
+            target=self._keep_leases, name="cloudq-servicebus-leases", daemon=True
+        )
+        self._keeper.start()
+
+    def __repr__(self) -> str:
+        return f"ServiceBusBroker({self.namespace!r}, prefix={self.prefix!r})"
+
+    # --- naming and errors -------------------------------------------------------------------
+    def physical_name(self, queue: str) -> str:
+        """The Service Bus queue name: prefix + name."""
+        name = self.prefix + queue
+        if not _QUEUE_NAME.fullmatch(name) or len(name) > lim.MAX_QUEUE_NAME_CHARS:
+            raise ConfigurationError(
+                f"{name!r} is not a valid Service Bus queue name: up to "
+                f"{lim.MAX_QUEUE_NAME_CHARS} letters, digits, '.', '-', '_' and '/', starting "
+                "with a letter or digit (prefix included)"
+            )
+        return name
+
+    def _error(self, operation: str, queue: str, exc: Exception) -> BrokerError | MessageTooLarge:
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.servicebus.exceptions import (
+            MessageSizeExceededError,
+            MessagingEntityNotFoundError,
+        )
+
+        name = self.prefix + queue
+        if isinstance(exc, MessagingEntityNotFoundError | ResourceNotFoundError):
+            return QueueNotFoundError(
+                f"Service Bus {operation} on queue {name!r}: the queue does not exist; queues "
+                "are created by Terraform, or by the worker (create_missing_queues)"
+            )
+        if isinstance(exc, MessageSizeExceededError):
+            return MessageTooLarge(
+                f"Service Bus {operation} on queue {name!r}: message over the namespace's size "
+                f"limit ({self._wire_limit} bytes with headers): {exc}"
+            )
+        return BrokerError(f"Service Bus {operation} on queue {name!r} failed: {exc}")
+
+    def _call(self, operation: str, queue: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except self._errors as exc:
+            error = self._error(operation, queue, exc)
+            if type(error) is BrokerError and operation in _ENTITY_OPERATIONS:
+                error = self._missing_queue(operation, queue) or error
+            raise error from exc
+
+    def _missing_queue(self, operation: str, queue: str) -> QueueNotFoundError | None:
+        """A link to a missing queue fails with whatever the detach carried (often a generic
+        error): ask the administration API whether the queue is there, to say so plainly."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self._admin.get_queue(self.physical_name(queue))
+        except ResourceNotFoundError:
+            return QueueNotFoundError(
+                f"Service Bus {operation} on queue {self.prefix + queue!r}: the queue does not "
+                "exist; queues are created by Terraform, or by the worker (create_missing_queues)"
+            )
+        except Exception:  # noqa: BLE001 - only a hint: the original error is raised anyway
+            return None
+        return None
+
+    # --- SDK objects -------------------------------------------------------------------------
+    # Each is opened (``__enter__``: connect, authenticate, attach, with the SDK's retries) when
+    # made: a receive's own wait may be far too short to open a link in. One that failed is
+    # dropped, so the next call opens a fresh one.
+    def _sender(self, queue: str) -> tuple[Any, threading.Lock]:
+        with self._lock:
+            entry = self._senders.get(queue)
+            if entry is None:
+                name = self.physical_name(queue)
+                sdk = self._call("open_sender", queue, lambda: self._open(name, sender=True))
+                entry = self._senders[queue] = (sdk, threading.Lock())
+            return entry
+
+    def _receiver(self, queue: str) -> _Receiver:
+        with self._lock:
+            entry = self._receivers.get(queue)
+            if entry is None:
+                name = self.physical_name(queue)
+                sdk = self._call("open_receiver", queue, lambda: self._open(name, sender=False))
+                entry = self._receivers[queue] = _Receiver(sdk)
+            return entry
+
+    def _open(self, name: str, sender: bool) -> Any:
+        sdk: Any
+        if sender:
+            sdk = self._client.get_queue_sender(name)
+        else:
+            sdk = self._client.get_queue_receiver(name, prefetch_count=0)
+        sdk.__enter__()
+        return sdk
+
+    def _drop(self, queue: str, sender: bool) -> None:
+        with self._lock:
+            if sender:
+                entry = self._senders.pop(queue, None)
+                if entry is not None:
+                    _quietly(entry[0].close)
+            else:
+                receiver = self._receivers.pop(queue, None)
+                if receiver is not None:
+                    _quietly(receiver.sdk.close)
+
+    # --- ensure ------------------------------------------------------------------------------
+    def ensure(self, spec: QueueSpec) -> None:
+        """Create (or bring up to date) ``<name>-dlq`` and ``<name>``: lock duration = lease
+        (5 s..5 min), max delivery count = ``max_receive_count``, native dead letters forwarded
+        to ``<name>-dlq``. Without the Manage right this logs once and leaves queues to
+        Terraform."""
+        if spec.fifo:
+            raise ConfigurationError(
+                f"{spec.name!r}: FIFO queues are not supported on Service Bus by cloudq "
+                "(Service Bus orders by sessions, which cloudq does not use)"
+            )
+        if self._admin_denied:
+            return
+        lock = min(lim.MAX_LOCK_SECONDS, max(lim.MIN_LOCK_SECONDS, math.ceil(spec.lease_seconds)))
+        dlq = dead_letter_queue_name(spec.name)
+        self._ensure_one(dlq, lock, lim.DEAD_LETTER_MAX_DELIVERY_COUNT, None)
+        self._ensure_one(spec.name, lock, spec.max_receive_count, self.physical_name(dlq))
+
+    def _ensure_one(self, queue: str, lock: int, max_count: int, forward: str | None) -> None:
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ResourceExistsError,
+            ResourceNotFoundError,
+        )
+
+        name = self.physical_name(queue)
+        settings: dict[str, Any] = {
+            "lock_duration": dt.timedelta(seconds=lock),
+            "max_delivery_count": max_count,
+            "forward_dead_lettered_messages_to": forward,
+        }
+        try:
+            try:
+                current = self._admin.get_queue(name)
+            except ResourceNotFoundError:
+                try:
+                    self._admin.create_queue(name, **settings)
+                    logger.info("created Service Bus queue %r", name)
+                    return
+                except ResourceExistsError:
+                    current = self._admin.get_queue(name)
+            forward_now = (current.forward_dead_lettered_messages_to or "").rstrip("/")
+            wanted_forward = forward or ""
+            if (
+                current.lock_duration != settings["lock_duration"]
+                or current.max_delivery_count != max_count
+                or not forward_now.endswith(wanted_forward)
+            ):
+                current.lock_duration = settings["lock_duration"]
+                current.max_delivery_count = max_count
+                current.forward_dead_lettered_messages_to = forward
+                self._admin.update_queue(current)
+                logger.info("updated Service Bus queue %r to %s", name, settings)
+        except ClientAuthenticationError as exc:
+            self._deny_admin(exc)
+        except HttpResponseError as exc:
+            if exc.status_code in (401, 403):
+                self._deny_admin(exc)
+                return
+            raise self._error("ensure", queue, exc) from exc
+        except self._errors as exc:
+            raise self._error("ensure", queue, exc) from exc
+
+    def _deny_admin(self, exc: Exception) -> None:
+        self._admin_denied = True
+        logger.warning(
+            "this identity may not manage Service Bus entities (%s): queues are expected to be "
+            "made by Terraform (module terraform/azure); ensure() does nothing from now on",
+            exc,
+        )
+
+    # --- send --------------------------------------------------------------------------------
+    def _outgoing(self, queue: str, m: OutgoingMessage) -> Any:
+        from azure.servicebus import ServiceBusMessage
+
+        if m.group is not None:
+            raise ConfigurationError(
+                f"message group {m.group!r} given for Service Bus queue {queue!r}: cloudq uses "
+                "no sessions on Service Bus"
+            )
+        if m.delay_seconds < 0:
+            raise BrokerError(f"negative delay {m.delay_seconds}s for queue {queue!r}")
+        if len(m.body) > self.limits.max_message_bytes:
+            raise MessageTooLarge(
+                f"message of {len(m.body)} bytes exceeds the {self.limits.max_message_bytes} "
+                f"bytes cloudq sends on Service Bus queue {self.prefix + queue!r} (256 KB "
+                "standard tier less room for headers); nothing was sent"
+            )
+        message_id = m.message_id or uuid.uuid4().hex
+        if len(message_id) > lim.MAX_MESSAGE_ID_CHARS:
+            message_id = uuid.uuid5(uuid.NAMESPACE_URL, message_id).hex
+        properties: dict[str | bytes, Any] = {k: v for k, v in m.attributes.items()}
+        msg = ServiceBusMessage(
+            m.body, message_id=message_id, application_properties=properties or None
+        )
+        if m.delay_seconds > 0:
+            when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=m.delay_seconds)
+            msg.scheduled_enqueue_time_utc = when
+        return msg
+
+    def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
+        """Send in as few batches as fit (by bytes); every message is checked before any is
+        sent. A failure after a first batch went out raises naming how many were sent."""
+        if not messages:
+            return
+        if len(messages) > lim.MAX_BATCH:
+            raise BrokerError(
+                f"send of {len(messages)} messages exceeds cloudq's Service Bus batch of "
+                f"{lim.MAX_BATCH}"
+            )
+        outgoing = [self._outgoing(queue, m) for m in messages]
+        sender, lock = self._sender(queue)
+        sent = 0
+
+        def run() -> None:
+            nonlocal sent
+            with lock:
+                batch = sender.create_message_batch()
+                count = 0
+                for msg in outgoing:
+                    try:
+                        batch.add_message(msg)
+                    except ValueError:  # MessageSizeExceededError: batch full
+                        if not count:
+                            raise
+                        sender.send_messages(batch)
+                        sent += count
+                        batch, count = sender.create_message_batch(), 0
+                        batch.add_message(msg)
+                    count += 1
+                sender.send_messages(batch)
+                sent += count
+
+        try:
+            self._call("send", queue, run)
+        except BrokerError as exc:
+            if not isinstance(exc, MessageTooLarge):
+                self._drop(queue, sender=True)
+            if sent:
+                raise BrokerError(
+                    f"{exc} ({sent} of {len(messages)} messages had been sent before the error)"
+                ) from exc
+            raise
+
+    # --- receive -----------------------------------------------------------------------------
+    def receive(
+        self, queue: str, max_messages: int, wait_seconds: float, lease_seconds: float
+    ) -> list[Delivery]:
+        if max_messages <= 0:
+            return []
+        want = min(max_messages, lim.MAX_BATCH)
+        receiver = self._receiver(queue)
+        deadline = time.monotonic() + max(wait_seconds, lim.NO_WAIT_SECONDS)
+        got: list[Any] = []
+        while not got:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            slice_ = min(left, lim.RECEIVE_SLICE_SECONDS)
+            receiver.wait_turn()
+            with receiver.lock:
+                try:
+                    got = self._call(
+                        "receive",
+                        queue,
+                        functools.partial(
+                            receiver.sdk.receive_messages,
+                            max_message_count=want,
+                            max_wait_time=slice_,
+                        ),
+                    )
+                except BrokerError:
+                    self._drop(queue, sender=False)
+                    raise
+        now = time.monotonic()
+        deliveries = []
+        for message in got:
+            lock_left = _seconds_until(message.locked_until_utc, self._clock)
+            held = _Held(
+                queue=queue,
+                message=message,
+                receiver=receiver,
+                lease_until=now + lease_seconds,
+                lock_until=now + lock_left,
+                lock_seconds=max(lock_left, 0.0),
+            )
+            deliveries.append(self._delivery(queue, message, held))
+        if deliveries:
+            with self._held_cond:
+                for d in deliveries:
+                    self._held[id(d.handle)] = d.handle
+                self._held_cond.notify_all()
+        return deliveries
+
+    def _delivery(self, queue: str, message: Any, held: _Held | None) -> Delivery:
+        attributes = {_text(k): _text(v) for k, v in (message.application_properties or {}).items()}
+        if REASON_ATTRIBUTE not in attributes and NATIVE_REASON in attributes:
+            reason = attributes[NATIVE_REASON]
+            description = attributes.get(NATIVE_DESCRIPTION)
+            attributes[REASON_ATTRIBUTE] = f"{reason}: {description}" if description else reason
+        return Delivery(
+            queue=queue,
+            body=_body(message),
+            message_id=str(message.message_id or message.sequence_number),
+            receive_count=(message.delivery_count or 0) + 1,
+            handle=held,
+            attributes={k: v for k, v in attributes.items() if k not in _HIDDEN_ATTRIBUTES},
+            leased_until=held.lease_until if held is not None else 0.0,
+        )
+
+    # --- settlement ----------------------------------------------------------------------------
+    def _held_of(self, deliveries: Sequence[Delivery]) -> Iterator[_Held]:
+        for d in deliveries:
+            if isinstance(d.handle, _Held) and not d.handle.settled:
+                yield d.handle
+
+    def _forget(self, held: _Held) -> None:
+        held.settled = True
+        with self._held_cond:
+            self._held.pop(id(held), None)
+
+    @contextmanager
+    def _lost_is_logged(self, operation: str, held: _Held) -> Iterator[None]:
+        """A lock already lost means the message is back on the queue: log, do not raise
+        (at-least-once; raising would not bring the lock back)."""
+        from azure.servicebus.exceptions import MessageAlreadySettled, MessageLockLostError
+
+        try:
+            yield
+        except (MessageLockLostError, MessageAlreadySettled) as exc:
+            self._forget(held)
+            logger.warning(
+                "Service Bus %s on %r: message %s no longer locked (%s); it comes back to the "
+                "queue",
+                operation,
+                self.prefix + held.queue,
+                held.message.message_id,
+                type(exc).__name__,
+            )
+
+    def _settle(self, operation: str, held: _Held, action: Callable[[Any], None]) -> None:
+        with self._lost_is_logged(operation, held), held.receiver.urgent():
+            if held.settled:
+                return
+            self._unless_lost(operation, held, lambda: action(held.message))
+            self._forget(held)
+
+    def _unless_lost(self, operation: str, held: _Held, fn: Callable[[], T]) -> T:
+        """``_call``, except that a lost lock stays itself for ``_lost_is_logged``."""
+        from azure.servicebus.exceptions import MessageAlreadySettled, MessageLockLostError
+
+        try:
+            return fn()
+        except (MessageLockLostError, MessageAlreadySettled):
+            raise
+        except self._errors as exc:
+            raise self._error(operation, held.queue, exc) from exc
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        for held in self._held_of(deliveries):
+            self._settle("complete", held, held.receiver.sdk.complete_message)
+
+    def release(self, deliveries: Sequence[Delivery], delay_seconds: float = 0.0) -> None:
+        """No delay: abandon (visible at once, delivery count + 1). With a delay: schedule a copy
+        that long ahead, then complete the original: waiting must not count as a failed
+        delivery toward the max delivery count."""
+        for d in deliveries:
+            if not isinstance(d.handle, _Held) or d.handle.settled:
+                continue
+            held = d.handle
+            if delay_seconds <= 0:
+                self._settle("abandon", held, held.receiver.sdk.abandon_message)
+                continue
+            copy = OutgoingMessage(
+                body=d.body,
+                delay_seconds=delay_seconds,
+                message_id=d.message_id,
+                attributes={k: v for k, v in d.attributes.items() if k != REASON_ATTRIBUTE},
+            )
+            self.send(d.queue, [copy])
+            self._settle("complete", held, held.receiver.sdk.complete_message)
+
+    def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
+        """Move each lease end to ``seconds`` from now; renew the broker's lock now if it would
+        lapse first (the keeper renews again while the lease lasts)."""
+        now = time.monotonic()
+        for d in deliveries:
+            if not isinstance(d.handle, _Held) or d.handle.settled:
+                continue
+            held = d.handle
+            held.lease_until = now + seconds
+            d.leased_until = held.lease_until
+            if held.lock_until < held.lease_until:
+                self._renew(held)
+
+    def _renew(self, held: _Held) -> None:
+        with self._lost_is_logged("renew_lock", held), held.receiver.urgent():
+            if held.settled:
+                return
+            until = self._unless_lost(
+                "renew_lock", held, lambda: held.receiver.sdk.renew_message_lock(held.message)
+            )
+            held.lock_until = time.monotonic() + _seconds_until(until, self._clock)
+
+    def dead_letter(self, delivery: Delivery, reason: str, body: bytes | None = None) -> None:
+        """Send a copy (with ``body`` if given) to ``<queue>-dlq`` carrying the reason, then
+        complete the original: never lose it. A delivery not held here (an Azure Functions
+        trigger's) is left for its host to complete."""
+        attributes = {k: v for k, v in delivery.attributes.items() if k != REASON_ATTRIBUTE}
+        attributes[REASON_ATTRIBUTE] = reason[: lim.MAX_REASON_CHARS] or "-"
+        copy = OutgoingMessage(
+            body=delivery.body if body is None else body,
+            message_id=delivery.message_id,
+            attributes=attributes,
+        )
+        self.send(dead_letter_queue_name(delivery.queue), [copy])
+        if isinstance(delivery.handle, _Held) and not delivery.handle.settled:
+            held = delivery.handle
+            self._settle("complete", held, held.receiver.sdk.complete_message)
+
+    # --- the lease keeper --------------------------------------------------------------------
+    def _keep_leases(self) -> None:
+        """Abandon messages whose lease ran out; renew locks that would lapse within a lease."""
+        while not self._closed.is_set():
+            with self._held_cond:
+                if not self._held:
+                    self._held_cond.wait(1.0)
+                    continue
+                held = list(self._held.values())
+            now = time.monotonic()
+            for h in held:
+                if h.settled:
+                    self._forget(h)
+                    continue
+                try:
+                    if now >= h.lease_until:
+                        logger.debug("lease of %s ran out: abandoned", h.message.message_id)
+                        self._settle("abandon", h, h.receiver.sdk.abandon_message)
+                    elif h.lock_until < h.lease_until:
+                        margin = min(lim.RENEW_MARGIN_SECONDS, h.lock_seconds / 2)
+                        if h.lock_until - now <= margin:
+                            self._renew(h)
+                except Exception:
+                    logger.exception("lease keeping failed for message %s", h.message.message_id)
+            self._closed.wait(lim.KEEPER_TICK_SECONDS)
+
+    # --- stats and purge ---------------------------------------------------------------------
+    def _runtime(self, queue: str) -> Any:
+        return self._call(
+            "get_queue_runtime_properties",
+            queue,
+            lambda: self._admin.get_queue_runtime_properties(self.physical_name(queue)),
+        )
+
+    def stats(self, queue: str) -> QueueStats:
+        """From the queue's runtime properties. Service Bus counts locked messages as active
+        and cannot tell them apart: ``in_flight`` is the messages this client holds, and
+        ``visible`` the active count less those."""
+        props = self._runtime(queue)
+        with self._held_cond:
+            mine = sum(1 for h in self._held.values() if h.queue == queue and not h.settled)
+        dead: int | None = props.dead_letter_message_count
+        try:
+            dlq = self._runtime(dead_letter_queue_name(queue))
+            dead = (dead or 0) + dlq.active_message_count + dlq.scheduled_message_count
+        except QueueNotFoundError:
+            pass
+        return QueueStats(
+            queue=queue,
+            visible=max(0, props.active_message_count - mine),
+            in_flight=mine,
+            delayed=props.scheduled_message_count,
+            dead_lettered=dead,
+        )
+
+    def purge(self, queue: str) -> None:
+        """Receive-and-delete until empty, then cancel scheduled messages (found by peeking).
+        Messages locked by a consumer are not reached: they come back when their lock ends."""
+        from azure.servicebus import ServiceBusMessageState, ServiceBusReceiveMode
+
+        name = self.physical_name(queue)
+
+        def run() -> None:
+            with self._client.get_queue_receiver(
+                name, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE
+            ) as drain:
+                while drain.receive_messages(
+                    max_message_count=lim.PURGE_BATCH, max_wait_time=lim.RECEIVE_SLICE_SECONDS
+                ):
+                    pass
+                scheduled: list[int] = []
+                start = 0
+                while True:
+                    page = drain.peek_messages(lim.PURGE_BATCH, sequence_number=start)
+                    if not page:
+                        break
+                    scheduled += [
+                        int(m.sequence_number or 0)
+                        for m in page
+                        if m.state == ServiceBusMessageState.SCHEDULED
+                    ]
+                    start = int(page[-1].sequence_number or 0) + 1
+            if scheduled:
+                sender, lock = self._sender(queue)
+                with lock:
+                    sender.cancel_scheduled_messages(scheduled)
+
+        self._call("purge", queue, run)
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._held_cond:
+            self._held_cond.notify_all()
+        with self._lock:
+            senders, self._senders = list(self._senders.values()), {}
+            receivers, self._receivers = list(self._receivers.values()), {}
+        # Side by side: each SDK handler joins its keep-alive thread on close (up to a second).
+        closers = [sender.close for sender, _ in senders]
+        closers += [receiver.sdk.close for receiver in receivers]
+        threads = [threading.Thread(target=_quietly, args=(fn,), daemon=True) for fn in closers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(CLOSE_TIMEOUT_SECONDS)
+        _quietly(self._client.close)
+        _quietly(self._admin.close)
+
+
+def _quietly(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - closing must not raise over the real error
+        logger.debug("ignored while closing: %r", exc)
+
+
+def connection_string_from_env() -> str | None:
+    for name in CONNECTION_ENV:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def open_servicebus_broker(url: str, clock: Clock) -> ServiceBusBroker:
+    """The ``cloudq.adapters`` entry point for ``servicebus://[NAMESPACE][?prefix=..]``."""
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or "@" in parts.netloc:
+        raise ConfigurationError(
+            f"expected servicebus://[NAMESPACE.servicebus.windows.net][?prefix=...], got {url!r}: "
+            "secrets never go in the URL (use CLOUDQ_SERVICEBUS_CONNECTION)"
+        )
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(options) - _URL_OPTIONS
+    if unknown:
+        raise ConfigurationError(
+            f"servicebus:// does not know the option(s) {sorted(unknown)}; "
+            f"known: {sorted(_URL_OPTIONS)}"
+        )
+    max_bytes = options.get("max_message_bytes")
+    if max_bytes is not None and not max_bytes.isdigit():
+        raise ConfigurationError(
+            f"servicebus:// max_message_bytes must be a number, got {max_bytes!r}"
+        )
+    namespace = parts.netloc or None
+    connection = None if namespace else connection_string_from_env()
+    return ServiceBusBroker(
+        clock,
+        connection_string=connection,
+        namespace=namespace,
+        admin_connection_string=os.environ.get(ADMIN_CONNECTION_ENV) or None,
+        prefix=options.get("prefix", os.environ.get(PREFIX_ENV, "")),
+        max_message_bytes=int(max_bytes) if max_bytes else None,
+    )
+
+
+__all__ = [
+    "DEAD_LETTER_SUFFIX",
+    "QueueNotFoundError",
+    "ServiceBusBroker",
+    "open_servicebus_broker",
+]

@@ -1,0 +1,161 @@
+"""Real ``cloudq -A tests.apps.servicebus_app worker`` subprocesses against the Service Bus test
+endpoint (or the emulator / namespace in ``CLOUDQ_SERVICEBUS_CONNECTION``), results in Azure
+Tables on Azurite."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from cloudq.envelope import HEADER_DEAD_LETTER_REASON, HEADER_ERROR_TYPE, decode
+from cloudq_servicebus.broker import REASON_ATTRIBUTE
+from tests.fixtures.servicebus_endpoint import ServiceBusEndpoint
+from tests.integration.servicebus.conftest import (
+    STARTUP_TIMEOUT,
+    Stack,
+    drained,
+    events,
+    raw_receive,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+def test_countdown_is_held_by_the_broker_and_runs_no_earlier(stack: Stack) -> None:
+    producer = stack.producer()
+    worker = stack.worker(["delays"])
+    worker.wait_ready()
+    marker = stack.tmp / "stamp.log"
+
+    sent = time.time()
+    result = producer.tasks["sb.stamp"].apply_async(
+        (str(marker), "late"), countdown=3, queue="delays"
+    )
+    # Service Bus holds it (scheduled_enqueue_time), not the worker.
+    assert producer.broker.stats("delays").delayed == 1
+
+    ran = result.get(timeout=20)
+    assert ran >= sent + 3, f"ran {ran - sent:.2f}s after sending, before its countdown"
+    assert ran < sent + 3 + 5, f"ran {ran - sent:.2f}s after sending: far later than due"
+    assert [e[0] for e in events(marker, "ran")] == [worker.pid]
+    wait_for(lambda: drained(producer, "delays"), 10, "the queue to be empty", stack.logs)
+
+
+def test_retries_back_off_exactly_then_succeed(stack: Stack) -> None:
+    producer = stack.producer()
+    worker = stack.worker(["retries"])
+    worker.wait_ready()
+    marker = stack.tmp / "flaky.log"
+
+    result = producer.tasks["sb.flaky"].apply_async((str(marker), 2), queue="retries")
+    assert result.get(timeout=30) == 3
+
+    attempts = events(marker, "attempt")
+    assert [int(a[2]) for a in attempts] == [1, 2, 3], attempts
+    first, second, third = (a[1] for a in attempts)
+    assert 1.0 <= second - first <= 1.0 + 1.5, f"first backoff {second - first:.2f}s"
+    assert 2.0 <= third - second <= 2.0 + 1.5, f"second backoff {third - second:.2f}s"
+    assert "retry in 1.0s" in worker.log() and "retry in 2.0s" in worker.log()
+    wait_for(lambda: drained(producer, "retries"), 10, "the queue to be empty", stack.logs)
+
+
+def test_poison_task_ends_in_the_dead_letter_queue_and_the_worker_goes_on(
+    stack: Stack, servicebus_env: ServiceBusEndpoint
+) -> None:
+    producer = stack.producer()
+    worker = stack.worker(["poison"])
+    worker.wait_ready()
+    marker = stack.tmp / "doomed.log"
+
+    result = producer.tasks["sb.doomed"].apply_async((str(marker),), queue="poison")
+    with pytest.raises(RuntimeError, match="doomed attempt 2"):
+        result.get(timeout=30)
+
+    dlq = f"{stack.prefix}poison-dlq"
+    (dead,) = wait_for(
+        lambda: raw_receive(servicebus_env.connection, dlq), 10, "the dead letter", stack.logs
+    )
+    reason = dead.application_properties[REASON_ATTRIBUTE.encode()].decode()
+    assert reason.startswith("max retries (1) exceeded: builtins.RuntimeError: doomed attempt 2")
+    envelope = decode(b"".join(dead.body))
+    assert envelope.id == result.id and envelope.attempt == 2
+    assert envelope.headers[HEADER_ERROR_TYPE] == "builtins.RuntimeError"
+    assert envelope.headers[HEADER_DEAD_LETTER_REASON] == reason
+
+    after = producer.tasks["sb.stamp"].apply_async((str(stack.tmp / "next.log"),), queue="poison")
+    assert after.get(timeout=15) > 0
+    assert worker.proc.poll() is None
+    wait_for(lambda: drained(producer, "poison"), 10, "the queue to be empty", stack.logs)
+    assert raw_receive(servicebus_env.connection, dlq, wait=0.5) == [], "one dead letter only"
+
+
+def test_lock_is_renewed_while_a_task_outlives_it(stack: Stack) -> None:
+    # Lease 2 s; the queue's lock is then 5 s (the floor cloudq asks for). The task runs 6 s:
+    # past the lock, so only renewals keep it from coming back (to this worker, which has room
+    # for more, or to any other).
+    producer = stack.producer(queue_lease_seconds=2)
+    worker = stack.worker(["beat"], queue_lease_seconds=2)
+    worker.wait_ready()
+    marker = stack.tmp / "hold.log"
+
+    result = producer.tasks["sb.hold"].apply_async((str(marker), 6.0), queue="beat")
+    assert result.get(timeout=30) == 1, "the first delivery ran to the end"
+    wait_for(lambda: drained(producer, "beat"), 10, "the queue to be empty", stack.logs)
+    starts = events(marker, "start")
+    assert len(starts) == 1, f"redelivered while running: {starts}\n{stack.logs()}"
+    (done,) = events(marker, "done")
+    assert done[1] - starts[0][1] >= 6.0
+    assert "no longer locked" not in worker.log()
+
+
+def test_sigkilled_worker_task_runs_once_more_after_the_lock_ends(stack: Stack) -> None:
+    lease = 3  # the queue's lock: 5 s (cloudq's floor)
+    producer = stack.producer(queue_lease_seconds=lease)
+    workers = [stack.worker(["crash"], queue_lease_seconds=lease) for _ in range(2)]
+    for w in workers:
+        w.wait_ready()
+    marker = stack.tmp / "hold.log"
+
+    result = producer.tasks["sb.hold"].apply_async((str(marker), 30.0, True), queue="crash")
+    ((pid, started, count),) = wait_for(
+        lambda: events(marker, "start"), 15, "the task to start", stack.logs
+    )
+    assert count == "1"
+    (victim,) = [w for w in workers if w.pid == pid]
+    (survivor,) = [w for w in workers if w.pid != pid]
+    victim.signal(signal.SIGKILL)
+    assert victim.wait_exit(10) == -signal.SIGKILL
+
+    assert result.get(timeout=30) == 2, "redelivered with delivery count 2"
+    starts = events(marker, "start")
+    assert len(starts) == 2, f"expected exactly one more run: {starts}"
+    again_pid, again, again_count = starts[1]
+    assert (again_pid, again_count) == (survivor.pid, "2")
+    assert again - started >= lease - 0.5, f"came back {again - started:.2f}s after the start"
+    wait_for(lambda: drained(producer, "crash"), 10, "the queue to be empty", stack.logs)
+
+
+def test_sigterm_finishes_the_running_task_and_releases_prefetched_at_once(stack: Stack) -> None:
+    lease = 60  # long: "visible again at once" cannot be the lock running out
+    producer = stack.producer(queue_lease_seconds=lease)
+    producer.ensure_queue("term")
+    slow_marker, fast_marker = stack.tmp / "slow.log", stack.tmp / "fast.log"
+    slow = producer.tasks["sb.hold"].apply_async((str(slow_marker), 2.0), queue="term")
+    for i in range(4):
+        producer.tasks["sb.stamp"].apply_async((str(fast_marker), f"fast-{i}"), queue="term")
+
+    worker = stack.worker(["term"], concurrency=1, prefetch=4, queue_lease_seconds=lease)
+    worker.wait_log(rf"task sb\.hold\[{slow.id}\] started", STARTUP_TIMEOUT)
+    worker.signal(signal.SIGTERM)
+    code = worker.wait_exit(30)
+    stats = producer.broker.stats("term")
+
+    assert code == 0, worker.log()
+    assert slow.get(timeout=5) == 1, "the running task was finished"
+    released = [int(m.group(1)) for m in worker.find(r"released (\d+) prefetched message")]
+    assert released == [4], worker.log()
+    assert not fast_marker.exists(), "a prefetched task ran after SIGTERM"
+    assert (stats.visible, stats.in_flight, stats.delayed) == (4, 0, 0), stats
