@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.redis_server",
     "tests.fixtures.moto_server",
     "tests.fixtures.servicebus_endpoint",
+    "tests.fixtures.pubsub_emulator",
 ]

@@ -28,6 +28,7 @@ RESULT_BACKENDS = {
     "memory": "memory_result_backend",
     "redis": "redis_result_backend",
     "dynamodb": "dynamodb_result_backend",
+    "firestore": "firestore_result_backend",
     "azuretable": "azuretable_result_backend",
 }
 
@@ -66,6 +67,18 @@ def dynamodb_result_backend(sqs_env: str, dynamodb_table: str) -> Iterator[Backe
 
     clock = FakeClock()
     backend = open_dynamodb_backend(f"dynamodb://{dynamodb_table}?create=1", clock)
+    yield BackendUnderTest(backend, clock)
+    backend.close()
+
+
+@pytest.fixture
+def firestore_result_backend(firestore_env: str) -> Iterator[BackendUnderTest]:
+    """Firestore on its emulator, a collection per test. Expiry is judged by the clock in
+    ``get`` (TTL deletion is lazy), so a fake clock checks it exactly and at once."""
+    from cloudq_pubsub.firestore import open_firestore_backend
+
+    clock = FakeClock()
+    backend = open_firestore_backend(f"firestore://cloudq-test/contract-{uuid.uuid4().hex}", clock)
     yield BackendUnderTest(backend, clock)
     backend.close()
 

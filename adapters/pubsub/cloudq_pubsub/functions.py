@@ -1,0 +1,177 @@
+"""The Cloud Functions handler: a Pub/Sub CloudEvent through the same ``execute()`` as a worker.
+
+``handler = cloudq_pubsub.cloud_function(app)`` is the function's entry point (a CloudEvent
+function, ``functions_framework.cloud_event``). The trigger is a push delivery, acknowledged by
+the HTTP response: returning acks, raising makes Pub/Sub redeliver after the subscription's
+retry backoff. So each outcome is applied as a worker would, except acknowledging:
+
+- done: return;
+- retry: the copy (with ``attempt + 1`` and its eta) is published, then return;
+- dead letter: published to the queue's dead-letter topic with the reason, then return;
+- deferred (eta in the future): the first delivery is *held* by raising ``DeliveryHeld``, so
+  Pub/Sub redelivers it after its retry backoff (at most 600 s); a redelivery still not due is
+  re-published fresh (a hop, eta kept) and acknowledged. A long eta thus costs one delivery
+  attempt per hop and never reaches ``max_delivery_attempts``, and no instance sleeps on it;
+- an outcome that could not be applied (a publish failed): the exception propagates and Pub/Sub
+  redelivers the message (at-least-once).
+
+The queue is the topic named in the event's ``source``
+(``//pubsub.googleapis.com/projects/P/topics/PREFIX+QUEUE``). Pub/Sub's delivery attempt is
+used where the event carries it (``deliveryAttempt``); Eventarc's events and the
+functions-framework's conversion of a raw push do not, so the attempt is then judged by the
+message's age: younger than ``FRESH_SECONDS`` is a first delivery.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from cloudq.adapters.base import Delivery
+from cloudq.errors import CloudqError, ConfigurationError
+from cloudq.execute import execute
+from cloudq.outcome import Defer, Outcome
+from cloudq.producer import is_fifo
+from cloudq.settle import HOLDS_BEFORE_RESEND, settle
+from cloudq_pubsub.broker import MESSAGE_ID_ATTRIBUTE, PubSubBroker
+
+if TYPE_CHECKING:
+    from cloudq.app import App
+
+__all__ = ["DeliveryHeld", "cloud_function", "event_to_delivery", "process_event"]
+
+logger = logging.getLogger("cloudq.pubsub.functions")
+
+FRESH_SECONDS = 10.0
+"""A message younger than this is taken for a first delivery when the event has no attempt
+count: Pub/Sub's default minimum retry backoff is 10 s, so a redelivery is older."""
+SAFETY_MARGIN_SECONDS = 1.0
+"""Time kept back from the function's timeout to apply the outcome before it is killed."""
+
+_TOPIC = re.compile(r"projects/[^/]+/topics/([^/?#]+)")
+_SUBSCRIPTION = re.compile(r"projects/[^/]+/subscriptions/([^/?#]+)")
+
+CloudEventFunction = Callable[[Any], None]
+
+
+class DeliveryHeld(CloudqError):
+    """Raised to nack a push delivery on purpose: it is not due yet; Pub/Sub brings it back."""
+
+
+def _get(event: Any, name: str) -> Any:
+    """A CloudEvent attribute from ``cloudevents``' object or a plain mapping."""
+    try:
+        return event[name]
+    except (KeyError, TypeError):
+        getter = getattr(event, "get", None)
+        return getter(name) if callable(getter) else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def event_to_delivery(broker: PubSubBroker, event: Any, now: datetime) -> Delivery:
+    """The Delivery a worker would have pulled, from a Pub/Sub CloudEvent (no ack id)."""
+    data = getattr(event, "data", None)
+    if data is None and isinstance(event, dict):
+        data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
+        raise ConfigurationError(
+            f"not a Pub/Sub CloudEvent (type {_get(event, 'type')!r}): the function's trigger "
+            "must be a Pub/Sub topic"
+        )
+    message: dict[str, Any] = data["message"]
+    source = str(_get(event, "source") or "")
+    found = _TOPIC.search(source) or _SUBSCRIPTION.search(str(data.get("subscription", "")))
+    if found is None:
+        raise ConfigurationError(
+            f"the event names no Pub/Sub topic (source {source!r}): cannot tell the queue"
+        )
+    attributes = {str(k): str(v) for k, v in (message.get("attributes") or {}).items()}
+    message_id = str(message.get("messageId") or message.get("message_id") or _get(event, "id"))
+    attempt = data.get("deliveryAttempt") or message.get("deliveryAttempt")
+    if attempt:
+        receive_count = int(attempt)
+    else:
+        published = _parse_time(message.get("publishTime") or _get(event, "time"))
+        fresh = published is None or (now - published).total_seconds() < FRESH_SECONDS
+        receive_count = 1 if fresh else HOLDS_BEFORE_RESEND + 1
+    return Delivery(
+        queue=broker.logical_name(found.group(1)),
+        body=base64.b64decode(message.get("data") or ""),
+        message_id=attributes.pop(MESSAGE_ID_ATTRIBUTE, "") or message_id,
+        receive_count=receive_count,
+        handle=None,
+        attributes=attributes,
+        group=message.get("orderingKey") or None,
+    )
+
+
+def _left_to_the_response(delivery: Delivery) -> None:
+    """Acknowledging is the HTTP response's job: returning acks the push delivery."""
+
+
+def process_event(app: App, event: Any, deadline: float | None = None) -> Outcome:
+    """Run one event's task and apply its outcome; raise where redelivery is wanted.
+
+    ``deadline`` is the ``time.monotonic()`` the invocation is killed at, if known.
+    """
+    broker = app.broker
+    if not isinstance(broker, PubSubBroker):
+        raise ConfigurationError(
+            f"the Cloud Functions handler needs a pubsub:// broker: {broker!r}"
+        )
+    delivery = event_to_delivery(broker, event, app.clock.now())
+    limit = None
+    if deadline is not None:
+        limit = max(0.0, deadline - time.monotonic() - SAFETY_MARGIN_SECONDS)
+    outcome = execute(delivery, app, hard_limit=limit)
+    if isinstance(outcome, Defer) and (
+        is_fifo(delivery.queue) or delivery.receive_count <= HOLDS_BEFORE_RESEND
+    ):
+        logger.info(
+            "message %s on %s due at %s: held (nacked) for Pub/Sub to redeliver",
+            delivery.message_id,
+            delivery.queue,
+            outcome.until.isoformat(),
+        )
+        raise DeliveryHeld(
+            f"task {outcome.envelope.task}[{outcome.envelope.id}] is due at "
+            f"{outcome.until.isoformat()}: nacked so that Pub/Sub redelivers it later"
+        )
+    settle(app, delivery, outcome, ack=_left_to_the_response)
+    return outcome
+
+
+def cloud_function(app: App, *, timeout_seconds: float | None = None) -> CloudEventFunction:
+    """The function to deploy: ``handler = cloud_function(app)``.
+
+    ``timeout_seconds`` is the function's configured timeout: tasks then run with the time left
+    (less a 1 s margin) as their hard limit. Needs ``functions-framework``
+    (``pip install 'cloudq-pubsub[functions]'``).
+    """
+    try:
+        import functions_framework
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the Cloud Functions handler needs functions-framework: "
+            "pip install 'cloudq-pubsub[functions]'"
+        ) from exc
+
+    @functions_framework.cloud_event
+    def handler(event: Any) -> None:
+        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        process_event(app, event, deadline)
+
+    return handler

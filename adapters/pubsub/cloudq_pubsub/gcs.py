@@ -1,0 +1,195 @@
+"""``gs://BUCKET/PREFIX``: claim checks in Cloud Storage, for task messages over Pub/Sub's 10 MiB.
+
+``put`` writes the body to ``PREFIX/KEY`` and returns ``gs://BUCKET/PREFIX/KEY``; the core sends
+that URL on the queue instead of the body and ``delete``s the object after the final ack. Give
+the bucket a lifecycle rule (Terraform) that deletes leftovers, e.g. bodies of dead letters.
+
+``get`` and ``delete`` only take URLs under the store's own bucket and prefix: the URL comes off a
+queue, and a forged message must not make a worker read or delete any other object it can reach.
+
+The bucket is Terraform's to create; ``?create=1`` creates it (tests and demos). ``?project=``
+names the project for that, else ``GOOGLE_CLOUD_PROJECT``. Credentials are Application Default
+Credentials; ``STORAGE_EMULATOR_HOST`` selects an emulator. google-cloud-storage is imported on
+open only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from cloudq.errors import BrokerError, ClaimCheckMissing, CloudqError, ConfigurationError
+from cloudq_pubsub.broker import default_project
+
+__all__ = ["BucketNotFoundError", "ClaimCheckMissing", "GCSClaimCheckStore", "open_gcs_store"]
+
+logger = logging.getLogger("cloudq.gcs")
+
+_URL_OPTIONS = frozenset({"create", "project"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+# Bucket names: 3-63 characters (222 with dots), lowercase letters, digits, '-', '_' and '.'.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+
+T = TypeVar("T")
+
+
+class BucketNotFoundError(BrokerError):
+    """The bucket is missing: Terraform creates it (or ``gs://BUCKET/PREFIX?create=1``)."""
+
+
+class GCSClaimCheckStore:
+    """One Cloud Storage client; thread-safe like it."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        project: str | None = None,
+        create: bool = False,
+        client: Any = None,
+    ) -> None:
+        from google.api_core import exceptions as gexc
+
+        if not _BUCKET_NAME.fullmatch(bucket):
+            raise ConfigurationError(
+                f"{bucket!r} is not a valid Cloud Storage bucket name: lowercase letters, "
+                "digits, '-', '_' and '.', 3 to 63 characters"
+            )
+        self._gexc = gexc
+        self._errors: tuple[type[Exception], ...] = (gexc.GoogleAPIError,)
+        self.bucket_name = bucket
+        self.prefix = prefix.strip("/")
+        self.project = project or default_project()
+        if client is None:
+            from google.auth.exceptions import DefaultCredentialsError
+            from google.cloud import storage  # type: ignore[attr-defined, unused-ignore]
+
+            try:
+                client = storage.Client(project=self.project)
+            except DefaultCredentialsError as exc:
+                raise ConfigurationError(
+                    f"no Google credentials for Cloud Storage ({exc}): set up Application "
+                    "Default Credentials, or STORAGE_EMULATOR_HOST for an emulator"
+                ) from exc
+        self._client = client
+        self._bucket = client.bucket(bucket)
+        if create:
+            self.create_bucket()
+
+    def __repr__(self) -> str:
+        return f"GCSClaimCheckStore({self.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return (
+            f"gs://{self.bucket_name}/{self.prefix}" if self.prefix else f"gs://{self.bucket_name}"
+        )
+
+    def _call(self, operation: str, url: str, fn: Callable[..., T], *args: Any) -> T:
+        """One storage call; google errors become ``BrokerError`` naming operation and object."""
+        try:
+            return fn(*args)
+        except self._gexc.NotFound as exc:
+            if operation == "upload":  # an upload finds no object to miss: the bucket is gone
+                raise BucketNotFoundError(
+                    f"Cloud Storage bucket {self.bucket_name!r} does not exist ({operation} of "
+                    f"{url}): claim-check buckets are created by Terraform, or by the store "
+                    f"itself with {self.base_url}?create=1 (tests and demos)"
+                ) from exc
+            raise BrokerError(f"Cloud Storage {operation} of {url} failed: {exc}") from exc
+        except self._errors as exc:
+            raise BrokerError(f"Cloud Storage {operation} of {url} failed: {exc}") from exc
+
+    def create_bucket(self) -> None:
+        """Create the bucket if missing; one that exists (ours) is fine."""
+        try:
+            self._client.create_bucket(self.bucket_name, project=self.project)
+            logger.info("created Cloud Storage bucket %r", self.bucket_name)
+        except self._gexc.Conflict:
+            pass
+        except self._errors as exc:
+            raise BrokerError(
+                f"Cloud Storage create_bucket of gs://{self.bucket_name} failed: {exc}"
+            ) from exc
+
+    # --- the claim-check contract -------------------------------------------------------------
+    def object_name(self, url: str) -> str:
+        """The object name of ``url``, which must lie under this store's bucket and prefix."""
+        head = f"gs://{self.bucket_name}/"
+        name = url[len(head) :] if url.startswith(head) else ""
+        if not name or (self.prefix and not name.startswith(self.prefix + "/")):
+            raise CloudqError(
+                f"claim-check URL {url!r} is not under this store ({self.base_url}/): refused, "
+                "so that a forged message cannot reach other objects"
+            )
+        return name
+
+    def put(self, key: str, body: bytes) -> str:
+        name = f"{self.prefix}/{key}" if self.prefix else key
+        url = f"gs://{self.bucket_name}/{name}"
+        blob = self._bucket.blob(name)
+        self._call("upload", url, blob.upload_from_string, body, "application/octet-stream")
+        return url
+
+    def get(self, url: str) -> bytes:
+        """The parked body; ``ClaimCheckMissing`` if it is gone."""
+        blob = self._bucket.blob(self.object_name(url))
+        try:
+            data: bytes = blob.download_as_bytes()
+        except self._gexc.NotFound as exc:
+            raise ClaimCheckMissing(
+                f"claim-check object {url} is gone (already deleted after an earlier delivery, "
+                "or expired by the bucket's lifecycle rule)"
+            ) from exc
+        except self._errors as exc:
+            raise BrokerError(f"Cloud Storage download of {url} failed: {exc}") from exc
+        return data
+
+    def delete(self, url: str) -> None:
+        """Delete the object; a missing one is fine (idempotent)."""
+        blob = self._bucket.blob(self.object_name(url))
+        try:
+            blob.delete()
+        except self._gexc.NotFound:
+            pass
+        except self._errors as exc:
+            raise BrokerError(f"Cloud Storage delete of {url} failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _flag(name: str, value: str, url: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigurationError(f"{url!r}: {name} must be 1 or 0, got {value!r}")
+
+
+def open_gcs_store(url: str) -> GCSClaimCheckStore:
+    """The ``cloudq.claimchecks`` entry point for ``gs://BUCKET/PREFIX?create=1&project=..``."""
+    parts = urlsplit(url)
+    if parts.scheme != "gs" or not parts.netloc or parts.username or parts.password:
+        raise ConfigurationError(
+            f"expected gs://BUCKET/PREFIX[?create=1], got {url!r}; credentials come from "
+            "Application Default Credentials"
+        )
+    options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    unknown = set(options) - _URL_OPTIONS
+    if unknown:
+        raise ConfigurationError(
+            f"gs:// does not know the option(s) {sorted(unknown)}; known: {sorted(_URL_OPTIONS)}"
+        )
+    return GCSClaimCheckStore(
+        parts.netloc,
+        parts.path,
+        project=options.get("project") or None,
+        create=_flag("create", options.get("create", "0"), url),
+    )
