@@ -1,4 +1,9 @@
-"""The ``cloudq`` command: Celery's command names and flags where Celery has them."""
+"""The ``cloudq`` command: Celery's command names and flags where Celery has them.
+
+Operations (``status``, ``inspect``, ``control``, ``events``, ``multi``, ``queues``, ``purge``,
+``dlq``, ``result``) read the shared state store and the broker; their logic lives in
+``cloudq.control``, this module only parses options and prints. Read commands take ``--json``.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,39 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
+from cloudq.control.commands import CONTROL_COMMANDS, INSPECT_METHODS
 from cloudq.errors import CloudqError
 
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
+EX_UNAVAILABLE = 69
+"""Celery's exit status when no worker answered (``status``, ``inspect``, ``control``)."""
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+def setup_logging(level: str, logfile: str | None = None) -> None:
+    """Log to stderr, or to ``logfile`` (appended) instead."""
+    if logfile:
+        logging.basicConfig(level=level.upper(), format=LOG_FORMAT, filename=logfile)
+    else:
+        logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+
+
+def _names(csv: str | None) -> list[str]:
+    return [n.strip() for n in (csv or "").split(",") if n.strip()]
+
+
+def _no_nodes(ctx: click.Context, as_json: bool) -> NoReturn:
+    if as_json:
+        click.echo("{}")
+    click.echo("Error: No nodes replied within time constraint.", err=True)
+    ctx.exit(EX_UNAVAILABLE)
+
+
+def _online(count: int) -> None:
+    click.echo(f"\n{count} node{'' if count == 1 else 's'} online.")
 
 
 class _Context:
@@ -49,6 +76,13 @@ def main(ctx: click.Context, app_ref: str | None) -> None:
 @click.option("-l", "--loglevel", default="info", show_default=True)
 @click.option("--prefetch", type=int, default=None, help="messages held beyond the running ones")
 @click.option("--max-tasks-per-child", type=int, default=None, help="recycle children after N")
+@click.option("-n", "--hostname", default=None, help="node name, e.g. w1@%h (default pid@host)")
+@click.option("-E", "--task-events", is_flag=True, help="send task events (cloudq events)")
+@click.option(
+    "--heartbeat-interval", type=float, default=None, help="seconds between heartbeats (5)"
+)
+@click.option("--pidfile", default=None, help="write the pid here (%n: the node name)")
+@click.option("--logfile", default=None, help="log here instead of stderr (%n: the node name)")
 @click.pass_obj
 def worker(
     obj: _Context,
@@ -58,11 +92,20 @@ def worker(
     loglevel: str,
     prefetch: int | None,
     max_tasks_per_child: int | None,
+    hostname: str | None,
+    task_events: bool,
+    heartbeat_interval: float | None,
+    pidfile: str | None,
+    logfile: str | None,
 ) -> None:
     """Run a worker: cloudq -A tasks worker -Q high,default -c 8."""
+    from pathlib import Path
+
+    from cloudq.control.multi import expand, nodename, remove_pidfile, write_pidfile
     from cloudq.worker import Worker
 
-    setup_logging(loglevel)
+    node = nodename(hostname) if hostname else f"{os.getpid()}@{os.uname().nodename}"
+    setup_logging(loglevel, expand(logfile, node) if logfile else None)
     names = [q for q in queues.split(",") if q.strip()]
     if not names:
         raise click.UsageError(
@@ -70,8 +113,9 @@ def worker(
             "queues: one it missed would starve)"
         )
     app = obj.app()
+    pid_path = Path(expand(pidfile, node)) if pidfile else None
     try:
-        Worker(
+        runner = Worker(
             app,
             names,
             concurrency=concurrency,
@@ -79,8 +123,16 @@ def worker(
             prefetch=prefetch,
             max_tasks_per_child=max_tasks_per_child,
             app_ref=obj.app_ref,
-        ).run()
+            hostname=node,
+            events=task_events,
+            heartbeat_seconds=heartbeat_interval,
+        )
+        if pid_path is not None:
+            write_pidfile(pid_path)
+        runner.run()
     finally:
+        if pid_path is not None:
+            remove_pidfile(pid_path)
         app.close()
 
 
@@ -138,9 +190,481 @@ def call(
         raise click.BadParameter(f"--args/--kwargs must be JSON: {exc}") from None
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise click.BadParameter("--args takes a JSON list and --kwargs a JSON object")
+    from cloudq.control.events import emit_task_sent
+
     app = obj.app()
     result = app.get_task(name).apply_async(args, kwargs, countdown=countdown, queue=queue)
+    sent = {"uuid": result.id, "name": name, "queue": queue or app.route(name), "attempt": 1}
+    emit_task_sent(app, [sent])
     click.echo(result.id)
+
+
+# --- operations: the control plane -----------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="the workers' records as JSON")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Live workers, from their heartbeats in the result backend (Celery's status)."""
+    from cloudq.control.commands import live_workers
+    from cloudq.control.output import ago, echo_json
+    from cloudq.control.store import control_store
+
+    app = ctx.obj.app()
+    workers = live_workers(control_store(app, "status"))
+    if not workers:
+        _no_nodes(ctx, as_json)
+    if as_json:
+        echo_json(workers)
+        return
+    for hostname, record in workers.items():
+        kind = record.get("kind", "worker")
+        extra = f"  ({kind}, seen {ago(record.get('timestamp'))})" if kind != "worker" else ""
+        click.echo(f"->  {hostname}: OK{extra}")
+    _online(len(workers))
+
+
+def _task_line(method: str, item: dict[str, Any]) -> str:
+    import time
+
+    label = f"{item.get('name', '?')}[{item.get('id', '?')}]"
+    attempt = item.get("attempt")
+    tail = f" attempt {attempt}" if attempt is not None else ""
+    if method == "active" and item.get("started") is not None:
+        tail += f", running {time.time() - float(item['started']):.1f}s"
+    return f"{label}{tail} ({item.get('queue', '?')})"
+
+
+@main.command()
+@click.argument("method", type=click.Choice(INSPECT_METHODS))
+@click.option("-d", "--destination", default=None, help="comma-separated node names")
+@click.option("-t", "--timeout", type=float, default=None, help="seconds to wait (ping)")
+@click.option("--json", "as_json", is_flag=True, help="node -> answer, as JSON")
+@click.pass_context
+def inspect(
+    ctx: click.Context, method: str, destination: str | None, timeout: float | None, as_json: bool
+) -> None:
+    """What workers are doing: active, reserved, scheduled, registered, stats, active_queues,
+    ping (read from their heartbeat records; ping is a command round trip)."""
+    from cloudq.control.commands import inspect_view, live_workers, select, send_command
+    from cloudq.control.output import echo_json
+    from cloudq.control.store import control_store
+
+    app = ctx.obj.app()
+    store = control_store(app, f"inspect {method}")
+    workers = select(live_workers(store), _names(destination), serverless=method != "ping")
+    if not workers:
+        _no_nodes(ctx, as_json)
+    answers: dict[str, Any]
+    if method == "ping":
+        replies = send_command(store, "ping", workers, timeout=timeout)
+        answers = {r.hostname: {"ok": r.reply} if r.ok else {"error": r.reply} for r in replies}
+    else:
+        answers = {hostname: inspect_view(method, r) for hostname, r in workers.items()}
+    if as_json:
+        echo_json(answers)
+        return
+    for hostname, answer in answers.items():
+        failed = isinstance(answer, dict) and "error" in answer
+        click.echo(f"->  {hostname}: {'ERROR' if failed else 'OK'}")
+        if method == "ping":
+            click.echo(f"        {answer.get('ok') or answer.get('error')}")
+        elif method == "stats":
+            for line in json.dumps(answer, indent=4, sort_keys=True, default=str).splitlines():
+                click.echo(f"    {line}")
+        elif not answer:
+            click.echo("    - empty -")
+        else:
+            for item in answer:
+                if isinstance(item, dict) and method in ("active", "reserved"):
+                    click.echo(f"    * {_task_line(method, item)}")
+                else:
+                    click.echo(f"    * {item.get('name') if isinstance(item, dict) else item}")
+    if method == "scheduled":
+        click.echo(
+            "note: cloudq workers never hold tasks with an eta; the broker does until they are "
+            "due (see `cloudq queues`, column DELAYED)",
+            err=True,
+        )
+    _online(len(answers))
+
+
+@main.command()
+@click.argument("method", type=click.Choice(CONTROL_COMMANDS))
+@click.argument("n", type=int, required=False)
+@click.option("-d", "--destination", default=None, help="comma-separated node names")
+@click.option("-t", "--timeout", type=float, default=None, help="seconds to wait for replies")
+@click.option("--json", "as_json", is_flag=True, help="node -> reply, as JSON")
+@click.pass_context
+def control(
+    ctx: click.Context,
+    method: str,
+    n: int | None,
+    destination: str | None,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Command workers: enable_events, disable_events, shutdown, pool_grow [N], pool_shrink [N].
+
+    Each worker reads the command on its next heartbeat and replies in its record.
+    """
+    from cloudq.control.commands import live_workers, select, send_command
+    from cloudq.control.output import echo_json
+    from cloudq.control.store import control_store
+
+    if n is not None and not method.startswith("pool_"):
+        raise click.UsageError(f"{method} takes no number")
+    if n is not None and n < 1:
+        raise click.BadParameter("the number of slots must be at least 1")
+    app = ctx.obj.app()
+    store = control_store(app, f"control {method}")
+    targets = select(live_workers(store), _names(destination), serverless=False)
+    if not targets:
+        _no_nodes(ctx, as_json)
+    args = {"n": n or 1} if method.startswith("pool_") else {}
+    replies = send_command(store, method, targets, args, timeout)
+    if as_json:
+        echo_json({r.hostname: {"ok": r.ok, "reply": r.reply} for r in replies})
+    else:
+        for r in replies:
+            state = {True: "OK", False: "ERROR", None: "NO REPLY"}[r.ok]
+            click.echo(f"->  {r.hostname}: {state}\n        {r.reply}")
+    if not all(r.ok for r in replies):
+        ctx.exit(1)
+
+
+@main.command()
+@click.option("--dump", is_flag=True, help="print each event as one JSON line")
+@click.option("--duration", type=float, default=None, help="stop after this many seconds")
+@click.option("--refresh", type=float, default=1.0, show_default=True, help="seconds per redraw")
+@click.pass_obj
+def events(obj: _Context, dump: bool, duration: float | None, refresh: float) -> None:
+    """Watch events: a live table, or --dump (Celery's events). Workers send events after
+    `cloudq control enable_events` (or when started with -E)."""
+    from cloudq.control.commands import live_workers
+    from cloudq.control.events import follow
+    from cloudq.control.store import event_store, find_control_store
+
+    app = obj.app()
+    stream = event_store(app, "events")
+    control_store = find_control_store(app)
+    if control_store is not None:
+        workers = live_workers(control_store)
+        if not any(r.get("events") for r in workers.values()):
+            click.echo(
+                "no live worker sends events: run `cloudq control enable_events` "
+                "(or start workers with -E)",
+                err=True,
+            )
+    try:
+        if dump:
+            for event in follow(stream, duration, poll=refresh):
+                if event is not None:
+                    click.echo(json.dumps(event, default=str, sort_keys=True))
+                    sys.stdout.flush()
+        else:
+            _watch(app, follow(stream, duration, poll=refresh), refresh)
+    except KeyboardInterrupt:
+        pass
+
+
+def _watch(app: Any, stream: Any, refresh: float) -> None:
+    """The refreshed table: redrawn in place on a terminal, printed on each change otherwise."""
+    import time
+
+    from cloudq.control.commands import live_workers
+    from cloudq.control.events import Monitor, clock_time
+    from cloudq.control.output import ago, on_terminal, table
+    from cloudq.control.store import find_control_store
+
+    monitor = Monitor()
+    store = find_control_store(app)
+    tty = sys.stdout.isatty() and on_terminal()
+    last_drawn, last_text = 0.0, ""
+    for event in stream:
+        if event is not None:
+            monitor.apply(event)
+        now = time.monotonic()
+        if event is not None and now - last_drawn < refresh:
+            continue
+        last_drawn = now
+        records = live_workers(store) if store is not None else {}
+        worker_rows = [
+            [
+                h,
+                "online",
+                r.get("active_count", 0),
+                r.get("processed", 0),
+                r.get("failed", 0),
+                "on" if r.get("events") else "off",
+                ago(r.get("timestamp")),
+            ]
+            for h, r in records.items()
+        ] or [
+            [h, "online" if e.get("online") else "offline", e.get("active"), None, None, "on", ""]
+            for h, e in monitor.workers.items()
+        ]
+        task_rows = [
+            [
+                t.uuid,
+                t.name,
+                t.state,
+                t.hostname,
+                t.attempt,
+                clock_time(t.received),
+                t.runtime,
+                t.info[:60],
+            ]
+            for t in monitor.latest()
+        ]
+        text = "\n".join(
+            [
+                f"cloudq events: {len(worker_rows)} worker(s), {monitor.seen} event(s)",
+                "",
+                table(
+                    ["WORKER", "STATUS", "ACTIVE", "PROCESSED", "FAILED", "EVENTS", "SEEN"],
+                    worker_rows,
+                ),
+                "",
+                table(
+                    ["UUID", "NAME", "STATE", "WORKER", "ATTEMPT", "RECEIVED", "RUNTIME", "INFO"],
+                    task_rows,
+                ),
+            ]
+        )
+        if tty:
+            click.clear()
+            click.echo(text + "\n\n(Ctrl-C to quit)")
+        elif text != last_text:
+            click.echo(text + "\n")
+        last_text = text
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=True,
+)
+@click.argument("action", type=click.Choice(["start", "stop", "stopwait", "restart", "kill"]))
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def multi(ctx: click.Context, action: str, argv: tuple[str, ...]) -> None:
+    """Background workers: cloudq multi start w1 w2 -A tasks -l info -Q high,default.
+
+    Pid files and log files go to the current directory (%n.pid, %n%I.log) unless --pidfile or
+    --logfile say otherwise; stop sends SIGTERM, stopwait waits for the exit, restart does both
+    one node at a time and starts it again, kill sends SIGKILL.
+    """
+    import signal
+    import time
+    from pathlib import Path
+
+    from cloudq.control import multi as m
+
+    plan = m.parse(argv, ctx.obj.app_ref, Path.cwd())
+    if action in ("start", "restart") and not plan.app_ref and "CLOUDQ_APP" not in os.environ:
+        raise click.UsageError("name the app: cloudq multi start w1 -A tasks -Q ...")
+    failed = False
+
+    last_dot = [time.monotonic()]
+
+    def dots() -> None:
+        if time.monotonic() - last_dot[0] >= 1.0:
+            last_dot[0] = time.monotonic()
+            click.echo(".", nl=False)
+
+    def start_all(nodes: list[m.Node]) -> None:
+        nonlocal failed
+        click.echo("> Starting nodes...")
+        for node in nodes:
+            ok, what = m.start(plan, node)
+            failed |= not ok
+            click.echo(f"\t> {node.nodename}: {what}")
+
+    def stop_all(signum: int) -> dict[m.Node, int]:
+        click.echo("> Stopping nodes...")
+        pids = {}
+        for node in plan.nodes:
+            pid, what = m.stop(node, signum)
+            click.echo(f"\t> {node.nodename}: {what}")
+            if pid is not None:
+                pids[node] = pid
+        return pids
+
+    def wait_all(pids: dict[m.Node, int]) -> None:
+        if not pids:
+            return
+        listed = ", ".join(str(p) for p in pids.values())
+        click.echo(f"> Waiting for {len(pids)} node{'s' if len(pids) > 1 else ''} -> {listed}")
+        m.wait(pids, dots)
+        click.echo("")
+        for node in pids:
+            click.echo(f"\t> {node.nodename}: OK")
+
+    if action == "start":
+        start_all(plan.nodes)
+    elif action in ("stop", "kill"):
+        stop_all(signal.SIGKILL if action == "kill" else signal.SIGTERM)
+    elif action == "stopwait":
+        wait_all(stop_all(signal.SIGTERM))
+    else:  # restart, graceful and rolling: stop one node, wait for it, start it again
+        for node in plan.nodes:
+            pid, what = m.stop(node)
+            click.echo(f"> Restarting {node.nodename}: {what}")
+            if pid is not None:
+                wait_all({node: pid})
+            start_all([node])
+    if failed:
+        ctx.exit(1)
+
+
+# --- operations: queues and results ----------------------------------------------------------
+@main.command()
+@click.option("-Q", "--queues", "extra", default="", help="more queues to show (comma-separated)")
+@click.option("--json", "as_json", is_flag=True, help="the rows as JSON")
+@click.pass_obj
+def queues(obj: _Context, extra: str, as_json: bool) -> None:
+    """Depth, in flight, delayed and dead letters of the app's queues (and -Q ones)."""
+    from dataclasses import asdict
+
+    from cloudq.control.output import echo_json, table
+    from cloudq.control.redrive import known_queues, queue_rows
+
+    app = obj.app()
+    rows = queue_rows(app, known_queues(app, _names(extra)))
+    if as_json:
+        echo_json([asdict(r) for r in rows])
+        return
+    headers = ["QUEUE", "READY", "IN FLIGHT", "DELAYED", "DEAD LETTERS"]
+    cells: list[list[Any]] = [
+        [r.queue, r.ready, r.in_flight, r.delayed, r.dead_letters] for r in rows
+    ]
+    if any(r.error for r in rows):
+        headers.append("NOTE")
+        for cells_row, r in zip(cells, rows, strict=True):
+            cells_row.append((r.error or "")[:100])
+    click.echo(table(headers, cells))
+
+
+@main.command()
+@click.option("-Q", "--queues", "names", default="", help="comma-separated (default: all known)")
+@click.option("-y", "--yes", "-f", "--force", "yes", is_flag=True, help="do not ask")
+@click.pass_obj
+def purge(obj: _Context, names: str, yes: bool) -> None:
+    """Delete every message of queues (asks first; --yes for scripts)."""
+    from cloudq.control.output import progress
+    from cloudq.control.redrive import known_queues
+    from cloudq.control.redrive import purge as purge_queues
+
+    app = obj.app()
+    chosen = _names(names) or known_queues(app)
+    if not yes:
+        click.confirm(
+            f"WARNING: this removes every message from: {', '.join(chosen)}.\n"
+            "There is no undo. Purge?",
+            abort=True,
+            err=True,
+        )
+    with progress(len(chosen), "purging") as update:
+        count = purge_queues(app, chosen, update)
+    plural = "s" if len(chosen) > 1 else ""
+    click.echo(f"Purged {count} message(s) from {len(chosen)} queue{plural}.")
+
+
+@main.group()
+def dlq() -> None:
+    """Dead-letter queues: list what failed, redrive it."""
+
+
+@dlq.command("list")
+@click.option("-Q", "--queue", required=True, help="the queue whose dead letters to list")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--traceback", "show_traceback", is_flag=True, help="print each traceback")
+@click.option("--json", "as_json", is_flag=True, help="the dead letters as JSON")
+@click.pass_obj
+def dlq_list(obj: _Context, queue: str, limit: int, show_traceback: bool, as_json: bool) -> None:
+    """Each dead letter with its task, attempt and error (read, then released at once)."""
+    from cloudq.adapters.base import dead_letter_queue_name
+    from cloudq.control.output import echo_json, table
+    from cloudq.control.redrive import list_dead_letters
+
+    app = obj.app()
+    found = list_dead_letters(app, queue, limit)
+    if as_json:
+        echo_json([d.as_dict() for d in found])
+        return
+    rows = []
+    for d in found:
+        if d.error_type:
+            error = f"{d.error_type}: {d.error_message or ''}"
+        else:
+            error = d.problem or d.reason or "-"
+        rows.append([d.task_id or d.message_id, d.task, d.attempt, error.replace("\n", " ")[:100]])
+    click.echo(table(["TASK ID", "TASK", "ATTEMPT", "ERROR"], rows))
+    if show_traceback:
+        for d in found:
+            if d.traceback:
+                click.echo(f"\n--- {d.task}[{d.task_id}] ---\n{d.traceback.rstrip()}")
+    more = " (or more: raise --limit)" if len(found) == limit else ""
+    click.echo(f"\n{len(found)} dead letter(s) in {dead_letter_queue_name(queue)}{more}.")
+
+
+@dlq.command("redrive")
+@click.option("-Q", "--queue", required=True, help="the queue to move its dead letters back to")
+@click.option("--limit", type=click.IntRange(1), default=None, help="move at most N")
+@click.pass_obj
+def dlq_redrive(obj: _Context, queue: str, limit: int | None) -> None:
+    """Move dead letters back as fresh first attempts; each is sent before it is deleted."""
+    from cloudq.adapters.base import dead_letter_queue_name
+    from cloudq.control.output import progress
+    from cloudq.control.redrive import dead_letter_depth, redrive
+
+    app = obj.app()
+    dlq_name = dead_letter_queue_name(queue)
+    total = limit if limit is not None else dead_letter_depth(app, queue)
+    with progress(total, f"redriving {dlq_name}") as update:
+        result = redrive(app, queue, limit, update)
+    click.echo(f"Redrove {result.moved} message(s) from {dlq_name} to {queue}.")
+    for message_id, why in result.skipped.items():
+        click.echo(f"left in {dlq_name}: {message_id}: {why}", err=True)
+
+
+@main.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="the stored record as JSON")
+@click.pass_obj
+def result(obj: _Context, task_id: str, as_json: bool) -> None:
+    """A task's state and result, or its error and traceback (from the result backend)."""
+    from cloudq.control.output import echo_json
+    from cloudq.errors import ConfigurationError
+
+    app = obj.app()
+    if app.backend is None:
+        raise ConfigurationError(
+            "results are off: set result_backend (App(backend='redis://...') or "
+            "CLOUDQ_RESULT_BACKEND) to keep and read them"
+        )
+    record = app.backend.get(task_id)
+    if as_json:
+        echo_json(
+            record.model_dump(mode="json")
+            if record is not None
+            else {"task_id": task_id, "state": "PENDING"}
+        )
+        return
+    if record is None:
+        click.echo(f"state: PENDING\n(no record of {task_id}: not finished, expired, or unknown)")
+        return
+    click.echo(f"state: {record.state}")
+    if record.task:
+        click.echo(f"task: {record.task}")
+    click.echo(f"attempt: {record.attempt}")
+    if record.date_done is not None:
+        click.echo(f"done: {record.date_done.isoformat()}")
+    if record.error is not None:
+        click.echo(f"error: {record.error.type}: {record.error.message}")
+        if record.error.traceback:
+            click.echo(record.error.traceback.rstrip())
+    else:
+        click.echo(f"result: {json.dumps(record.result, default=str)}")
 
 
 @main.command()
@@ -168,7 +692,7 @@ def run() -> None:
     """Entry point with clean errors: a CloudqError is a message, not a traceback."""
     _add_plugin_commands()
     try:
-        main(standalone_mode=False)
+        code = main(standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(1)
     except click.ClickException as exc:
@@ -177,6 +701,8 @@ def run() -> None:
     except CloudqError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    if isinstance(code, int) and code:  # ctx.exit(n) returns n without standalone mode
+        sys.exit(code)
 
 
 if __name__ == "__main__":

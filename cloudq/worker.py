@@ -9,6 +9,10 @@ Stopping (SIGTERM, SIGINT, ``stop()``): receiving stops, messages held but not s
 released at once (visible to other workers immediately), running tasks finish and are settled,
 acknowledgements are flushed, and ``run()`` returns. A second signal exits at once; the running
 tasks' messages then come back after their lease (at-least-once).
+
+Control plane (``cloudq.control``): the housekeeping thread also drives the heartbeat record in
+the shared store, the commands read on it (``shutdown``, ``pool_grow``/``pool_shrink``, events on
+or off) and the event flushes; the pool grows and shrinks while running.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from cloudq.adapters.base import Delivery
+from cloudq.control.events import TaskInfo, not_yet_due, outcome_events, peek
+from cloudq.control.heartbeat import WorkerControl, task_entry
+from cloudq.control.store import HEARTBEAT_SECONDS
 from cloudq.errors import BrokerError, ConfigurationError
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.settle import settle
@@ -46,6 +53,20 @@ class _Held:
     delivery: Delivery
     started: float | None = None
     deadline: float | None = None
+    info: TaskInfo | None = None
+
+    def task(self) -> TaskInfo:
+        """What the delivery is (read once, on first need: only monitoring asks)."""
+        if self.info is None:
+            self.info = peek(self.delivery)
+        return self.info
+
+
+class _Retire:
+    """Queued by ``shrink``: the pool thread that takes it exits."""
+
+
+_RETIRE = _Retire()
 
 
 class _Acker:
@@ -91,6 +112,9 @@ class Worker:
         max_tasks_per_child: int | None = None,
         poll_seconds: float | None = None,
         app_ref: str | None = None,
+        hostname: str | None = None,
+        events: bool = False,
+        heartbeat_seconds: float | None = None,
     ) -> None:
         queues = [q.strip() for q in queues if q and q.strip()]
         if not queues:
@@ -111,9 +135,9 @@ class Worker:
             # Enough room for one full receive batch: fewer, fuller receive calls (SQS bills each).
             prefetch = max(self.concurrency, app.broker.limits.max_batch - self.concurrency)
         self.prefetch = prefetch
-        capacity = self.concurrency + self.prefetch
-        self._receive_threshold = max(1, min(app.broker.limits.max_batch, capacity) // 2)
+        self._receive_threshold = 1
         """Receive only once this many slots are free (or none is held): no one-message polls."""
+        self._update_threshold()
         self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
         self.poll_seconds = conf.worker_poll_seconds if poll_seconds is None else poll_seconds
         self.lease = conf.queue_lease_seconds
@@ -121,10 +145,10 @@ class Worker:
         if cap is not None:
             self.lease = min(self.lease, cap)
         self.app_ref = app_ref
-        self.hostname = f"{os.getpid()}@{os.uname().nodename}"
+        self.hostname = hostname or f"{os.getpid()}@{os.uname().nodename}"
         self.processed = 0
         self.failed = 0
-        self._jobs: queue_mod.Queue[Delivery | None] = queue_mod.Queue()
+        self._jobs: queue_mod.Queue[Delivery | _Retire | None] = queue_mod.Queue()
         self._held: dict[int, _Held] = {}
         # Reentrant: the SIGTERM handler (stop) may run while this same thread holds it.
         self._held_lock = threading.RLock()
@@ -133,6 +157,8 @@ class Worker:
         self._stopped = threading.Event()
         self._acker = _Acker(app)
         self._threads: list[threading.Thread] = []
+        self._pool_lock = threading.Lock()
+        self._slots = 0
         self._groups: dict[str, deque[Delivery]] = {}
         """FIFO group -> its deliveries waiting behind the one that is queued or running."""
         self._round = 0
@@ -142,6 +168,13 @@ class Worker:
         )
         if self.max_tasks_per_child and pool == "threads":
             logger.warning("--max-tasks-per-child applies to the processes pool only; ignored")
+        if heartbeat_seconds is not None and heartbeat_seconds <= 0:
+            raise ConfigurationError("the heartbeat interval must be more than 0 seconds")
+        self.control = WorkerControl(self, heartbeat_seconds or HEARTBEAT_SECONDS, events)
+
+    def _update_threshold(self) -> None:
+        capacity = self.concurrency + self.prefetch
+        self._receive_threshold = max(1, min(self.app.broker.limits.max_batch, capacity) // 2)
 
     # --- lifecycle -----------------------------------------------------------------------
     def run(self) -> None:
@@ -150,15 +183,10 @@ class Worker:
             self._install_signals()
         if not self._ensure_queues():
             return
-        from cloudq.pool import make_executor
-
-        for i in range(self.concurrency):
-            executor = make_executor(self, i)
-            t = threading.Thread(
-                target=self._work, args=(executor,), name=f"cloudq-pool-{i}", daemon=True
-            )
-            t.start()
-            self._threads.append(t)
+        self.control.start()
+        with self._pool_lock:
+            for _ in range(self.concurrency):
+                self._start_slot()
         house = threading.Thread(target=self._housekeeping, name="cloudq-lease", daemon=True)
         house.start()
         logger.info(
@@ -175,6 +203,62 @@ class Worker:
         finally:
             self._shutdown()
             house.join(timeout=5)
+            self.control.close()
+
+    def _start_slot(self) -> None:
+        """One more pool thread with its executor (caller holds ``_pool_lock``)."""
+        from cloudq.pool import make_executor
+
+        index = self._slots
+        self._slots += 1
+        executor = make_executor(self, index)
+        t = threading.Thread(
+            target=self._work, args=(executor,), name=f"cloudq-pool-{index}", daemon=True
+        )
+        t.start()
+        self._threads.append(t)
+
+    # --- pool size (control commands) ----------------------------------------------------
+    def grow(self, n: int) -> int:
+        """Add ``n`` pool slots now; returns the new size (unchanged once stopping)."""
+        with self._pool_lock:
+            if self._stopping.is_set():
+                return self.concurrency
+            for _ in range(n):
+                self._start_slot()
+            self.concurrency += n
+            self._update_threshold()
+        with self._room:
+            self._room.notify_all()
+        return self.concurrency
+
+    def shrink(self, n: int) -> int:
+        """Retire up to ``n`` slots (never the last) once they finish their current task;
+        returns how many will go."""
+        with self._pool_lock:
+            n = max(0, min(n, self.concurrency - 1))
+            self.concurrency -= n
+            self._update_threshold()
+            for _ in range(n):
+                self._jobs.put(_RETIRE)
+        return n
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def active_tasks(self) -> list[dict[str, Any]]:
+        """The running tasks (id, name, attempt, queue, started as epoch seconds)."""
+        offset = time.time() - time.monotonic()
+        with self._held_lock:
+            held = [h for h in self._held.values() if h.started is not None]
+        return [task_entry(h.task(), offset + (h.started or 0.0)) for h in held]
+
+    def reserved_tasks(self) -> list[dict[str, Any]]:
+        """Messages held but not started (prefetched, or waiting behind their FIFO group)."""
+        with self._held_lock:
+            held = [h for h in self._held.values() if h.started is None]
+        return [task_entry(h.task()) for h in held]
 
     def _ensure_queues(self) -> bool:
         """Create missing queues, waiting out a broker outage; False if stopped meanwhile."""
@@ -266,9 +350,22 @@ class Worker:
         if self._stopping.is_set():
             self.app.broker.release(deliveries, 0)
             return 0
+        held = [_Held(d) for d in deliveries]
         with self._held_lock:
-            for d in deliveries:
-                self._held[id(d)] = _Held(d)
+            for h in held:
+                self._held[id(h.delivery)] = h
+        events = self.control.events
+        if events.enabled:
+            for h in held:
+                info = h.task()
+                events.emit(
+                    "task-received",
+                    uuid=info.id,
+                    name=info.name,
+                    attempt=info.attempt,
+                    queue=info.queue,
+                    eta=info.eta,
+                )
         for d in deliveries:
             self._enqueue(d)
         return len(deliveries)
@@ -321,6 +418,11 @@ class Worker:
                 delivery = self._jobs.get()
                 if delivery is None:
                     return
+                if isinstance(delivery, _Retire):
+                    with self._pool_lock:
+                        self._threads.remove(threading.current_thread())
+                    logger.info("pool slot retired: %d left", self.concurrency)
+                    return
                 self._run_one(executor, delivery)
         finally:
             executor.close()
@@ -332,12 +434,20 @@ class Worker:
             if held is not None:
                 held.started = now
                 held.deadline = now + self._longest_limit + HARD_LIMIT_GRACE_SECONDS
+        events = self.control.events
+        info = held.task() if held is not None and events.enabled else None
+        if info is not None and not_yet_due(info, self.app.clock.now()) is None:
+            pid = getattr(executor, "pid", None) or os.getpid()
+            events.emit("task-started", uuid=info.id, name=info.name, attempt=info.attempt, pid=pid)
         outcome: Outcome | None = None
         try:
             outcome = executor.run(delivery)
             if outcome is not None:
                 settle(self.app, delivery, outcome, ack=self._acker)
                 self._count(outcome)
+                if info is not None and events.enabled:
+                    for event in outcome_events(info, outcome, time.monotonic() - now):
+                        events.emit(event.pop("type"), **event)
         except Exception:
             outcome = None
             logger.exception(
@@ -365,6 +475,7 @@ class Worker:
             if time.monotonic() >= next_lease:
                 next_lease = time.monotonic() + self.lease / 3
                 self._extend_leases()
+            self.control.tick()
 
     def _extend_leases(self) -> None:
         now = time.monotonic()
@@ -402,7 +513,7 @@ class Worker:
                 item = self._jobs.get_nowait()
             except queue_mod.Empty:
                 break
-            if item is not None:
+            if isinstance(item, Delivery):
                 waiting.append(item)
         if waiting:
             try:
@@ -417,9 +528,11 @@ class Worker:
             len(waiting),
             len(self._held),
         )
-        for _ in self._threads:
+        with self._pool_lock:
+            threads = list(self._threads)
+        for _ in threads:
             self._jobs.put(None)
-        for t in self._threads:
+        for t in threads:
             t.join()
         self._acker.flush()
         self._stopped.set()

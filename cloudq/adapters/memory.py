@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import sys
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 from cloudq.adapters.base import (
+    DEAD_LETTER_SUFFIX,
     BrokerLimits,
     Delivery,
     OutgoingMessage,
@@ -66,7 +68,10 @@ class MemoryBroker:
     def _queue(self, name: str) -> _Queue:
         q = self._queues.get(name)
         if q is None:
-            q = self._queues[name] = _Queue(QueueSpec(name))
+            # A dead-letter queue is the end of the line: reading it never moves messages on.
+            unlimited = name.endswith(DEAD_LETTER_SUFFIX)
+            spec = QueueSpec(name, max_receive_count=sys.maxsize) if unlimited else QueueSpec(name)
+            q = self._queues[name] = _Queue(spec)
         return q
 
     def _push(self, q: _Queue, msg: _Message, delay: float) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from cloudq.clock import Clock
+from cloudq.control.store import LocalControlStore
 from cloudq.results.base import TaskResult
 
 
@@ -31,6 +33,7 @@ class MemoryBackend:
         self._slots: dict[str, float] = {}
         self._claims: set[str] = set()
         self._markers: dict[str, str] = {}
+        self._control = LocalControlStore(clock)
 
     def store(self, result: TaskResult, expires_seconds: float | None) -> None:
         expiry = None if expires_seconds is None else self._clock.monotonic() + expires_seconds
@@ -126,6 +129,25 @@ class MemoryBackend:
                 return None
             chord.fired = True
             return chord.body
+
+    # --- control plane: heartbeats, command inboxes, events (one process) -------------------
+    def control_heartbeat(self, worker_id: str, record: str, ttl_seconds: float) -> list[str]:
+        return self._control.control_heartbeat(worker_id, record, ttl_seconds)
+
+    def control_workers(self) -> dict[str, str]:
+        return self._control.control_workers()
+
+    def control_forget(self, worker_id: str) -> None:
+        self._control.control_forget(worker_id)
+
+    def control_send(self, worker_id: str, command: str, ttl_seconds: float) -> None:
+        self._control.control_send(worker_id, command, ttl_seconds)
+
+    def events_append(self, events: Sequence[str], maxlen: int) -> None:
+        self._control.events_append(events, maxlen)
+
+    def events_read(self, cursor: str | None, timeout: float, count: int) -> tuple[str, list[str]]:
+        return self._control.events_read(cursor, timeout, count)
 
 
 _backends: dict[tuple[str, int], MemoryBackend] = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -46,6 +46,8 @@ CLOUDQ_PARAMS = frozenset({"prefix"})
 # Without a connect timeout an unreachable host hangs for the OS default (minutes); without a
 # read timeout a stalled server hangs a worker forever. Both can be overridden in the URL query.
 DEFAULT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
+_EVENTS_TTL_SECONDS = 86_400
+"""The event stream disappears a day after the last event (events were switched off)."""
 
 
 def redact_url(url: str) -> str:
@@ -121,6 +123,23 @@ if slot < now then slot = now end
 local nxt = slot + interval
 redis.call('SET', KEYS[1], string.format('%.6f', nxt), 'PX', math.ceil((nxt - now) * 1000) + 1000)
 return string.format('%.6f', slot - now)
+"""
+# Control plane: a worker's record (a key with PX) and its entry in the index of live workers (a
+# sorted set scored by expiry, timed by the server's clock); the inbox is read and cleared at once.
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]) / 1000, ARGV[3])
+local cmds = redis.call('LRANGE', KEYS[3], 0, -1)
+if #cmds > 0 then redis.call('DEL', KEYS[3]) end
+return cmds
+"""
+_LIVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 _CHORD_FAIL = """
 if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HSETNX', KEYS[1], 'fired', '1') == 1 then
@@ -319,9 +338,77 @@ class RedisBackend:
             body = self._client.eval(_CHORD_FAIL, 1, meta)
         return None if not body else dict(json.loads(body))
 
+    # --- control plane: heartbeats, inboxes, the event stream -------------------------------
+    def _ctl(self, *parts: str) -> str:
+        return ":".join((self.prefix, "ctl", *parts))
+
+    def control_heartbeat(self, worker_id: str, record: str, ttl_seconds: float) -> list[str]:
+        keys = [self._ctl("worker", worker_id), self._ctl("workers"), self._ctl("inbox", worker_id)]
+        ttl_ms = max(1, math.ceil(ttl_seconds * 1000))
+        with self._errors("heartbeat", worker_id):
+            raw = self._client.eval(_HEARTBEAT, 3, *keys, record, str(ttl_ms), worker_id)
+        return [_text(c) for c in raw or []]
+
+    def control_workers(self) -> dict[str, str]:
+        with self._errors("worker list", "*"):
+            ids = [_text(i) for i in self._client.eval(_LIVE, 1, self._ctl("workers")) or []]
+            records = self._client.mget([self._ctl("worker", i) for i in ids]) if ids else []
+        found: dict[str, str] = {}
+        for worker_id, record in zip(ids, records, strict=True):
+            if record is not None:
+                found[worker_id] = _text(record)
+        return found
+
+    def control_forget(self, worker_id: str) -> None:
+        with self._errors("forget worker", worker_id):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.zrem(self._ctl("workers"), worker_id)
+            pipe.delete(self._ctl("worker", worker_id), self._ctl("inbox", worker_id))
+            pipe.execute()
+
+    def control_send(self, worker_id: str, command: str, ttl_seconds: float) -> None:
+        key = self._ctl("inbox", worker_id)
+        with self._errors("control command", worker_id):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.rpush(key, command)
+            pipe.pexpire(key, max(1, math.ceil(ttl_seconds * 1000)))
+            pipe.execute()
+
+    def events_append(self, events: Sequence[str], maxlen: int) -> None:
+        """XADD with ``MAXLEN ~``; the stream expires a day after the last append."""
+        key = self._ctl("events")
+        with self._errors("events append", key):
+            pipe = self._client.pipeline(transaction=False)
+            for event in events:
+                pipe.xadd(key, {"e": event}, maxlen=maxlen, approximate=True)
+            pipe.expire(key, _EVENTS_TTL_SECONDS)
+            pipe.execute()
+
+    def events_read(self, cursor: str | None, timeout: float, count: int) -> tuple[str, list[str]]:
+        key = self._ctl("events")
+        with self._errors("events read", key):
+            if cursor is None:
+                last: Any = self._client.xrevrange(key, count=1)
+                cursor = _text(last[0][0]) if last else "0-0"
+            block = max(1, math.ceil(timeout * 1000))
+            # redis-py types XREAD's reply loosely; its shape is [[key, [(id, fields)...]]].
+            reply: Any = self._client.xread({key: cursor}, count=count, block=block)
+        events: list[str] = []
+        for _, entries in reply or []:
+            for entry_id, fields in entries:
+                cursor = _text(entry_id)
+                data = fields.get(b"e", fields.get("e"))
+                if data is not None:
+                    events.append(_text(data))
+        return cursor, events
+
     def close(self) -> None:
         """Disconnect the pooled connections."""
         self._client.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def open_redis_backend(url: str, clock: Clock) -> RedisBackend:

@@ -8,6 +8,13 @@ fires once (a ``fired`` flag set only where it is false), a beat tick is claimed
 (``attribute_not_exists``), and a rate slot is taken by compare-and-set on the previous slot.
 DynamoDB has no server clock to read, so rate slots are timed by the callers' clocks: keep them
 in sync (NTP, as on AWS), or the spacing is off by their skew.
+
+The control plane (``cloudq status``, ``inspect``, ``control``) keeps each worker's heartbeat in an
+item of its own (``cloudq:ctl:worker:<id>``). A command is appended to that item, and the worker's
+next heartbeat, a PutItem returning the old item, writes the new record and takes the commands in
+one atomic call. An index item (``cloudq:ctl:workers``: worker id -> expiry) is refreshed once a
+minute per worker, so listing workers is a GetItem and a BatchGetItem, never a Scan of the results.
+There is no event stream here: DynamoDB has nothing cheap to tail (use Redis for ``cloudq events``).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from cloudq.clock import Clock
+from cloudq.errors import BrokerError
 
 KEY = "task_id"
 TTL_ATTRIBUTE = "expires_at"
@@ -25,9 +33,23 @@ RESERVE_TRIES = 20
 """Compare-and-set rounds before taking a rate slot gives up (each lost round: another won)."""
 
 
-def _condition_failed(exc: BaseException) -> bool:
+CONTROL_INDEX = "cloudq:ctl:workers"
+INDEX_REFRESH_SECONDS = 60.0
+"""How often a live worker re-lists itself in the index (one small write a minute)."""
+BATCH_GET_KEYS = 100
+
+
+def _code(exc: BaseException) -> str:
     response = getattr(exc, "response", None) or {}
-    return bool(response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _condition_failed(exc: BaseException) -> bool:
+    return _code(exc) == "ConditionalCheckFailedException"
+
+
+def _worker_key(worker_id: str) -> dict[str, Any]:
+    return {KEY: {"S": f"cloudq:ctl:worker:{worker_id}"}}
 
 
 class DynamoDBShared:
@@ -169,4 +191,115 @@ class DynamoDBShared:
     def set_marker(self, key: str, value: str) -> None:
         self._call(
             "put_item", key, Item={KEY: {"S": f"cloudq:marker:{key}"}, "value": {"S": value}}
+        )
+
+    # --- control plane --------------------------------------------------------------------------
+    def control_heartbeat(self, worker_id: str, record: str, ttl_seconds: float) -> list[str]:
+        now = self._clock.now().timestamp()
+        item = {
+            **_worker_key(worker_id),
+            "record": {"S": record},
+            "until": {"N": f"{now + ttl_seconds:.6f}"},
+            **self._ttl(ttl_seconds),
+        }
+        old = self._call("put_item", worker_id, Item=item, ReturnValues="ALL_OLD")
+        self._list_worker(worker_id, now, ttl_seconds)
+        commands = (old.get("Attributes") or {}).get("cmds", {}).get("L", [])
+        return [str(c["S"]) for c in commands]
+
+    def _list_worker(self, worker_id: str, now: float, ttl_seconds: float) -> None:
+        """Keep ``worker_id`` in the index, re-listing it once a minute (not every beat)."""
+        due: dict[str, float] = self.__dict__.setdefault("_ctl_listed", {})
+        if due.get(worker_id, 0.0) > now:
+            return
+        expiry = {"N": f"{now + ttl_seconds + 3 * INDEX_REFRESH_SECONDS:.6f}"}
+        update = {
+            "Key": {KEY: {"S": CONTROL_INDEX}},
+            "UpdateExpression": "SET #ids.#w = :e",
+            "ExpressionAttributeNames": {"#ids": "ids", "#w": worker_id},
+            "ExpressionAttributeValues": {":e": expiry},
+        }
+        for _ in range(2):
+            with self._mapped("update_item", CONTROL_INDEX):
+                try:
+                    self._client.update_item(TableName=self.table, **update)
+                    break
+                except self._errors as exc:
+                    if _code(exc) != "ValidationException":  # no index item (no "ids") yet
+                        raise
+            created = self._conditional(
+                "put_item",
+                CONTROL_INDEX,
+                Item={KEY: {"S": CONTROL_INDEX}, "ids": {"M": {worker_id: expiry}}},
+                ConditionExpression="attribute_not_exists(#k)",
+                ExpressionAttributeNames={"#k": KEY},
+            )
+            if created is not None:
+                break
+        due[worker_id] = now + INDEX_REFRESH_SECONDS
+
+    def control_workers(self) -> dict[str, str]:
+        index = self._call(
+            "get_item", CONTROL_INDEX, Key={KEY: {"S": CONTROL_INDEX}}, ConsistentRead=True
+        ).get("Item")
+        listed = {w: float(e["N"]) for w, e in (index or {}).get("ids", {}).get("M", {}).items()}
+        now = self._clock.now().timestamp()
+        for worker_id, expiry in listed.items():
+            if expiry <= now:
+                self._unlist(worker_id, expiry)
+        live = [w for w, expiry in listed.items() if expiry > now]
+        found: dict[str, str] = {}
+        for start in range(0, len(live), BATCH_GET_KEYS):
+            for item in self._batch_get(
+                [_worker_key(w) for w in live[start : start + BATCH_GET_KEYS]]
+            ):
+                if float(item["until"]["N"]) > now:
+                    worker_id = str(item[KEY]["S"]).removeprefix("cloudq:ctl:worker:")
+                    found[worker_id] = str(item["record"]["S"])
+        return found
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+        for _ in range(10):
+            with self._mapped("batch_get_item", CONTROL_INDEX):
+                response = self._client.batch_get_item(RequestItems=request)
+            items.extend(response.get("Responses", {}).get(self.table, []))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return items
+        raise BrokerError(f"DynamoDB BatchGetItem on {self.table!r}: keys left unprocessed")
+
+    def _unlist(self, worker_id: str, expiry: float | None = None) -> None:
+        """Drop ``worker_id`` from the index (only the entry seen, if ``expiry`` is given)."""
+        params: dict[str, Any] = {
+            "Key": {KEY: {"S": CONTROL_INDEX}},
+            "UpdateExpression": "REMOVE #ids.#w",
+            "ExpressionAttributeNames": {"#ids": "ids", "#w": worker_id},
+        }
+        if expiry is not None:  # a worker that re-listed itself meanwhile stays
+            params["ConditionExpression"] = "#ids.#w = :e"
+            params["ExpressionAttributeValues"] = {":e": {"N": f"{expiry:.6f}"}}
+        with self._mapped("update_item", CONTROL_INDEX):
+            try:
+                self._client.update_item(TableName=self.table, **params)
+            except self._errors as exc:
+                if _code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
+                    raise
+
+    def control_forget(self, worker_id: str) -> None:
+        self._call("delete_item", worker_id, Key=_worker_key(worker_id))
+        self._unlist(worker_id)
+        self.__dict__.get("_ctl_listed", {}).pop(worker_id, None)
+
+    def control_send(self, worker_id: str, command: str, ttl_seconds: float) -> None:
+        """Append to the worker's item; a worker that is gone (no item) gets nothing."""
+        self._conditional(
+            "update_item",
+            worker_id,
+            Key=_worker_key(worker_id),
+            UpdateExpression="SET cmds = list_append(if_not_exists(cmds, :none), :c)",
+            ConditionExpression="attribute_exists(#k)",
+            ExpressionAttributeNames={"#k": KEY},
+            ExpressionAttributeValues={":none": {"L": []}, ":c": {"L": [{"S": command}]}},
         )

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
+from cloudq.control.heartbeat import serverless_heartbeat
 from cloudq.execute import execute
 from cloudq.outcome import Defer
 from cloudq.producer import is_fifo
@@ -70,6 +71,7 @@ def process_event(app: App, event: dict[str, Any], context: Any) -> dict[str, An
     if not isinstance(broker, SQSBroker):
         raise TypeError(f"the Lambda SQS handler needs an sqs:// broker, not {broker!r}")
     records: list[dict[str, Any]] = list(event.get("Records") or [])
+    serverless_heartbeat(app, "lambda", context, len(records))
     failed: list[str] = []
     for index, record in enumerate(records):
         message_id = str(record.get("messageId", ""))

@@ -1,0 +1,311 @@
+"""Queues and dead letters from the shell: depths, purge, listing and redriving dead letters.
+
+Redrive never loses a message: each batch is sent to the queue first and deleted from the
+dead-letter queue only once the send succeeded, so a redrive killed at any point leaves every
+message in the queue, in the dead-letter queue (visible again when its short lease ends), or in
+both. Duplicates are possible, loss is not.
+
+With ``signing_keys`` set, redrive re-signs what it sends, so it refuses what it cannot trust:
+an envelope whose own signature does not verify, and an unsigned one unless the core itself
+dead-lettered it after running it (its reason says so, and is not a rejected signature).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cloudq.adapters.base import Delivery, dead_letter_queue_name
+from cloudq.claimcheck import pointer_url
+from cloudq.control.events import TASK_HEADER
+from cloudq.envelope import (
+    HEADER_DEAD_LETTER_REASON,
+    HEADER_ERROR_MESSAGE,
+    HEADER_ERROR_TRACEBACK,
+    HEADER_ERROR_TYPE,
+    Envelope,
+    decode,
+    verify,
+)
+from cloudq.errors import CloudqError, EnvelopeError
+from cloudq.ratelimit import RATE_SLOT_HEADER
+
+if TYPE_CHECKING:
+    from cloudq.app import App
+
+logger = logging.getLogger("cloudq.redrive")
+
+REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
+"""Set by the broker adapter when the worker dead-letters: the reason, as the worker wrote it."""
+LIST_LEASE_SECONDS = 30.0
+"""``dlq list`` holds what it reads this long at most; it releases them as soon as it is done."""
+RECEIVE_WAIT_SECONDS = 1.0
+"""A short long-poll: an SQS short poll may answer empty while messages are there."""
+STRIPPED_HEADERS = frozenset(
+    {
+        HEADER_ERROR_TYPE,
+        HEADER_ERROR_MESSAGE,
+        HEADER_ERROR_TRACEBACK,
+        HEADER_DEAD_LETTER_REASON,
+        RATE_SLOT_HEADER,
+    }
+)
+_REJECTED_SIGNATURE = "envelope "
+"""How the core's signature rejections start (``cloudq.envelope.verify``)."""
+
+
+# --- queues ---------------------------------------------------------------------------------------
+def known_queues(app: App, extra: Sequence[str] = ()) -> list[str]:
+    """The default queue, the queues tasks name, the routes' queues, then ``extra``; each once."""
+    names = [app.conf.task_default_queue]
+    names += sorted({t.options.queue for t in app.tasks.values() if t.options.queue})
+    names += sorted(set(app.conf.task_routes.values()))
+    names += [q.strip() for q in extra if q.strip()]
+    return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    queue: str
+    ready: int | None = None
+    in_flight: int | None = None
+    delayed: int | None = None
+    dead_letters: int | None = None
+    error: str | None = None
+
+
+def queue_rows(app: App, names: Sequence[str]) -> list[QueueRow]:
+    """Depths per queue; a queue that cannot be read (missing, no permission) says why."""
+    rows = []
+    for name in names:
+        try:
+            stats = app.broker.stats(name)
+        except CloudqError as exc:
+            rows.append(QueueRow(name, error=str(exc)))
+            continue
+        rows.append(
+            QueueRow(name, stats.visible, stats.in_flight, stats.delayed, stats.dead_lettered)
+        )
+    return rows
+
+
+def purge(app: App, names: Sequence[str], update: Callable[[int], None]) -> int:
+    """Drop every message of each queue; returns how many there were (as the broker counts)."""
+    total = 0
+    for name in names:
+        try:
+            stats = app.broker.stats(name)
+            total += sum(n or 0 for n in (stats.visible, stats.in_flight, stats.delayed))
+        except CloudqError as exc:
+            logger.debug("no count for %s before the purge: %s", name, exc)
+        app.broker.purge(name)
+        update(1)
+    return total
+
+
+# --- dead letters ---------------------------------------------------------------------------------
+@dataclass
+class DeadLetterInfo:
+    message_id: str
+    task_id: str | None
+    task: str
+    attempt: int | None
+    queue: str
+    reason: str | None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    receive_count: int = 0
+    problem: str | None = None
+    """Why the body is not a readable envelope, if it is not."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _body(app: App, delivery: Delivery) -> bytes:
+    """The envelope bytes, fetched from claim-check storage when the body is parked there."""
+    claim = pointer_url(delivery.body)
+    if claim is None:
+        return delivery.body
+    if app.claim_checks is None:
+        raise EnvelopeError(f"body parked at {claim} and claim_check_url is not set")
+    return app.claim_checks.get(claim)
+
+
+def describe(app: App, delivery: Delivery, queue: str) -> DeadLetterInfo:
+    reason = delivery.attributes.get(REASON_ATTRIBUTE)
+    try:
+        env = decode(_body(app, delivery))
+    except CloudqError as exc:
+        return DeadLetterInfo(
+            message_id=delivery.message_id,
+            task_id=None,
+            task=delivery.attributes.get(TASK_HEADER, "?"),
+            attempt=None,
+            queue=queue,
+            reason=reason,
+            receive_count=delivery.receive_count,
+            problem=str(exc),
+        )
+    headers = env.headers
+    return DeadLetterInfo(
+        message_id=delivery.message_id,
+        task_id=env.id,
+        task=env.task,
+        attempt=env.attempt,
+        queue=queue,
+        reason=reason or headers.get(HEADER_DEAD_LETTER_REASON),
+        error_type=headers.get(HEADER_ERROR_TYPE),
+        error_message=headers.get(HEADER_ERROR_MESSAGE),
+        traceback=headers.get(HEADER_ERROR_TRACEBACK),
+        receive_count=delivery.receive_count,
+    )
+
+
+def _release(app: App, deliveries: Sequence[Delivery]) -> None:
+    batch = app.broker.limits.max_batch
+    for start in range(0, len(deliveries), batch):
+        try:
+            app.broker.release(deliveries[start : start + batch], 0)
+        except CloudqError as exc:  # they come back when the short lease ends anyway
+            logger.warning("could not release %d dead letter(s): %s", len(deliveries), exc)
+
+
+def list_dead_letters(app: App, queue: str, limit: int) -> list[DeadLetterInfo]:
+    """Up to ``limit`` dead letters of ``queue``, read under a short lease and released at once."""
+    dlq = dead_letter_queue_name(queue)
+    held: list[Delivery] = []
+    try:
+        while len(held) < limit:
+            want = min(app.broker.limits.max_batch, limit - len(held))
+            got = app.broker.receive(dlq, want, RECEIVE_WAIT_SECONDS, LIST_LEASE_SECONDS)
+            if not got:
+                break
+            held.extend(got)
+    finally:
+        _release(app, held)
+    return [describe(app, d, queue) for d in held]
+
+
+def reset(env: Envelope, queue: str) -> Envelope:
+    """A fresh first attempt: attempt 1, error headers dropped, signature to be made anew."""
+    headers = {k: v for k, v in env.headers.items() if k not in STRIPPED_HEADERS}
+    return env.model_copy(update={"attempt": 1, "headers": headers, "sig": None, "queue": queue})
+
+
+def untrusted(app: App, env: Envelope, delivery: Delivery) -> str | None:
+    """Why a dead letter must not be re-signed and sent, or None (see the module docstring)."""
+    keys = app.signing_keys
+    if not keys:
+        return None
+    if env.sig is not None:
+        try:
+            verify(env, keys)
+        except EnvelopeError as exc:
+            return str(exc)
+        return None
+    reason = delivery.attributes.get(REASON_ATTRIBUTE)
+    if reason is None or HEADER_DEAD_LETTER_REASON not in env.headers:
+        return "unsigned, and not dead-lettered by a worker after running it"
+    if reason.startswith(_REJECTED_SIGNATURE):
+        return f"rejected by a worker: {reason}"
+    return None
+
+
+def _send_batch(app: App, envelopes: Sequence[Envelope]) -> None:
+    """Sign and send (a fresh FIFO deduplication id: the original id was seen before)."""
+    from cloudq.producer import send_envelopes
+
+    send_envelopes(app, envelopes, dedup_suffix=f"-r{uuid.uuid4().hex[:8]}")
+
+
+@dataclass
+class RedriveResult:
+    moved: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Message id -> why it stayed in the dead-letter queue."""
+
+
+def dead_letter_depth(app: App, queue: str) -> int | None:
+    """Messages in the queue's dead-letter queue now, or None if the broker cannot tell."""
+    try:
+        stats = app.broker.stats(queue)
+    except CloudqError:
+        return None
+    return stats.dead_lettered
+
+
+def redrive(
+    app: App,
+    queue: str,
+    limit: int | None = None,
+    update: Callable[[int], None] = lambda n: None,
+) -> RedriveResult:
+    """Move dead letters of ``queue`` back to it as fresh first attempts; see the module doc.
+
+    Without ``limit`` it moves as many as the dead-letter queue held at the start, so a task that
+    fails again at once cannot keep a redrive going forever.
+    """
+    dlq = dead_letter_queue_name(queue)
+    broker = app.broker
+    lease = app.conf.queue_lease_seconds
+    cap = broker.limits.max_lease_seconds
+    if cap is not None:
+        lease = min(lease, cap)
+    bound = limit if limit is not None else dead_letter_depth(app, queue)
+    result = RedriveResult()
+    kept: list[Delivery] = []  # held until the end, so they are not read again
+    seen: set[str] = set()
+    try:
+        while bound is None or result.moved + len(kept) < bound:
+            want = broker.limits.max_batch
+            if bound is not None:
+                want = min(want, bound - result.moved - len(kept))
+            got = broker.receive(dlq, want, RECEIVE_WAIT_SECONDS, lease)
+            if not got:
+                break
+            envelopes: list[Envelope] = []
+            originals: list[Delivery] = []
+            for delivery in got:
+                why: str | None
+                try:
+                    env = decode(_body(app, delivery))
+                    why = untrusted(app, env, delivery)
+                except CloudqError as exc:
+                    env, why = None, f"not a readable envelope: {exc}"
+                if env is not None and why is None and env.id in seen:
+                    why = "dead-lettered again during this redrive"
+                if env is None or why is not None:
+                    result.skipped[delivery.message_id] = why or "?"
+                    kept.append(delivery)
+                    continue
+                seen.add(env.id)
+                envelopes.append(reset(env, queue))
+                originals.append(delivery)
+            if envelopes:
+                _send_batch(app, envelopes)  # raises on failure: then nothing is deleted
+                broker.ack(originals)
+                _drop_parked(app, originals)
+                result.moved += len(envelopes)
+                update(len(envelopes))
+    finally:
+        if kept:
+            _release(app, kept)
+    for message_id, why in result.skipped.items():
+        logger.warning("dead letter %s left in %s: %s", message_id, dlq, why)
+    return result
+
+
+def _drop_parked(app: App, deliveries: Sequence[Delivery]) -> None:
+    """Delete the claim-check objects of redriven dead letters (the new copies have their own)."""
+    for d in deliveries:
+        claim = pointer_url(d.body)
+        if claim is not None and app.claim_checks is not None:
+            try:
+                app.claim_checks.delete(claim)
+            except Exception as exc:  # noqa: BLE001 - an orphan object costs storage, not a task
+                logger.warning("could not delete claim-check object %s: %s", claim, exc)

@@ -1,0 +1,176 @@
+"""The control store contracts, found on the result backend as runtime-checkable Protocols.
+
+The result backend doubles as the shared store (as it does for beat claims, rate slots and chord
+counters): a backend that has these methods serves the control plane, one that has not makes the
+commands say so. ``LocalControlStore`` is the in-process implementation the ``memory://`` backend
+delegates to.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from cloudq.clock import SYSTEM_CLOCK, Clock
+from cloudq.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from cloudq.app import App
+
+HEARTBEAT_SECONDS = 5.0
+"""How often a worker writes its record: a store write each time, so not every second."""
+HEARTBEAT_TTL_FACTOR = 3
+"""A record lives this many intervals: a worker that missed two beats is gone from ``status``."""
+COMMAND_TTL_SECONDS = 120.0
+"""A command not read within this time (its worker died) is dropped by the store."""
+EVENTS_MAXLEN = 10_000
+"""The event stream keeps about this many of the latest events (Redis ``MAXLEN ~``)."""
+EVENTS_TTL_SECONDS = 86_400.0
+"""An event stream nobody appends to any more disappears after this long."""
+
+
+@runtime_checkable
+class ControlStore(Protocol):
+    """Heartbeat records with a time to live, and a command inbox per worker."""
+
+    def control_heartbeat(self, worker_id: str, record: str, ttl_seconds: float) -> list[str]:
+        """Write the worker's record (live for ``ttl_seconds``) and take, atomically, the commands
+        waiting for it, oldest first."""
+        ...
+
+    def control_workers(self) -> dict[str, str]:
+        """The records of live workers by id."""
+        ...
+
+    def control_forget(self, worker_id: str) -> None:
+        """Remove a worker's record and inbox (it stopped cleanly)."""
+        ...
+
+    def control_send(self, worker_id: str, command: str, ttl_seconds: float) -> None:
+        """Append a command to the worker's inbox; dropped if unread after ``ttl_seconds``."""
+        ...
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """An append-only, capped stream of events (JSON strings)."""
+
+    def events_append(self, events: Sequence[str], maxlen: int) -> None:
+        """Append in order; keep about the latest ``maxlen``."""
+        ...
+
+    def events_read(self, cursor: str | None, timeout: float, count: int) -> tuple[str, list[str]]:
+        """Events after ``cursor`` (None: from now on), waiting up to ``timeout`` seconds for the
+        first; returns the cursor to continue from and at most ``count`` events."""
+        ...
+
+
+def _need_backend(app: App, what: str) -> object:
+    backend = app.backend
+    if backend is None:
+        raise ConfigurationError(
+            f"{what} needs a shared state store and none is set: set result_backend "
+            "(App(backend='redis://...') or CLOUDQ_RESULT_BACKEND); workers write their "
+            "heartbeats and events there"
+        )
+    return backend
+
+
+def control_store(app: App, what: str = "this command") -> ControlStore:
+    """The app's result backend as a control store, or a clear error naming the setting."""
+    backend = _need_backend(app, what)
+    if not isinstance(backend, ControlStore):
+        raise ConfigurationError(
+            f"{what} needs a shared state store, and result backend "
+            f"{app.conf.result_backend!r} keeps no control records: set result_backend to "
+            "redis://, dynamodb:// or memory:// (one process)"
+        )
+    return backend
+
+
+def event_store(app: App, what: str = "this command") -> EventStore:
+    """The app's result backend as an event stream, or a clear error naming the setting."""
+    backend = _need_backend(app, what)
+    if not isinstance(backend, EventStore):
+        raise ConfigurationError(
+            f"{what} needs an event stream, and result backend {app.conf.result_backend!r} "
+            "keeps none (a stream costs too much there): set result_backend to redis:// "
+            "(or memory:// in one process)"
+        )
+    return backend
+
+
+def find_control_store(app: App) -> ControlStore | None:
+    """The control store if the app has one; None (no error) for workers that run without."""
+    backend = app.backend
+    return backend if isinstance(backend, ControlStore) else None
+
+
+def find_event_store(app: App) -> EventStore | None:
+    backend = app.backend
+    return backend if isinstance(backend, EventStore) else None
+
+
+class LocalControlStore:
+    """Control records, inboxes and events of one process (the ``memory://`` backend's).
+
+    Expiry follows the injected clock, so tests with a ``FakeClock`` see records expire exactly;
+    ``events_read`` waits in real time.
+    """
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._workers: dict[str, tuple[float, str]] = {}
+        self._inboxes: dict[str, list[tuple[float, str]]] = {}
+        self._events: deque[str] = deque(maxlen=EVENTS_MAXLEN)
+        self._appended = 0
+
+    def control_heartbeat(self, worker_id: str, record: str, ttl_seconds: float) -> list[str]:
+        now = self._clock.monotonic()
+        with self._cond:
+            self._workers[worker_id] = (now + ttl_seconds, record)
+            inbox = self._inboxes.pop(worker_id, [])
+        return [command for expiry, command in inbox if expiry > now]
+
+    def control_workers(self) -> dict[str, str]:
+        now = self._clock.monotonic()
+        with self._cond:
+            for worker_id in [w for w, (expiry, _) in self._workers.items() if expiry <= now]:
+                del self._workers[worker_id]
+            return {w: record for w, (_, record) in self._workers.items()}
+
+    def control_forget(self, worker_id: str) -> None:
+        with self._cond:
+            self._workers.pop(worker_id, None)
+            self._inboxes.pop(worker_id, None)
+
+    def control_send(self, worker_id: str, command: str, ttl_seconds: float) -> None:
+        expiry = self._clock.monotonic() + ttl_seconds
+        with self._cond:
+            self._inboxes.setdefault(worker_id, []).append((expiry, command))
+
+    def events_append(self, events: Sequence[str], maxlen: int) -> None:
+        with self._cond:
+            if self._events.maxlen != maxlen:
+                self._events = deque(self._events, maxlen=maxlen)
+            self._events.extend(events)
+            self._appended += len(events)
+            self._cond.notify_all()
+
+    def events_read(self, cursor: str | None, timeout: float, count: int) -> tuple[str, list[str]]:
+        end = time.monotonic() + timeout
+        with self._cond:
+            start = self._appended if cursor is None else int(cursor)
+            while self._appended <= start:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return str(start), []
+                self._cond.wait(remaining)
+            first = self._appended - len(self._events)  # index of the oldest event kept
+            skip = max(0, start - first)
+            taken = list(self._events)[skip : skip + count]
+            return str(max(start, first) + len(taken)), taken
