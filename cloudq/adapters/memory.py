@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from cloudq.adapters.base import (
     DEAD_LETTER_SUFFIX,
@@ -27,6 +27,7 @@ from cloudq.adapters.base import (
     QueueStats,
     dead_letter_queue_name,
 )
+from cloudq.adapters.urls import url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 
@@ -221,16 +222,13 @@ _brokers: dict[tuple[str, int], MemoryBroker] = {}
 _brokers_lock = threading.Lock()
 
 
+_URL_OPTIONS = frozenset(
+    {"max_delay_seconds", "max_lease_seconds", "max_message_bytes", "max_batch"}
+)
+
+
 def _limits_from_query(query: str) -> BrokerLimits:
-    params = {k: v[-1] for k, v in parse_qs(query).items()}
-    unknown = set(params) - {
-        "max_delay_seconds",
-        "max_lease_seconds",
-        "max_message_bytes",
-        "max_batch",
-    }
-    if unknown:
-        raise ConfigurationError(f"memory:// does not know the option(s) {sorted(unknown)}")
+    params = url_options(query, _URL_OPTIONS, "memory")
     try:
         delay = params.get("max_delay_seconds")
         lease = params.get("max_lease_seconds")

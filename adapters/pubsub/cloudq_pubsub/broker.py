@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from cloudq.adapters.base import (
     BrokerLimits,
@@ -40,6 +40,7 @@ from cloudq.adapters.base import (
     QueueStats,
     dead_letter_queue_name,
 )
+from cloudq.adapters.urls import url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.producer import is_fifo
@@ -720,13 +721,7 @@ def open_pubsub_broker(url: str, clock: Clock) -> PubSubBroker:
             f"expected pubsub://PROJECT[?prefix=..], got {url!r}: credentials come from "
             "Application Default Credentials, never from the URL"
         )
-    options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(options) - _URL_OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"pubsub:// does not know the option(s) {sorted(unknown)}; "
-            f"known: {sorted(_URL_OPTIONS)}"
-        )
+    options = url_options(parts.query, _URL_OPTIONS, "pubsub")
     project = parts.netloc or default_project()
     if not project:
         raise ConfigurationError(

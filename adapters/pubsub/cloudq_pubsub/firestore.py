@@ -30,10 +30,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
+from cloudq.adapters.urls import url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.results.base import READY_STATES, TaskResult, poll_until_ready
@@ -233,13 +234,7 @@ def open_firestore_backend(url: str, clock: Clock) -> FirestoreBackend:
             f"expected firestore://PROJECT/COLLECTION[?database=..], got {url!r}; credentials "
             "come from Application Default Credentials"
         )
-    options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(options) - _URL_OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"firestore:// does not know the option(s) {sorted(unknown)}; "
-            f"known: {sorted(_URL_OPTIONS)}"
-        )
+    options = url_options(parts.query, _URL_OPTIONS, "firestore")
     project = parts.netloc or default_project()
     if not project:
         raise ConfigurationError(

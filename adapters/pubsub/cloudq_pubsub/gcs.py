@@ -19,8 +19,9 @@ import logging
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
+from cloudq.adapters.urls import url_flag, url_options
 from cloudq.errors import BrokerError, ClaimCheckMissing, CloudqError, ConfigurationError
 from cloudq_pubsub.broker import default_project
 
@@ -29,8 +30,6 @@ __all__ = ["BucketNotFoundError", "ClaimCheckMissing", "GCSClaimCheckStore", "op
 logger = logging.getLogger("cloudq.gcs")
 
 _URL_OPTIONS = frozenset({"create", "project"})
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
 # Bucket names: 3-63 characters (222 with dots), lowercase letters, digits, '-', '_' and '.'.
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 
@@ -164,15 +163,6 @@ class GCSClaimCheckStore:
         self._client.close()
 
 
-def _flag(name: str, value: str, url: str) -> bool:
-    lowered = value.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigurationError(f"{url!r}: {name} must be 1 or 0, got {value!r}")
-
-
 def open_gcs_store(url: str) -> GCSClaimCheckStore:
     """The ``cloudq.claimchecks`` entry point for ``gs://BUCKET/PREFIX?create=1&project=..``."""
     parts = urlsplit(url)
@@ -181,15 +171,10 @@ def open_gcs_store(url: str) -> GCSClaimCheckStore:
             f"expected gs://BUCKET/PREFIX[?create=1], got {url!r}; credentials come from "
             "Application Default Credentials"
         )
-    options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(options) - _URL_OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"gs:// does not know the option(s) {sorted(unknown)}; known: {sorted(_URL_OPTIONS)}"
-        )
+    options = url_options(parts.query, _URL_OPTIONS, "gs")
     return GCSClaimCheckStore(
         parts.netloc,
         parts.path,
         project=options.get("project") or None,
-        create=_flag("create", options.get("create", "0"), url),
+        create=url_flag("create", options.get("create", "0"), url),
     )

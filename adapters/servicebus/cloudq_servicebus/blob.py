@@ -19,6 +19,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from cloudq.adapters.urls import url_flag, url_options
 from cloudq.errors import BrokerError, ClaimCheckMissing, CloudqError, ConfigurationError
 from cloudq_servicebus import storage
 
@@ -161,12 +162,12 @@ def open_blob_store(url: str) -> BlobClaimCheckStore:
             f"expected azblob://CONTAINER/PREFIX[?create=1&account_url=...], got {url!r}; the "
             "account comes from AZURE_STORAGE_CONNECTION_STRING or account_url"
         )
-    opts = storage.options(parts.query, _URL_OPTIONS, "azblob")
+    opts = url_options(parts.query, _URL_OPTIONS, "azblob")
     account_url = opts.get("account_url") or None
     return BlobClaimCheckStore(
         parts.netloc,
         parts.path,
         connection_string=None if account_url else storage.connection_string(url),
         account_url=account_url,
-        create=storage.flag("create", opts.get("create", "0"), url),
+        create=url_flag("create", opts.get("create", "0"), url),
     )

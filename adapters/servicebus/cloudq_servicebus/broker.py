@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from cloudq.adapters.base import (
     DEAD_LETTER_SUFFIX,
@@ -55,6 +55,7 @@ from cloudq.adapters.base import (
     QueueStats,
     dead_letter_queue_name,
 )
+from cloudq.adapters.urls import url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq_servicebus import limits as lim
@@ -772,13 +773,7 @@ def open_servicebus_broker(url: str, clock: Clock) -> ServiceBusBroker:
             f"expected servicebus://[NAMESPACE.servicebus.windows.net][?prefix=...], got {url!r}: "
             "secrets never go in the URL (use CLOUDQ_SERVICEBUS_CONNECTION)"
         )
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(options) - _URL_OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"servicebus:// does not know the option(s) {sorted(unknown)}; "
-            f"known: {sorted(_URL_OPTIONS)}"
-        )
+    options = url_options(parts.query, _URL_OPTIONS, "servicebus")
     max_bytes = options.get("max_message_bytes")
     if max_bytes is not None and not max_bytes.isdigit():
         raise ConfigurationError(

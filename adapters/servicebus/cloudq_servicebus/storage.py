@@ -8,32 +8,10 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import parse_qs
 
 from cloudq.errors import ConfigurationError
 
 CONNECTION_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage")
-TRUE = frozenset({"1", "true", "yes", "on"})
-FALSE = frozenset({"0", "false", "no", "off", ""})
-
-
-def options(query: str, known: frozenset[str], scheme: str) -> dict[str, str]:
-    found = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-    unknown = set(found) - known
-    if unknown:
-        raise ConfigurationError(
-            f"{scheme}:// does not know the option(s) {sorted(unknown)}; known: {sorted(known)}"
-        )
-    return found
-
-
-def flag(name: str, value: str, url: str) -> bool:
-    lowered = value.lower()
-    if lowered in TRUE:
-        return True
-    if lowered in FALSE:
-        return False
-    raise ConfigurationError(f"{url!r}: {name} must be 1 or 0, got {value!r}")
 
 
 def connection_string(url: str) -> str:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from cloudq.adapters.urls import url_flag, url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.results.base import READY_STATES, TaskResult, poll_until_ready
@@ -226,12 +227,12 @@ def open_table_backend(url: str, clock: Clock) -> AzureTableBackend:
             "name is the host part; the account comes from AZURE_STORAGE_CONNECTION_STRING or "
             "account_url"
         )
-    opts = storage.options(parts.query, _URL_OPTIONS, "azuretable")
+    opts = url_options(parts.query, _URL_OPTIONS, "azuretable")
     account_url = opts.get("account_url") or None
     return AzureTableBackend(
         parts.netloc,
         clock,
         connection_string=None if account_url else storage.connection_string(url),
         account_url=account_url,
-        create=storage.flag("create", opts.get("create", "0"), url),
+        create=url_flag("create", opts.get("create", "0"), url),
     )

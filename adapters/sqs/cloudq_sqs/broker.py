@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from cloudq.adapters.base import (
     DEAD_LETTER_SUFFIX,
@@ -35,6 +35,7 @@ from cloudq.adapters.base import (
     QueueStats,
     dead_letter_queue_name,
 )
+from cloudq.adapters.urls import url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq_sqs import limits as lim
@@ -658,12 +659,7 @@ def open_sqs_broker(url: str, clock: Clock) -> SQSBroker:
             f"sqs:// takes options only ({url!r}): credentials, region and endpoint come from the "
             "AWS environment, e.g. sqs://?region=eu-west-1&prefix=myapp-"
         )
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(options) - _URL_OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"sqs:// does not know the option(s) {sorted(unknown)}; known: {sorted(_URL_OPTIONS)}"
-        )
+    options = url_options(parts.query, _URL_OPTIONS, "sqs")
     max_delay = options.get("max_delay_seconds")
     if max_delay is not None and not max_delay.isdigit():
         raise ConfigurationError(f"sqs:// max_delay_seconds must be a number, got {max_delay!r}")

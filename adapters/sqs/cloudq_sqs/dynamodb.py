@@ -29,10 +29,11 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from cloudq.adapters.urls import url_flag, url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.results.base import READY_STATES, TaskResult, poll_until_ready
@@ -49,8 +50,6 @@ TTL_ATTRIBUTE = "expires_at"
 EXACT_EXPIRY = "expires_at_exact"
 
 _URL_OPTIONS = frozenset({"region", "create", "endpoint_url"})
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _READY = sorted(str(s) for s in READY_STATES)
 # A late non-ready write (RETRY, STARTED from a duplicate delivery) must not bury a final state.
@@ -274,15 +273,6 @@ class DynamoDBBackend(DynamoDBShared):
         self._client.close()
 
 
-def _flag(name: str, value: str, url: str) -> bool:
-    lowered = value.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigurationError(f"{url!r}: {name} must be 1 or 0, got {value!r}")
-
-
 def open_dynamodb_backend(url: str, clock: Clock) -> DynamoDBBackend:
     """The ``cloudq.backends`` entry point for ``dynamodb://TABLE?region=..&create=1``."""
     parts = urlsplit(url)
@@ -291,17 +281,11 @@ def open_dynamodb_backend(url: str, clock: Clock) -> DynamoDBBackend:
             f"expected dynamodb://TABLE[?region=..&create=1], got {url!r}: the table name is the "
             "host part; credentials, region and endpoint come from the AWS environment"
         )
-    options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(options) - _URL_OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"dynamodb:// does not know the option(s) {sorted(unknown)}; "
-            f"known: {sorted(_URL_OPTIONS)}"
-        )
+    options = url_options(parts.query, _URL_OPTIONS, "dynamodb")
     return DynamoDBBackend(
         parts.netloc,
         clock,
         region=options.get("region") or None,
         endpoint_url=options.get("endpoint_url") or None,
-        create=_flag("create", options.get("create", "0"), url),
+        create=url_flag("create", options.get("create", "0"), url),
     )

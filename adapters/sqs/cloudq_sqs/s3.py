@@ -19,8 +19,9 @@ import logging
 import os
 import re
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
+from cloudq.adapters.urls import url_flag, url_options
 from cloudq.errors import BrokerError, ClaimCheckMissing, CloudqError, ConfigurationError
 
 __all__ = ["BucketNotFoundError", "ClaimCheckMissing", "S3ClaimCheckStore", "open_s3_store"]
@@ -28,8 +29,6 @@ __all__ = ["BucketNotFoundError", "ClaimCheckMissing", "S3ClaimCheckStore", "ope
 logger = logging.getLogger("cloudq.s3")
 
 _URL_OPTIONS = frozenset({"region", "create", "endpoint_url"})
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _NO_SUCH_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
 _OWN_BUCKET = frozenset({"BucketAlreadyOwnedByYou"})
@@ -171,15 +170,6 @@ class S3ClaimCheckStore:
         self._client.close()
 
 
-def _flag(name: str, value: str, url: str) -> bool:
-    lowered = value.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigurationError(f"{url!r}: {name} must be 1 or 0, got {value!r}")
-
-
 def open_s3_store(url: str) -> S3ClaimCheckStore:
     """The ``cloudq.claimchecks`` entry point for ``s3://BUCKET/PREFIX?region=..&create=1``."""
     parts = urlsplit(url)
@@ -188,16 +178,11 @@ def open_s3_store(url: str) -> S3ClaimCheckStore:
             f"expected s3://BUCKET/PREFIX[?region=..&create=1], got {url!r}; credentials, region "
             "and endpoint come from the AWS environment"
         )
-    options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(options) - _URL_OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"s3:// does not know the option(s) {sorted(unknown)}; known: {sorted(_URL_OPTIONS)}"
-        )
+    options = url_options(parts.query, _URL_OPTIONS, "s3")
     return S3ClaimCheckStore(
         parts.netloc,
         parts.path,
         region=options.get("region") or None,
         endpoint_url=options.get("endpoint_url") or None,
-        create=_flag("create", options.get("create", "0"), url),
+        create=url_flag("create", options.get("create", "0"), url),
     )
