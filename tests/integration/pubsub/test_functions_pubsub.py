@@ -21,14 +21,12 @@ from cloudq.envelope import decode
 from cloudq_pubsub.broker import MESSAGE_ID_ATTRIBUTE, PubSubBroker
 from tests.fixtures.pubsub_emulator import GCP_PROJECT, free_port
 from tests.integration.pubsub.helpers import (
-    STARTUP_TIMEOUT,
     Process,
     Stack,
-    events,
     nothing_visible,
     pull_all,
-    wait_for,
 )
+from tests.processes import STARTUP_TIMEOUT, events, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

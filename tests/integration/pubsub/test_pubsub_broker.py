@@ -24,7 +24,7 @@ from cloudq_pubsub.broker import (
     open_pubsub_broker,
 )
 from tests.fixtures.pubsub_emulator import GCP_PROJECT, free_port
-from tests.integration.pubsub.helpers import wait_for
+from tests.processes import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -23,13 +23,11 @@ from cloudq.envelope import (
     decode,
 )
 from tests.integration.pubsub.helpers import (
-    STARTUP_TIMEOUT,
     Stack,
-    events,
     nothing_visible,
     pull_all,
-    wait_for,
 )
+from tests.processes import STARTUP_TIMEOUT, events, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

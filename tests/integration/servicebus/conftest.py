@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-import sys
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -27,97 +22,10 @@ from cloudq import App
 from cloudq.adapters.base import QueueStats
 from tests.apps import servicebus_app
 from tests.fixtures.servicebus_endpoint import ServiceBusEndpoint
+from tests.processes import ROOT
+from tests.processes import LoggedProcess as WorkerProcess
 
-ROOT = Path(__file__).resolve().parents[3]
-_SCRIPT = Path(sys.executable).with_name("cloudq")
-CLOUDQ = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cloudq.cli"]
 APP_REF = "tests.apps.servicebus_app"
-STARTUP_TIMEOUT = 30.0
-T = TypeVar("T")
-
-
-def wait_for(
-    probe: Callable[[], T | None], timeout: float, what: str, logs: Callable[[], str] = str
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}\n{logs()}")
-        time.sleep(0.05)
-
-
-class WorkerProcess:
-    """One ``cloudq worker`` subprocess; its stderr is read into ``lines`` by a thread."""
-
-    def __init__(self, args: Sequence[str], env: dict[str, str], name: str) -> None:
-        self.name = name
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [*CLOUDQ, "-A", APP_REF, "worker", *args],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, name=f"{name}-stderr", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return f"--- {self.name} (pid {self.pid}) ---\n" + "".join(list(self.lines))
-
-    def find(self, pattern: str) -> list[re.Match[str]]:
-        found = (re.search(pattern, line) for line in list(self.lines))
-        return [m for m in found if m]
-
-    def wait_log(self, pattern: str, timeout: float) -> re.Match[str]:
-        def probe() -> re.Match[str] | None:
-            matches = self.find(pattern)
-            if matches:
-                return matches[0]
-            if self.proc.poll() is not None:
-                self._reader.join(5)
-                matches = self.find(pattern)
-                if matches:
-                    return matches[0]
-                pytest.fail(f"worker exited before logging {pattern!r}\n{self.log()}")
-            return None
-
-        return wait_for(probe, timeout, f"{pattern!r} in the log of {self.name}", self.log)
-
-    def wait_ready(self) -> None:
-        self.wait_log(r"worker \S+ ready: ", STARTUP_TIMEOUT)
-
-    def signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
-
-    def wait_exit(self, timeout: float) -> int:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.name} did not exit within {timeout}s\n{self.log()}")
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self._reader.join(5)
 
 
 class Stack:
@@ -165,7 +73,8 @@ class Stack:
         args = ["-Q", ",".join(queues), "-c", str(concurrency), "-l", "info"]
         if prefetch is not None:
             args += ["--prefetch", str(prefetch)]
-        proc = WorkerProcess(args, self.worker_env(**settings), f"worker-{len(self.workers) + 1}")
+        name = f"worker-{len(self.workers) + 1}"
+        proc = WorkerProcess.worker(APP_REF, args, self.worker_env(**settings), name)
         self.workers.append(proc)
         return proc
 
@@ -194,18 +103,6 @@ def stack(
         yield s
     finally:
         s.close()
-
-
-def events(marker: Path, kind: str) -> list[tuple[int, float, str]]:
-    """(pid, time, extra) of each ``kind`` line a task appended to ``marker``."""
-    if not marker.exists():
-        return []
-    found = []
-    for line in marker.read_text().splitlines():
-        fields = line.split(" ")
-        if fields[0] == kind:
-            found.append((int(fields[1]), float(fields[2]), " ".join(fields[3:])))
-    return found
 
 
 def drained(app: App, queue: str) -> QueueStats | None:

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -36,31 +34,13 @@ from cloudq.envelope import (
     decode,
 )
 from tests.apps import sqs_app
+from tests.processes import ROOT, STARTUP_TIMEOUT, wait_for
+from tests.processes import LoggedProcess as WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
-ROOT = Path(__file__).resolve().parents[3]
-_SCRIPT = Path(sys.executable).with_name("cloudq")
-CLOUDQ = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cloudq.cli"]
 APP_REF = "tests.apps.sqs_app"
 REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
-STARTUP_TIMEOUT = 30.0
-
-T = TypeVar("T")
-
-
-def wait_for(
-    probe: Callable[[], T | None], timeout: float, what: str, logs: Callable[[], str] = str
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}\n{logs()}")
-        time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -71,84 +51,6 @@ def free_port() -> int:
 
 
 # --- worker subprocesses --------------------------------------------------------------------
-class WorkerProcess:
-    """One ``cloudq worker`` subprocess; its stderr is read into ``lines`` by a thread."""
-
-    def __init__(self, args: Sequence[str], env: dict[str, str], name: str) -> None:
-        self.name = name
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [*CLOUDQ, "-A", APP_REF, "worker", *args],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, name=f"{name}-stderr", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return f"--- {self.name} (pid {self.pid}) ---\n" + "".join(list(self.lines))
-
-    def find(self, pattern: str, start: int = 0) -> list[re.Match[str]]:
-        """Matches of ``pattern`` in log lines ``start`` onwards."""
-        found = (re.search(pattern, line) for line in list(self.lines)[start:])
-        return [m for m in found if m]
-
-    def wait_log(
-        self, pattern: str, timeout: float, count: int = 1, start: int = 0
-    ) -> re.Match[str]:
-        """Wait for ``count`` lines (from line ``start``) to match; fail at once if it exits."""
-
-        def probe() -> re.Match[str] | None:
-            matches = self.find(pattern, start)
-            if len(matches) >= count:
-                return matches[count - 1]
-            if self.proc.poll() is not None:
-                self._reader.join(5)
-                matches = self.find(pattern, start)
-                if len(matches) >= count:
-                    return matches[count - 1]
-                pytest.fail(
-                    f"worker exited with {self.proc.returncode} before logging {pattern!r}\n"
-                    + self.log()
-                )
-            return None
-
-        return wait_for(probe, timeout, f"{pattern!r} x{count} in the log of {self.name}", self.log)
-
-    def wait_ready(self) -> None:
-        self.wait_log(r"worker \S+ ready: ", STARTUP_TIMEOUT)
-
-    def signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
-
-    def wait_exit(self, timeout: float) -> int:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.name} did not exit within {timeout}s\n{self.log()}")
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self._reader.join(5)
-
-
 class Stack:
     """One test's broker prefix, result prefix and marker directory; makes producers and workers."""
 
@@ -193,7 +95,7 @@ class Stack:
         if prefetch is not None:
             args += ["--prefetch", str(prefetch)]
         name = f"worker-{len(self.workers) + 1}"
-        proc = WorkerProcess(args, env or self.worker_env(**settings), name)
+        proc = WorkerProcess.worker(APP_REF, args, env or self.worker_env(**settings), name)
         self.workers.append(proc)
         return proc
 
