@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cloudq.adapters.base import Delivery
 from cloudq.envelope import decode
 from cloudq.errors import ConfigurationError, EnvelopeError, TimeLimitExceeded, WorkerLostError
-from cloudq.execute import execute, outcome_for_error
+from cloudq.execute import execute, outcome_for_error, retry_or_fail
 from cloudq.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -178,16 +178,18 @@ class ProcessExecutor:
         try:
             outcome: Outcome = conn.recv()
         except (EOFError, OSError):
+            pid = self.pid
+            if self._proc is not None:
+                self._proc.join(5)  # reaped, so the exit code is known
             code = self._proc.exitcode if self._proc is not None else None
-            logger.error(
-                "%s",
-                WorkerLostError(
-                    f"pool child pid {self.pid} died (exit code {code}) running message "
-                    f"{delivery.message_id}; it comes back after its lease"
-                ),
-            )
             self._kill()
-            return None
+            lost = WorkerLostError(f"pool child pid {pid} died (exit code {code}) running it")
+            logger.error("task %s: %s", delivery.message_id, lost)
+            if env is None:
+                return None  # undecodable: the broker's redelivery decides
+            # A crash is a failed attempt: retried by the task's policy, then dead-lettered
+            # with this error, never a loop of crashes.
+            return retry_or_fail(env, lost, self.app.clock, bool(self.app.conf.result_backend))
         self._done += 1
         if self.max_tasks and self._done >= self.max_tasks:
             logger.info("child pid %s ran %d tasks: replacing it", self.pid, self._done)

@@ -46,14 +46,14 @@ def deaf_hard() -> None:
     time.sleep(30)
 
 
-@app.task(name="crash_once", bind=True, time_limit=20)
+@app.task(name="crash_once", bind=True, time_limit=20, retry_backoff=0.5)
 def crash_once(self, marker: str) -> int:  # type: ignore[no-untyped-def]
-    """First delivery: write our pid and block (the test SIGKILLs us). Redelivery: finish."""
+    """First attempt: write our pid and block (the test SIGKILLs us). The retry: finish."""
     path = Path(marker)
     if not path.exists():
         path.write_text(str(os.getpid()))
         time.sleep(20)
-    return int(self.request.delivery_count)
+    return int(self.request.attempt)
 
 
 @app.task(name="slow", time_limit=20)

@@ -1,0 +1,102 @@
+"""SIGKILL workers mid-task, repeatedly; SIGTERM one during load. Nothing may be lost."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+
+import pytest
+
+from tests.reliability.conftest import SLOW
+from tests.reliability.harness import Ledger, WorkerProcess, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+LEASE = 2
+QUEUE = "crash"
+
+
+def _kill_mid_task(ledger: Ledger, n: int, kills: int, seconds: float, timeout: float) -> None:
+    producer = ledger.producer(queue_lease_seconds=LEASE)
+    producer.ensure_queue(QUEUE)
+    workers = [ledger.worker(QUEUE, 4, queue_lease_seconds=LEASE) for _ in range(3)]
+    for w in workers:
+        w.wait_ready()
+    started = time.monotonic()
+    ids = ledger.send(producer, "ledger.work", n, QUEUE, seconds)
+    rng = random.Random(n)
+    victims: list[int] = []
+    while len(victims) < kills:
+        # Kill only a worker that is running a task right now (started, not done, by its pid).
+        def running_victim() -> WorkerProcess | None:
+            busy: dict[int, int] = {}
+            for event, _, _, _, pid in ledger.events():
+                busy[pid] = busy.get(pid, 0) + (1 if event == "start" else -1)
+            live = [w for w in workers if w.alive() and busy.get(w.pid, 0) > 0]
+            return rng.choice(live) if live else None
+
+        victim = wait_for(running_victim, 30, "a worker mid-task", ledger.logs)
+        victim.proc.send_signal(signal.SIGKILL)
+        assert victim.wait_exit(10) == -signal.SIGKILL
+        victims.append(victim.pid)
+        workers.remove(victim)
+        workers.append(ledger.worker(QUEUE, 4, queue_lease_seconds=LEASE))  # ready soon
+        time.sleep(0.5)  # spread the kills over the run (the next waits for a busy worker)
+    acc = ledger.wait_settled(ids, producer, QUEUE, timeout)
+    elapsed = time.monotonic() - started
+    print(f"\nSIGKILL x{kills}, N={n}: {acc.row()} in {elapsed:.1f}s")
+
+    assert acc.lost == [], f"LOST {len(acc.lost)}: {acc.lost[:20]}"
+    assert acc.dead == {}, f"{acc.dead}\n{ledger.tracebacks}"
+    assert acc.done_once + len(acc.duplicates) == n
+    # Every duplicate is explained by a kill: one of its executions ran in a killed worker.
+    by_id: dict[str, set[int]] = {}
+    for event, task_id, _, _, pid in ledger.events():
+        by_id.setdefault(task_id, set()).add(pid)
+    for task_id in acc.duplicates:
+        assert by_id[task_id] & set(victims), f"{task_id} ran twice with no kill involved"
+    # The kills really interrupted tasks: some started in a victim and never finished there.
+    starts = ledger.counts("start")
+    interrupted = [i for i in ids if starts.get(i, 0) > ledger.counts("done").get(i, 0)]
+    assert interrupted, "no task was interrupted by the kills"
+    for w in workers:
+        assert w.alive(), w.log()
+
+
+def test_sigkill_mid_task_repeatedly_loses_nothing(ledger: Ledger) -> None:
+    _kill_mid_task(ledger, n=600, kills=5, seconds=0.15, timeout=120)
+
+
+@pytest.mark.slow
+@SLOW
+def test_sigkill_mid_task_repeatedly_loses_nothing_10k(ledger: Ledger) -> None:
+    _kill_mid_task(ledger, n=10_000, kills=40, seconds=0.05, timeout=1800)
+
+
+def test_sigterm_during_load_finishes_running_releases_prefetched(ledger: Ledger) -> None:
+    lease = 60  # long: a prefetched message coming back soon can only be a release
+    n = 120
+    producer = ledger.producer(queue_lease_seconds=lease)
+    producer.ensure_queue(QUEUE)
+    first = ledger.worker(QUEUE, 2, prefetch=6, queue_lease_seconds=lease)
+    first.wait_ready()
+    ids = ledger.send(producer, "ledger.work", n, QUEUE, 0.2)
+    wait_for(lambda: len(ledger.counts("done")) >= 10, 30, "10 tasks done", ledger.logs)
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.wait_exit(30) == 0, first.log()
+    released = [int(m.group(1)) for m in first.find(r"released (\d+) prefetched message")]
+    done_by_first = {t for e, t, _, _, p in ledger.events() if e == "done" and p == first.pid}
+    started_by_first = {t for e, t, _, _, p in ledger.events() if e == "start" and p == first.pid}
+    assert started_by_first == done_by_first, "SIGTERM must let running tasks finish"
+
+    second = ledger.worker(QUEUE, 4, queue_lease_seconds=lease)
+    second.wait_ready()
+    begun = time.monotonic()
+    # Well under the 60 s lease: only possible if the prefetched messages were released.
+    acc = ledger.wait_settled(ids, producer, QUEUE, 40)
+    print(f"\nSIGTERM: {acc.row()}; released {released}; rest in {time.monotonic() - begun:.1f}s")
+    assert acc.lost == []
+    assert acc.duplicates == {}, "a task that had finished ran again"
+    assert acc.done_once == n
+    assert released and released[0] > 0, first.log()
