@@ -322,13 +322,6 @@ class Worker:
             got = 0
             try:
                 order = self._scan_order()
-                if len(order) == 1:
-                    # One queue: a long poll returns as soon as anything is there, so the short
-                    # poll first would only be one more request per batch.
-                    free = min(self._free(), broker.limits.max_batch)
-                    self._take(broker.receive(order[0], free, self.poll_seconds, self.lease))
-                    backoff = 0.5
-                    continue
                 for name in order:
                     free = min(self._free(), broker.limits.max_batch)
                     if free <= 0:
