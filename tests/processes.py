@@ -34,7 +34,7 @@ def wait_for(
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}\n{logs()}")
+            pytest.fail(f"timed out after {timeout}s waiting for {what}\n{logs()[-20000:]}")
         time.sleep(0.05)
 
 
@@ -83,6 +83,9 @@ class LoggedProcess:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def log(self) -> str:
         return f"--- {self.name} (pid {self.pid}) ---\n" + "".join(list(self.lines))

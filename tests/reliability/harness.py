@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-import sys
-import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
 import redis
 
 from cloudq import App
@@ -29,91 +22,11 @@ from cloudq.adapters.base import dead_letter_queue_name
 from cloudq.envelope import HEADER_ERROR_TRACEBACK, decode
 from cloudq.errors import EnvelopeError
 from tests.apps import ledger_app
+from tests.processes import ROOT, wait_for
+from tests.processes import LoggedProcess as WorkerProcess
 
-ROOT = Path(__file__).resolve().parents[2]
-_SCRIPT = Path(sys.executable).with_name("cloudq")
-CLOUDQ = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cloudq.cli"]
 APP_REF = "tests.apps.ledger_app"
 REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
-STARTUP_TIMEOUT = 30.0
-
-T = TypeVar("T")
-
-
-def wait_for(
-    probe: Callable[[], T | None], timeout: float, what: str, logs: Callable[[], str] = str
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}\n{logs()[-20000:]}")
-        time.sleep(0.1)
-
-
-class WorkerProcess:
-    """One ``cloudq -A tests.apps.ledger_app worker`` subprocess; stderr read by a thread."""
-
-    def __init__(self, args: Sequence[str], env: dict[str, str], name: str) -> None:
-        self.name = name
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [*CLOUDQ, "-A", APP_REF, "worker", *args],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, name=f"{name}-stderr", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> str:
-        return f"--- {self.name} (pid {self.pid}) ---\n" + "".join(list(self.lines))
-
-    def find(self, pattern: str) -> list[re.Match[str]]:
-        found = (re.search(pattern, line) for line in list(self.lines))
-        return [m for m in found if m]
-
-    def wait_ready(self) -> None:
-        def probe() -> bool:
-            if self.find(r"worker \S+ ready: "):
-                return True
-            if not self.alive():
-                pytest.fail(f"{self.name} exited with {self.proc.returncode}\n{self.log()}")
-            return False
-
-        wait_for(probe, STARTUP_TIMEOUT, f"{self.name} to be ready", self.log)
-
-    def wait_exit(self, timeout: float) -> int:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.name} did not exit within {timeout}s\n{self.log()}")
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self._reader.join(5)
 
 
 @dataclass
@@ -178,7 +91,7 @@ class Ledger:
         args = ["-Q", queue, "-c", str(concurrency), "-P", pool, "-l", "info"]
         if prefetch is not None:
             args += ["--prefetch", str(prefetch)]
-        proc = WorkerProcess(args, env, f"worker-{len(self.workers) + 1}")
+        proc = WorkerProcess.worker(APP_REF, args, env, f"worker-{len(self.workers) + 1}")
         self.workers.append(proc)
         return proc
 
