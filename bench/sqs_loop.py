@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fixtures.moto_server import _free_port, _stop
+from tests.fixtures.servers import free_port, stop_process
 
 ROUND = 100
 
@@ -98,7 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1000)
     n = parser.parse_args().n // ROUND * ROUND
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -130,7 +130,7 @@ def main() -> None:
         finally:
             loop.close()  # type: ignore[attr-defined]
     finally:
-        _stop(proc)
+        stop_process(proc)
     base = rows[0]
     print(f"N = {n} messages, moto server on 127.0.0.1 (send + receive + delete)")
     print(f"{'contender':34} {'wall s':>7} {'msg/s':>7} {'CPU ms/msg':>10} {'CPU ratio':>9}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from cloudq.envelope import (
     decode,
 )
 from tests.apps import sqs_app
+from tests.fixtures.servers import free_port
 from tests.processes import ROOT, STARTUP_TIMEOUT, wait_for
 from tests.processes import LoggedProcess as WorkerProcess
 
@@ -41,13 +41,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 APP_REF = "tests.apps.sqs_app"
 REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- worker subprocesses --------------------------------------------------------------------
