@@ -132,11 +132,13 @@ class Worker:
         if prefetch is None:
             prefetch = conf.worker_prefetch
         if prefetch is None:
-            # Enough room for one full receive batch: fewer, fuller receive calls (SQS bills each).
-            prefetch = max(self.concurrency, app.broker.limits.max_batch - self.concurrency)
+            # Room for one full receive batch beside the running tasks: the next batch arrives
+            # while the pool works through this one, and every receive call is a full one.
+            prefetch = max(self.concurrency, app.broker.limits.max_batch)
         self.prefetch = prefetch
         self._receive_threshold = 1
-        """Receive only once this many slots are free (or none is held): no one-message polls."""
+        """Receive only once this many slots are free (or none is held): full batches, not
+        one-message polls (a receive call costs as much CPU and money for 1 message as for 10)."""
         self._update_threshold()
         self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
         self.poll_seconds = conf.worker_poll_seconds if poll_seconds is None else poll_seconds
@@ -173,8 +175,7 @@ class Worker:
         self.control = WorkerControl(self, heartbeat_seconds or HEARTBEAT_SECONDS, events)
 
     def _update_threshold(self) -> None:
-        capacity = self.concurrency + self.prefetch
-        self._receive_threshold = max(1, min(self.app.broker.limits.max_batch, capacity) // 2)
+        self._receive_threshold = max(1, min(self.app.broker.limits.max_batch, self.prefetch))
 
     # --- lifecycle -----------------------------------------------------------------------
     def run(self) -> None:
