@@ -10,8 +10,12 @@ child outright; the threads pool makes a best effort and says so in the worker's
 from __future__ import annotations
 
 import ctypes
+import heapq
+import itertools
+import math
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -19,6 +23,9 @@ from typing import Any, TypeVar
 from cloudq.errors import SoftTimeLimitExceeded, TimeLimitExceeded
 
 T = TypeVar("T")
+
+COMPACT_MIN = 1024
+"""Cancelled limits are swept from the watchdog's heap once more than this many (and most of it)."""
 
 
 def _inject(thread_id: int, exc_type: type[BaseException]) -> None:
@@ -31,33 +38,93 @@ def _clear(thread_id: int) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
 
+class _Watchdog:
+    """One thread that fires every thread-pool task's time limits.
+
+    Why not a ``threading.Timer`` per limit: that starts (and tears down) one or two threads for
+    every task, a measurable share of a busy worker's CPU. Here a task's limits are two heap
+    entries and cancelling one is a flag; cancelled entries are dropped when the heap is mostly
+    dead, so a long default limit does not let them pile up.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Armed, type[BaseException]]] = []
+        self._cancelled = 0
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, tid: int, limits: list[tuple[float, type[BaseException]]]) -> _Armed:
+        armed = _Armed(tid)
+        now = time.monotonic()
+        with self._cond:
+            earliest = self._heap[0][0] if self._heap else math.inf
+            for seconds, exc_type in limits:
+                heapq.heappush(self._heap, (now + seconds, next(self._seq), armed, exc_type))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="cloudq-time-limits", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][0] < earliest:
+                self._cond.notify()
+        return armed
+
+    def disarm(self, armed: _Armed, entries: int) -> None:
+        """After this returns the limits never fire (checked under the same lock as firing)."""
+        with self._cond:
+            armed.active = False
+            self._cancelled += entries
+            if self._cancelled > COMPACT_MIN and self._cancelled * 2 > len(self._heap):
+                self._heap = [entry for entry in self._heap if entry[2].active]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+        _clear(armed.tid)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and not self._heap[0][2].active:
+                    heapq.heappop(self._heap)
+                    self._cancelled = max(0, self._cancelled - 1)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, _, armed, exc_type = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                _inject(armed.tid, exc_type)
+
+
+class _Armed:
+    __slots__ = ("active", "tid")
+
+    def __init__(self, tid: int) -> None:
+        self.tid = tid
+        self.active = True
+
+
+_WATCHDOG = _Watchdog()
+
+
 @contextmanager
 def _thread_limits(soft: float | None, hard: float | None) -> Iterator[None]:
-    tid = threading.get_ident()
-    lock = threading.Lock()
-    active = True
-
-    def fire(exc_type: type[BaseException]) -> None:
-        with lock:
-            if active:
-                _inject(tid, exc_type)
-
-    timers = []
+    limits: list[tuple[float, type[BaseException]]] = []
     if soft is not None:
-        timers.append(threading.Timer(soft, fire, (SoftTimeLimitExceeded,)))
+        limits.append((soft, SoftTimeLimitExceeded))
     if hard is not None:
-        timers.append(threading.Timer(hard, fire, (TimeLimitExceeded,)))
-    for timer in timers:
-        timer.daemon = True
-        timer.start()
+        limits.append((hard, TimeLimitExceeded))
+    if not limits:
+        yield
+        return
+    armed = _WATCHDOG.arm(threading.get_ident(), limits)
     try:
         yield
     finally:
-        with lock:
-            active = False
-            for timer in timers:
-                timer.cancel()
-            _clear(tid)
+        _WATCHDOG.disarm(armed, len(limits))
 
 
 @contextmanager

@@ -1,0 +1,81 @@
+"""Time limits in pool threads: one shared watchdog thread fires them, cancelled ones never fire."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from cloudq import timelimits
+from cloudq.errors import SoftTimeLimitExceeded, TimeLimitExceeded
+
+
+def busy(seconds: float) -> Callable[[], str]:
+    """Python bytecode running for up to ``seconds`` (an injected exception lands in it)."""
+
+    def run() -> str:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(0.001)
+        return "finished"
+
+    return run
+
+
+def in_thread(fn: Callable[[], object]) -> object:
+    """Run ``fn`` in a fresh (non-main) thread: what the thread pool does; returns its result
+    or the exception it raised."""
+    out: list[object] = []
+
+    def target() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            out.append(exc)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "the limit never fired"
+    return out[0]
+
+
+def test_soft_limit_fires_in_a_pool_thread() -> None:
+    result = in_thread(lambda: timelimits.run_with_limits(busy(5), 0.05, 1.0))
+    assert isinstance(result, SoftTimeLimitExceeded)
+
+
+def test_hard_limit_fires_in_a_pool_thread() -> None:
+    result = in_thread(lambda: timelimits.run_with_limits(busy(5), None, 0.05))
+    assert isinstance(result, TimeLimitExceeded)
+
+
+def test_a_soft_limit_caught_by_the_task_is_followed_by_the_hard_one() -> None:
+    def task() -> str:
+        try:
+            return busy(5)()
+        except SoftTimeLimitExceeded:
+            return busy(5)()  # cleans up too slowly
+
+    result = in_thread(lambda: timelimits.run_with_limits(task, 0.05, 0.2))
+    assert isinstance(result, TimeLimitExceeded)
+
+
+def test_limits_of_finished_tasks_never_fire_later() -> None:
+    def many_then_wait() -> str:
+        for _ in range(200):
+            timelimits.run_with_limits(lambda: None, 0.02, 0.03)
+        return busy(0.2)()  # well past every deadline armed above
+
+    assert in_thread(many_then_wait) == "finished"
+
+
+def test_cancelled_limits_do_not_pile_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    watchdog = timelimits._Watchdog()
+    monkeypatch.setattr(timelimits, "_WATCHDOG", watchdog)
+    runs = 5 * timelimits.COMPACT_MIN
+    for _ in range(runs):
+        timelimits.run_with_limits(lambda: None, 3600.0, 3600.0)
+    assert len(watchdog._heap) <= 2 * timelimits.COMPACT_MIN + 2, len(watchdog._heap)
