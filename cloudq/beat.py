@@ -42,7 +42,7 @@ _ID_NAMESPACE = uuid.UUID("6c1d3a52-6f0e-4e8b-9a57-3f0b8f2b1e11")
 class ScheduleEntry(BaseModel):
     """One periodic task: ``cron`` (5 fields) or ``every`` (seconds), in ``timezone``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     task: str

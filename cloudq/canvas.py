@@ -33,7 +33,7 @@ SEND_OPTIONS = frozenset(
 class Signature(BaseModel):
     """A task call to make later: ``add.s(2, 2)``. Immutable ones (``si``) ignore parent results."""
 
-    model_config = ConfigDict(frozen=False)
+    model_config = ConfigDict(frozen=False, defer_build=True)
 
     task: str
     args: list[Any] = Field(default_factory=list)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Protocol, runtime_checkable
 
 from cloudq.adapters import scheme_of
 from cloudq.errors import AdapterNotFound, ClaimCheckMissing
+from cloudq.plugins import load_plugin
 
 POINTER_KEY = "cloudq-claim-check"
 ENTRY_POINT_GROUP = "cloudq.claimchecks"
@@ -46,8 +46,8 @@ def open_claim_check_store(url: str) -> ClaimCheckStore:
     scheme = scheme_of(url)
     if scheme == "memory":
         return _memory_stores.setdefault(url, MemoryClaimCheckStore(url))
-    for ep in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
-        factory: ClaimCheckFactory = ep.load()
+    factory: ClaimCheckFactory | None = load_plugin(ENTRY_POINT_GROUP, scheme)
+    if factory is not None:
         return factory(url)
     extra = KNOWN_EXTRAS.get(scheme)
     hint = f": pip install 'cloudq[{extra}]'" if extra else ""

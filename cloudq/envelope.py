@@ -32,7 +32,7 @@ HEADER_DEAD_LETTER_REASON = "cloudq-dead-letter-reason"
 class RetryPolicy(BaseModel):
     """How failed attempts are retried; travels with the task so every consumer agrees."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     max_retries: int | None = Field(default=3, ge=0)
     """Retries after the first attempt; None retries forever (the broker's DLQ still guards)."""
@@ -48,7 +48,7 @@ class RetryPolicy(BaseModel):
 class Envelope(BaseModel):
     """One task invocation."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     v: Literal[1]
     """Wire format version; required on the wire so a future format is told apart."""

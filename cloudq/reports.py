@@ -35,7 +35,7 @@ REDACTED = "<redacted: set report_args=True on the task to include arguments>"
 class ErrorReportSettings(BaseModel):
     """``app.conf.error_reports = {"to": [...], "from": ..., "smtp": "smtp://host:port"}``."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", defer_build=True)
 
     to: list[str] = Field(min_length=1)
     sender: str = Field(alias="from")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from urllib.parse import urlsplit
 
 from cloudq.adapters.base import Broker
 from cloudq.clock import Clock
 from cloudq.errors import AdapterNotFound, ConfigurationError
+from cloudq.plugins import load_plugin
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ def find_factory(scheme: str) -> BrokerFactory:
     builtin = _builtin(scheme)
     if builtin is not None:
         return builtin
-    for ep in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
-        factory: BrokerFactory = ep.load()
+    factory: BrokerFactory | None = load_plugin(ENTRY_POINT_GROUP, scheme)
+    if factory is not None:
         return factory
     if scheme in KNOWN_EXTRAS:
         raise AdapterNotFound(

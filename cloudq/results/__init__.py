@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
 
 from cloudq.adapters import scheme_of
 from cloudq.clock import Clock
 from cloudq.errors import AdapterNotFound
+from cloudq.plugins import load_plugin
 from cloudq.results.base import ErrorInfo, ResultBackend, State, TaskResult
 
 __all__ = ["ErrorInfo", "ResultBackend", "State", "TaskResult", "open_backend"]
@@ -30,8 +30,8 @@ def open_backend(url: str, clock: Clock) -> ResultBackend:
         from cloudq.results.memory import open_memory_backend
 
         return open_memory_backend(url, clock)
-    for ep in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
-        factory: BackendFactory = ep.load()
+    factory: BackendFactory | None = load_plugin(ENTRY_POINT_GROUP, scheme)
+    if factory is not None:
         return factory(url, clock)
     if scheme in KNOWN_EXTRAS:
         raise AdapterNotFound(

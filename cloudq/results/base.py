@@ -27,7 +27,7 @@ READY_STATES = frozenset({State.SUCCESS, State.FAILURE, State.REVOKED})
 class ErrorInfo(BaseModel):
     """A task's exception as data: it crosses processes and clouds, the object does not."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     type: str
     """Qualified class name, e.g. ``builtins.ValueError``."""
@@ -38,7 +38,7 @@ class ErrorInfo(BaseModel):
 class TaskResult(BaseModel):
     """What the backend stores for one task id."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     task_id: str
     state: State
