@@ -18,6 +18,7 @@ SHARED_BACKENDS = {
     "memory": "memory_result_backend",
     "redis": "redis_result_backend",
     "dynamodb": "dynamodb_result_backend",
+    "azuretable": "azuretable_result_backend",
 }
 BODY: dict[str, Any] = {"task": "tsum", "args": [], "kwargs": {}}
 

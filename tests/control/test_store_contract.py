@@ -28,6 +28,14 @@ def open_store(request: pytest.FixtureRequest, kind: str) -> Iterator[tuple[Any,
         backend = open_redis_backend(f"{url}?prefix=ctl-{uuid.uuid4().hex[:8]}", SystemClock())
         yield backend, None
         backend.close()
+    elif kind == "azuretable":
+        request.getfixturevalue("azure_storage_env")
+        from cloudq_servicebus.table import open_table_backend
+
+        clock = FakeClock()
+        table = open_table_backend(f"azuretable://cloudqctl{uuid.uuid4().hex[:12]}?create=1", clock)
+        yield table, clock
+        table.close()
     else:
         request.getfixturevalue("sqs_env")
         from cloudq_sqs.dynamodb import open_dynamodb_backend
@@ -39,7 +47,7 @@ def open_store(request: pytest.FixtureRequest, kind: str) -> Iterator[tuple[Any,
         dynamodb.close()
 
 
-@pytest.fixture(params=["memory", "redis", "dynamodb"])
+@pytest.fixture(params=["memory", "redis", "dynamodb", "azuretable"])
 def store(request: pytest.FixtureRequest) -> Iterator[tuple[Any, FakeClock | None]]:
     """(backend, the fake clock it expires records by, or None for real time)."""
     yield from open_store(request, request.param)

@@ -9,6 +9,9 @@ Writes of a non-final state (RETRY, STARTED) never bury a final one: such a writ
 entity and replaces it only if its ETag is unchanged and it is not a live final record
 (optimistic concurrency, retried on a conflict), like DynamoDB's conditional put.
 
+The same table is the shared and control store (chords, rate slots, beat claims, worker
+heartbeats and commands): see ``cloudq_servicebus.table_shared``.
+
 The table is Terraform's to create; ``?create=1`` creates it (tests and demos). The account:
 see ``cloudq_servicebus.storage``. The azure SDK is imported when the backend is opened.
 """
@@ -19,6 +22,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,12 +33,11 @@ from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.results.base import READY_STATES, TaskResult, poll_until_ready
 from cloudq_servicebus import storage
+from cloudq_servicebus.table_shared import MAX_PROPERTY_CHARS, AzureTableShared
 
 logger = logging.getLogger("cloudq.servicebus.table")
 
 ROW_KEY = ""
-MAX_PROPERTY_CHARS = 32_768
-"""An Azure Tables string property holds 64 KiB of UTF-16: 32 K characters."""
 CONDITIONAL_TRIES = 50
 """Read-check-replace rounds for a non-final write before giving up on a busy record."""
 CONFLICT_PAUSE_SECONDS = 0.005
@@ -48,8 +51,9 @@ class TableNotFoundError(BrokerError):
     """The table is missing: Terraform creates it (or ``azuretable://TABLE?create=1``)."""
 
 
-class AzureTableBackend:
-    """Results in Azure Tables; thread-safe like the SDK's TableClient."""
+class AzureTableBackend(AzureTableShared):
+    """Results in Azure Tables, and the shared and control store (``AzureTableShared``);
+    thread-safe like the SDK's TableClient."""
 
     def __init__(
         self,
@@ -133,7 +137,30 @@ class AzureTableBackend:
         expiry = entity.get("expires_at")
         return expiry is None or float(expiry) > self._clock.now().timestamp()
 
-    def store(self, result: TaskResult, expires_seconds: float | None) -> None:
+    def _read_entity(self, partition: str, row: str) -> Any:
+        """The entity, or None if there is none (a missing table is an error, not "none")."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self._client.get_entity(partition, row)
+        except ResourceNotFoundError as exc:
+            if "TableNotFound" in str(exc):
+                raise
+            return None
+
+    def _replace_if(
+        self,
+        partition: str,
+        row: str,
+        change: Callable[[Any], dict[str, Any] | None],
+        what: str,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """Read-check-replace under the entity's ETag, retried when another writer got in between.
+
+        ``change`` gets the current entity (None: absent) and returns the properties to write in
+        its place, or None to leave it. Returns the entity read and the one written (None: none):
+        the write happened only if nothing changed since the read (optimistic concurrency).
+        """
         from azure.core import MatchConditions
         from azure.core.exceptions import (
             ResourceExistsError,
@@ -142,57 +169,63 @@ class AzureTableBackend:
         )
         from azure.data.tables import UpdateMode
 
-        entity = self._entity(result, expires_seconds)
-        try:
-            if result.ready:
-                self._client.upsert_entity(entity, mode=UpdateMode.REPLACE)
-                return
-            for attempt in range(CONDITIONAL_TRIES):
-                if attempt:
-                    time.sleep(random.uniform(0, min(0.1, CONFLICT_PAUSE_SECONDS * attempt)))
-                try:
-                    current = self._client.get_entity(result.task_id, ROW_KEY)
-                except ResourceNotFoundError:
-                    try:
-                        self._client.create_entity(entity)
-                        return
-                    except ResourceExistsError:
-                        continue
-                if self._live_final(current):
-                    logger.debug(
-                        "kept the final record of %s: a late %s write was ignored",
-                        result.task_id,
-                        result.state,
-                    )
-                    return
-                try:
+        for attempt in range(CONDITIONAL_TRIES):
+            if attempt:
+                time.sleep(random.uniform(0, min(0.1, CONFLICT_PAUSE_SECONDS * attempt)))
+            current = self._read_entity(partition, row)
+            new = change(current)
+            if new is None:
+                return current, None
+            entity = {**new, "PartitionKey": partition, "RowKey": row}
+            try:
+                if current is None:
+                    self._client.create_entity(entity)
+                else:
                     self._client.update_entity(
                         entity,
                         mode=UpdateMode.REPLACE,
                         etag=current.metadata["etag"],
                         match_condition=MatchConditions.IfNotModified,
                     )
-                    return
-                except (ResourceModifiedError, ResourceNotFoundError):
-                    continue
-            raise BrokerError(
-                f"Azure table {self.table!r}: the record of {result.task_id!r} kept changing; "
-                f"{result.state} not written after {CONDITIONAL_TRIES} tries"
+                return current, entity
+            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                continue
+        raise BrokerError(
+            f"Azure table {self.table!r}: {what} kept changing under concurrent writers; not "
+            f"written after {CONDITIONAL_TRIES} tries"
+        )
+
+    def store(self, result: TaskResult, expires_seconds: float | None) -> None:
+        from azure.data.tables import UpdateMode
+
+        entity = self._entity(result, expires_seconds)
+
+        def unless_final(current: Any) -> dict[str, Any] | None:
+            if current is None or not self._live_final(current):
+                return entity
+            logger.debug(
+                "kept the final record of %s: a late %s write was ignored",
+                result.task_id,
+                result.state,
             )
+            return None
+
+        try:
+            if result.ready:
+                self._client.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            else:
+                what = f"the record of {result.task_id!r} ({result.state})"
+                self._replace_if(result.task_id, ROW_KEY, unless_final, what)
         except self._errors as exc:
             raise self._error("store", result.task_id, exc) from exc
 
     def get(self, task_id: str) -> TaskResult | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
-            entity = self._client.get_entity(task_id, ROW_KEY)
-        except ResourceNotFoundError as exc:
-            if "TableNotFound" in str(exc):
-                raise self._error("get_entity", task_id, exc) from exc
-            return None
+            entity = self._read_entity(task_id, ROW_KEY)
         except self._errors as exc:
             raise self._error("get_entity", task_id, exc) from exc
+        if entity is None:
+            return None
         expiry = entity.get("expires_at")
         if expiry is not None and float(expiry) <= self._clock.now().timestamp():
             return None
