@@ -9,6 +9,7 @@ Only our own Delivery and Outcome objects cross the pipe between parent and chil
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import logging
 import multiprocessing
@@ -160,7 +161,9 @@ class ProcessExecutor:
             limit = task.time_limit if task else self.app.conf.task_time_limit
         except EnvelopeError:
             env, limit = None, self.app.conf.task_time_limit
-        conn.send(delivery)
+        # The adapter's handle stays here (a Service Bus lock holds its receiver and locks,
+        # which do not pickle): the child needs the body and counts only.
+        conn.send(dataclasses.replace(delivery, handle=None))
         # The child enforces the limit itself (SIGALRM); the parent kills it if that fails.
         ready = conn.poll(limit + KILL_GRACE_SECONDS)
         if not ready:
