@@ -458,7 +458,9 @@ class Worker:
             self._group_done(delivery, outcome)
             with self._room:
                 self._held.pop(id(delivery), None)
-                self._room.notify_all()
+                # Wake the receiver only when it may receive: not once per task.
+                if not self._held or self._free() >= self._receive_threshold:
+                    self._room.notify_all()
 
     def _count(self, outcome: Outcome) -> None:
         if isinstance(outcome, Ack | RetryAt | DeadLetter):

@@ -32,7 +32,7 @@ def in_thread(fn: Callable[[], object]) -> object:
     def target() -> None:
         try:
             out.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+        except BaseException as exc:
             out.append(exc)
 
     t = threading.Thread(target=target)
