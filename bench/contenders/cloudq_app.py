@@ -1,6 +1,9 @@
 """cloudq: ``cloudq -A bench.contenders.cloudq_app worker -Q <queue> -c 4``.
 
-Producer: ``send_envelopes`` (batched, SendMessageBatch of 10) or ``delay()`` per task.
+The broker is ``$BENCH_BROKER`` (``sqs://?prefix=..``, ``pubsub://PROJECT?prefix=..``,
+``servicebus://?prefix=..``) with the adapter's defaults. Producer: ``send_envelopes`` (batched:
+SendMessageBatch of 10 on SQS, Publish of 10 on Pub/Sub, 20 per send on Service Bus) or
+``delay()`` per task.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 from bench.contenders.common import queue, record
 from cloudq import App
 
-app = App("bench", broker=f"sqs://?prefix={os.environ.get('BENCH_PREFIX', 'b-')}")
+app = App("bench", broker=os.environ.get("BENCH_BROKER", "sqs://?prefix=b-"))
 
 
 @app.task(name="work", queue=queue(), ignore_result=True)
@@ -32,6 +35,9 @@ class Producer:
         else:
             for t0 in t0s:
                 work.delay(t0)
+
+    def close(self) -> None:
+        app.close()
 
 
 def worker_cmd() -> list[str]:
