@@ -1,9 +1,12 @@
 """A smoke run of ``bench/run.py`` with a tiny N, so the benchmark cannot rot.
 
 No timing assertions: only that the report is written and every contender ran every task.
-The raw boto3 loop and cloudq need only the dev dependencies (moto, boto3, cloudq-sqs); Celery
+The raw loops and cloudq on SQS need only the dev dependencies (moto, boto3, cloudq-sqs); Celery
 and dramatiq are checked in a second test that skips when they are not installed (fails under
-``CI=true``, where a missing peer must not turn into a green run).
+``CI=true``, where a missing peer must not turn into a green run). Pub/Sub and Service Bus run
+in a third, on the emulators the tests use (java and the gcloud SDK's Pub/Sub emulator, the
+project's Service Bus test endpoint), with Celery on kombu's gcpubsub transport where it can be
+imported (it needs google-cloud-monitoring, which the dev dependencies do not install).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from tests.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 RAN = re.compile(r"\| (\d+)/(\d+) \|$")
+N, LATENCY_N = 20, 2
 
 pytestmark = pytest.mark.integration
 
 
-def _smoke(tmp_path: Path, only: list[str]) -> str:
+def _bench(tmp_path: Path, *args: str, timeout: float = 90) -> str:
     if importlib.util.find_spec("moto") is None or importlib.util.find_spec("psutil") is None:
         missing_tool("the bench needs moto[server] and psutil")
     report = tmp_path / "REPORT.md"
@@ -33,43 +37,81 @@ def _smoke(tmp_path: Path, only: list[str]) -> str:
             sys.executable,
             str(ROOT / "bench" / "run.py"),
             "--n",
-            "20",
+            str(N),
             "--latency-n",
-            "2",
-            "--cold-reps",
-            "1",
-            "--no-chart",
-            "--only",
-            ",".join(only),
+            str(LATENCY_N),
+            "--idle-wait",
+            "0.5",
             "--out",
             str(report),
+            *args,
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=55,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert report.exists(), done.stderr[-3000:]
-    text = report.read_text()
+    return report.read_text()
+
+
+def _all_ran(text: str, expected: list[int]) -> None:
+    """One table row per contender, in order, each having run every task it was sent."""
     table = [line for line in text.splitlines() if RAN.search(line)]
-    assert len(table) == len(only), text
-    for line in table:
-        ran, expected = RAN.search(line).groups()  # type: ignore[union-attr]
-        assert ran == expected == str(1 + 20 + 2), line
-    assert "failed" not in text, text
-    assert "## Cold start" in text and "## Machine and versions" in text
-    return text
+    assert len(table) == len(expected), text
+    for line, n in zip(table, expected, strict=True):
+        ran, sent = RAN.search(line).groups()  # type: ignore[union-attr]
+        assert ran == sent == str(1 + n + LATENCY_N), line
+    assert "failed" not in text and "Not run" not in text, text
+    assert "## Machine and versions" in text
 
 
 def test_smoke_raw_and_cloudq(tmp_path: Path) -> None:
-    text = _smoke(tmp_path, ["raw-batch", "cloudq-batch"])
+    text = _bench(
+        tmp_path, "--only", "raw-batch,cloudq-batch", "--cold-reps", "1", "--no-chart", timeout=55
+    )
+    _all_ran(text, [N, N])
     assert "raw boto3 (batch 10)" in text and "cloudq (send_envelopes)" in text
+    assert "## Cold start" in text
 
 
 def test_smoke_celery_and_dramatiq(tmp_path: Path) -> None:
     for module in ("celery", "kombu", "dramatiq", "dramatiq_sqs"):
         if importlib.util.find_spec(module) is None:
             missing_tool(f"{module} is not installed (the bench's peers: celery, dramatiq-sqs)")
-    _smoke(tmp_path, ["celery", "dramatiq"])
+    text = _bench(
+        tmp_path, "--only", "celery,dramatiq", "--cold-reps", "1", "--no-chart", timeout=55
+    )
+    _all_ran(text, [N, N])
+
+
+def _pubsub_emulator_present() -> None:
+    from tests.fixtures import pubsub_emulator
+
+    pubsub_emulator._java()
+    pubsub_emulator._sdk_file(pubsub_emulator.PUBSUB_JAR, "pubsub-emulator")
+
+
+def test_smoke_pubsub_and_servicebus(tmp_path: Path) -> None:
+    """Both sections in one run (with the chart: one row of panels per provider); Celery on
+    kombu's gcpubsub too where its transport can be imported."""
+    _pubsub_emulator_present()
+    for module in ("proton", "azure.servicebus", "cloudq_servicebus", "cloudq_pubsub"):
+        if importlib.util.find_spec(module) is None:
+            missing_tool(f"{module} is not installed (uv sync --all-packages)")
+    pubsub = ["ps-raw-stream", "ps-raw-sync", "ps-cloudq-batch"]
+    try:
+        import kombu.transport.gcpubsub  # noqa: F401
+    except ImportError:
+        pass  # an optional extra, not in the dev dependencies: the report says why
+    else:
+        pubsub.append("ps-celery")
+    only = ",".join([*pubsub, "sb-raw-batch", "sb-cloudq-batch"])
+    text = _bench(tmp_path, "--providers", "pubsub,servicebus", "--only", only, "--cold-reps", "0")
+    # Pub/Sub's N is 3 x --n, Service Bus's 2 x --n
+    _all_ran(text, [3 * N] * len(pubsub) + [2 * N] * 2)
+    assert "## Pub/Sub (emulator)" in text and "## Service Bus (test endpoint)" in text
+    assert "streaming pull" in text and "raw azure-servicebus" in text
+    assert (tmp_path / "report.png").stat().st_size > 0
