@@ -146,6 +146,9 @@ class Worker:
         cap = app.broker.limits.max_lease_seconds
         if cap is not None:
             self.lease = min(self.lease, cap)
+        self._long_poll_first = (
+            len(self.queues) == 1 and app.broker.limits.long_poll_returns_at_once
+        )
         self.app_ref = app_ref
         self.hostname = hostname or f"{os.getpid()}@{os.uname().nodename}"
         self.processed = 0
@@ -323,11 +326,18 @@ class Worker:
             got = 0
             try:
                 order = self._scan_order()
+                # One queue on a broker whose long poll returns at once: a short poll first
+                # would only add a call per idle spell. Several queues: a short poll of each in
+                # priority order, or a long poll on the first would keep the others waiting.
+                wait = self.poll_seconds if self._long_poll_first else 0
                 for name in order:
                     free = min(self._free(), broker.limits.max_batch)
                     if free <= 0:
                         break
-                    got += self._take(broker.receive(name, free, 0, self.lease))
+                    got += self._take(broker.receive(name, free, wait, self.lease))
+                if self._long_poll_first:
+                    backoff = 0.5
+                    continue
                 if not got:
                     # Idle: long-poll the queues in turn, each for a share of the poll time.
                     share = self.poll_seconds / len(order)

@@ -26,6 +26,9 @@ class BrokerLimits:
     """Largest encoded body accepted by ``send``."""
     max_batch: int
     """Most messages one ``send`` / ``receive`` / ``ack`` call may carry."""
+    long_poll_returns_at_once: bool = False
+    """A waiting ``receive`` returns as soon as a message is there (SQS long polling): a
+    single-queue worker then long-polls straight away instead of trying a short poll first."""
 
 
 @dataclass(frozen=True)

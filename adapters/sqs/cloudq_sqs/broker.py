@@ -237,6 +237,7 @@ class SQSBroker:
             max_lease_seconds=lim.MAX_VISIBILITY_SECONDS,
             max_message_bytes=max_message_bytes or lim.DEFAULT_MAX_MESSAGE_BYTES,
             max_batch=lim.MAX_BATCH,
+            long_poll_returns_at_once=True,
         )
         self._urls: dict[str, str] = {}
         self._sizes: dict[str, int] = {}
