@@ -274,7 +274,7 @@ def execute(
         called_directly=False,
     )
     token = current_request.set(request)
-    logger.info("task %s[%s] started (attempt %d)", env.task, env.id, env.attempt)
+    logger.debug("task %s[%s] started (attempt %d)", env.task, env.id, env.attempt)
     began = time.monotonic()
     try:
         value = _call(task, args, kwargs, soft, hard, runner)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -58,6 +59,7 @@ def crash_once(self, marker: str) -> int:  # type: ignore[no-untyped-def]
 
 @app.task(name="slow", time_limit=20)
 def slow(seconds: float, marker: str) -> None:
+    logging.getLogger("tests.pool_app").warning("slow task running")
     time.sleep(seconds)
     Path(marker).write_text("done")
 

@@ -149,7 +149,7 @@ def test_sigterm_finishes_running_releases_prefetched_exits_zero(tmp_path: Path)
         assert proc.stderr is not None
         for line in proc.stderr:  # ends at EOF if the worker dies: then the asserts below fail
             lines.append(line)
-            if "task slow[" in line and "started" in line:
+            if "slow task running" in line:
                 break  # the slow task (1.5 s) is running, the 3 fast ones are prefetched
         proc.send_signal(signal.SIGTERM)
         out = "".join(lines) + proc.stderr.read()

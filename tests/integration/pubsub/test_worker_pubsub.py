@@ -59,7 +59,7 @@ def test_countdown_is_held_by_the_ack_deadline_and_runs_no_earlier(stack: Stack)
     assert ran >= sent + 3, f"ran {ran - sent:.2f}s after sending, before its countdown of 3s"
     assert ran < sent + 3 + 3, f"ran {ran - sent:.2f}s after sending: far later than due"
     assert [e[0] for e in events(marker, "ran")] == [worker.pid], "ran exactly once"
-    assert len(worker.find(rf"task ps\.stamp\[{result.id}\] started")) == 1, worker.log()
+    assert len(worker.find(rf"task ps\.stamp\[{result.id}\] succeeded")) == 1, worker.log()
     assert nothing_visible(producer, "delays")
 
 
@@ -179,7 +179,7 @@ def test_sigterm_finishes_the_running_task_and_releases_prefetched_at_once(stack
         producer.tasks["ps.stamp"].apply_async((str(fast_marker), f"fast-{i}"), queue="term")
 
     worker = stack.worker(["term"], concurrency=1, prefetch=4, queue_lease_seconds=lease)
-    worker.wait_log(rf"task ps\.hold\[{slow.id}\] started", STARTUP_TIMEOUT)
+    wait_for(lambda: events(slow_marker, "start"), STARTUP_TIMEOUT, "the slow task started")
     worker.signal(signal.SIGTERM)
     code = worker.wait_exit(30)
     log = worker.log()

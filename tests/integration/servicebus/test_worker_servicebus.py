@@ -142,7 +142,7 @@ def test_sigterm_finishes_the_running_task_and_releases_prefetched_at_once(stack
         producer.tasks["sb.stamp"].apply_async((str(fast_marker), f"fast-{i}"), queue="term")
 
     worker = stack.worker(["term"], concurrency=1, prefetch=4, queue_lease_seconds=lease)
-    worker.wait_log(rf"task sb\.hold\[{slow.id}\] started", STARTUP_TIMEOUT)
+    wait_for(lambda: events(slow_marker, "start"), STARTUP_TIMEOUT, "the slow task started")
     worker.signal(signal.SIGTERM)
     code = worker.wait_exit(30)
     stats = producer.broker.stats("term")

@@ -34,7 +34,7 @@ from cloudq.envelope import (
 )
 from tests.apps import sqs_app
 from tests.fixtures.servers import free_port
-from tests.processes import ROOT, STARTUP_TIMEOUT, wait_for
+from tests.processes import ROOT, STARTUP_TIMEOUT, events, wait_for
 from tests.processes import LoggedProcess as WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -123,18 +123,6 @@ def raw(sqs_env: str) -> Any:
     import boto3  # type: ignore[import-untyped, unused-ignore]
 
     return boto3.client("sqs", region_name="us-east-1")
-
-
-def events(marker: Path, kind: str) -> list[tuple[int, float, str]]:
-    """(pid, time, extra) of each ``kind`` line a task appended to ``marker``."""
-    if not marker.exists():
-        return []
-    found = []
-    for line in marker.read_text().splitlines():
-        fields = line.split(" ")
-        if fields[0] == kind:
-            found.append((int(fields[1]), float(fields[2]), " ".join(fields[3:])))
-    return found
 
 
 def drained(app: App, queue: str) -> QueueStats | None:
@@ -302,7 +290,7 @@ def test_sigterm_finishes_the_running_task_and_releases_prefetched_at_once(stack
         producer.tasks["sqs.stamp"].apply_async((str(fast_marker), f"fast-{i}"), queue="term")
 
     worker = stack.worker(["term"], concurrency=1, prefetch=4, queue_lease_seconds=lease)
-    worker.wait_log(rf"task sqs\.hold\[{slow.id}\] started", STARTUP_TIMEOUT)
+    wait_for(lambda: events(slow_marker, "start"), STARTUP_TIMEOUT, "the slow task started")
     worker.signal(signal.SIGTERM)
     code = worker.wait_exit(30)
     exited = time.monotonic()
