@@ -19,6 +19,7 @@ SHARED_BACKENDS = {
     "redis": "redis_result_backend",
     "dynamodb": "dynamodb_result_backend",
     "azuretable": "azuretable_result_backend",
+    "firestore": "firestore_result_backend",
 }
 BODY: dict[str, Any] = {"task": "tsum", "args": [], "kwargs": {}}
 
@@ -117,3 +118,34 @@ def test_beat_claims_once_and_unclaims(store: Any) -> None:
     assert store.get_marker(marker) is None
     store.set_marker(marker, "2030-01-01T00:00:00+00:00")
     assert store.get_marker(marker) == "2030-01-01T00:00:00+00:00"
+
+
+def test_firestore_clients_racing_for_the_last_part_fire_once(
+    firestore_result_backend: Any,
+) -> None:
+    """Two clients (as two processes: no lock shared in between) contend in Firestore itself."""
+    from cloudq.clock import FakeClock
+    from cloudq_pubsub.firestore import open_firestore_backend
+
+    first = firestore_result_backend.backend
+    second = open_firestore_backend(f"firestore://cloudq-test/{first.collection}", FakeClock())
+    cid, tick = uuid.uuid4().hex, f"tick-{uuid.uuid4().hex}"
+    first.chord_start(cid, 2, BODY, 60)
+    first.chord_part_done(cid, 0, "a")
+    fired: list[object] = []
+    claimed: list[bool] = []
+    barrier = threading.Barrier(2)
+
+    def race(backend: Any) -> None:
+        barrier.wait()
+        fired.append(backend.chord_part_done(cid, 1, "b"))
+        claimed.append(backend.claim(tick, 60))
+
+    threads = [threading.Thread(target=race, args=(b,)) for b in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    second.close()
+    assert sorted(fired, key=bool) == [None, (BODY, ["a", "b"])]
+    assert sorted(claimed) == [False, True]

@@ -1,5 +1,6 @@
 """The control-store contract (heartbeats, inboxes) on every store that has one, and the event
-stream on those that keep one: memory, Redis (real server), DynamoDB (moto server)."""
+stream on those that keep one: memory, Redis (real server), DynamoDB (moto server), Firestore
+(emulator)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,14 @@ def open_store(request: pytest.FixtureRequest, kind: str) -> Iterator[tuple[Any,
         table = open_table_backend(f"azuretable://cloudqctl{uuid.uuid4().hex[:12]}?create=1", clock)
         yield table, clock
         table.close()
+    elif kind == "firestore":
+        request.getfixturevalue("firestore_env")
+        from cloudq_pubsub.firestore import open_firestore_backend
+
+        clock = FakeClock()
+        firestore = open_firestore_backend(f"firestore://cloudq-test/ctl-{uuid.uuid4().hex}", clock)
+        yield firestore, clock
+        firestore.close()
     else:
         request.getfixturevalue("sqs_env")
         from cloudq_sqs.dynamodb import open_dynamodb_backend
@@ -47,7 +56,7 @@ def open_store(request: pytest.FixtureRequest, kind: str) -> Iterator[tuple[Any,
         dynamodb.close()
 
 
-@pytest.fixture(params=["memory", "redis", "dynamodb", "azuretable"])
+@pytest.fixture(params=["memory", "redis", "dynamodb", "azuretable", "firestore"])
 def store(request: pytest.FixtureRequest) -> Iterator[tuple[Any, FakeClock | None]]:
     """(backend, the fake clock it expires records by, or None for real time)."""
     yield from open_store(request, request.param)

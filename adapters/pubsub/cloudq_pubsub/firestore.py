@@ -17,6 +17,9 @@ document's update time (or on its absence), retried on conflict. Final states ar
 Options: ``?database=`` (default ``(default)``). The project is the URL's host, else
 ``GOOGLE_CLOUD_PROJECT``; credentials are Application Default Credentials;
 ``FIRESTORE_EMULATOR_HOST`` selects the emulator. google-cloud-firestore is imported on open.
+
+The same collection holds chord counters, rate slots, beat claims and worker heartbeats under
+``cloudq:`` document ids (``firestore_shared``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.results.base import READY_STATES, TaskResult, poll_until_ready
 from cloudq_pubsub.broker import default_project
+from cloudq_pubsub.firestore_shared import FirestoreShared
 
 __all__ = ["FirestoreBackend", "open_firestore_backend"]
 
@@ -78,8 +82,9 @@ def document_id(task_id: str) -> str:
     return "sha256-" + hashlib.sha256(task_id.encode()).hexdigest()
 
 
-class FirestoreBackend:
-    """Results in one Firestore collection; thread-safe like the client it holds."""
+class FirestoreBackend(FirestoreShared):
+    """Results in one Firestore collection; thread-safe like the client it holds. Also the shared
+    and control store (chords, rate slots, beat claims, heartbeats): see ``firestore_shared``."""
 
     def __init__(
         self,
