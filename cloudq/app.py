@@ -241,7 +241,7 @@ class App:
         if not isinstance(backend, ChordStore):
             raise ConfigurationError(
                 f"result backend {self.conf.result_backend!r} cannot run chords (no atomic "
-                "counter); use redis://, dynamodb:// or memory://"
+                "counter); use redis://, dynamodb://, firestore://, azuretable:// or memory://"
             )
         return backend
 

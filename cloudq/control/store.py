@@ -86,7 +86,7 @@ def control_store(app: App, what: str = "this command") -> ControlStore:
         raise ConfigurationError(
             f"{what} needs a shared state store, and result backend "
             f"{app.conf.result_backend!r} keeps no control records: set result_backend to "
-            "redis://, dynamodb:// or memory:// (one process)"
+            "redis://, dynamodb://, firestore://, azuretable:// or memory:// (one process)"
         )
     return backend
 
