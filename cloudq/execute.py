@@ -36,6 +36,7 @@ from cloudq.errors import (
     TaskArgumentError,
     TimeLimitExceeded,
 )
+from cloudq.idempotency import NO_CLAIM, Claim, admit
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.ratelimit import RATE_SLOT_HEADER
 from cloudq.request import Request, current_request
@@ -258,6 +259,9 @@ def execute(
     soft = task.soft_time_limit
     if soft is not None and soft >= hard:
         soft = None
+    claim = admit(app, env, hard, now) if task.idempotent and not eager else NO_CLAIM
+    if not isinstance(claim, Claim):
+        return claim  # idempotent: already succeeded (skipped), or running elsewhere (deferred)
     request = Request(
         id=env.id,
         task=env.task,
@@ -277,7 +281,8 @@ def execute(
     logger.debug("task %s[%s] started (attempt %d)", env.task, env.id, env.attempt)
     began = time.monotonic()
     try:
-        value = _call(task, args, kwargs, soft, hard, runner)
+        with claim:  # a failed attempt gives an idempotent task's claim back
+            value = _call(task, args, kwargs, soft, hard, runner)
     except Retry as retry:
         exhausted = retry.exc or MaxRetriesExceededError(
             f"{env.task}[{env.id}] asked to retry after attempt {env.attempt}, the last allowed"

@@ -21,6 +21,7 @@ from cloudq.adapters.base import Delivery
 from cloudq.envelope import decode
 from cloudq.errors import ConfigurationError, EnvelopeError, TimeLimitExceeded, WorkerLostError
 from cloudq.execute import execute, outcome_for_error, retry_or_fail
+from cloudq.idempotency import release_for
 from cloudq.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -176,6 +177,7 @@ class ProcessExecutor:
             if env is None:
                 return None
             exc = TimeLimitExceeded(f"hard time limit ({limit}s) exceeded; child killed")
+            release_for(self.app, task, env.id)  # the body is gone: its retry need not wait
             keep = bool(self.app.conf.result_backend)
             return outcome_for_error(env, task, exc, self.app.clock, keep)
         try:
@@ -190,6 +192,7 @@ class ProcessExecutor:
             logger.error("task %s: %s", delivery.message_id, lost)
             if env is None:
                 return None  # undecodable: the broker's redelivery decides
+            release_for(self.app, self.app.tasks.get(env.task), env.id)
             # A crash is a failed attempt: retried by the task's policy, then dead-lettered
             # with this error, never a loop of crashes.
             return retry_or_fail(env, lost, self.app.clock, bool(self.app.conf.result_backend))

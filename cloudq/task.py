@@ -59,6 +59,13 @@ class TaskOptions:
     """Include the arguments in error reports (off: they may hold personal data)."""
     fifo_group: str | Callable[..., str] | None = None
     """FIFO queues only: the message group, or a function of the task's arguments giving it."""
+    idempotent: bool = False
+    """Skip a delivery whose task id already succeeded; hold back one whose id runs elsewhere
+    (``cloudq.idempotency``). Needs ``result_backend``."""
+    idempotency_key: Callable[..., str] | None = None
+    """A function of the task's arguments giving a business key: the task id is derived from it
+    (same key, same id), so a second send of the same key is skipped once one succeeded.
+    Implies ``idempotent``."""
 
 
 class Task(Generic[P, R]):
@@ -79,6 +86,11 @@ class Task(Generic[P, R]):
                 raise ConfigurationError(
                     f"task {self.name!r}: autoretry_for takes exception classes"
                 )
+        self.idempotent = options.idempotent or options.idempotency_key is not None
+        if self.idempotent:
+            from cloudq.idempotency import check_options
+
+            check_options(self)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__wrapped__ = fn
@@ -118,6 +130,13 @@ class Task(Generic[P, R]):
                 else conf.task_default_retry_delay
             ),
         )
+
+    def _task_id(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        """A fresh id, or the one derived from ``idempotency_key(*args, **kwargs)``."""
+        key_fn = self.options.idempotency_key
+        if key_fn is None:
+            return str(uuid.uuid4())
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cloudq:{self.name}:{key_fn(*args, **kwargs)}"))
 
     def _fifo_group(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
         option = self.options.fifo_group
@@ -228,7 +247,7 @@ class Task(Generic[P, R]):
             )
         return Envelope(
             v=ENVELOPE_VERSION,
-            id=task_id or str(uuid.uuid4()),
+            id=task_id or self._task_id(args, kwargs),
             task=self.name,
             args=json_args,
             kwargs=json_kwargs,

@@ -31,7 +31,8 @@ class MemoryBackend:
         self._cond = threading.Condition()
         self._chords: dict[str, _Chord] = {}
         self._slots: dict[str, float] = {}
-        self._claims: set[str] = set()
+        self._claims: dict[str, float] = {}
+        """Claim key -> when it lapses (on ``clock.monotonic()``)."""
         self._markers: dict[str, str] = {}
         self._control = LocalControlStore(clock)
 
@@ -76,15 +77,17 @@ class MemoryBackend:
 
     # --- beat: claims and markers --------------------------------------------------------
     def claim(self, key: str, ttl_seconds: float) -> bool:
+        now = self._clock.monotonic()
         with self._cond:
-            if key in self._claims:
+            until = self._claims.get(key)
+            if until is not None and until > now:
                 return False
-            self._claims.add(key)
+            self._claims[key] = now + ttl_seconds
             return True
 
     def unclaim(self, key: str) -> None:
         with self._cond:
-            self._claims.discard(key)
+            self._claims.pop(key, None)
 
     def get_marker(self, key: str) -> str | None:
         with self._cond:
