@@ -7,7 +7,6 @@ deliveries and apply the outcome (``cloudq.settle``), so a task behaves the same
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import traceback
@@ -166,6 +165,7 @@ def _call(
 ) -> Any:
     if not task.is_async:
         return runner(lambda: task.run_with(args, kwargs), soft, hard)
+    import asyncio  # here, not at the top: a worker with no async task never loads it
 
     async def bounded() -> Any:
         limit = soft if soft is not None else hard

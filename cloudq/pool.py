@@ -12,9 +12,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
-import multiprocessing
 import sys
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cloudq.adapters.base import Delivery
@@ -25,6 +23,8 @@ from cloudq.idempotency import release_for
 from cloudq.outcome import Outcome
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
     from cloudq.app import App
     from cloudq.worker import Worker
 
@@ -115,6 +115,8 @@ class ProcessExecutor:
         self.app = app
         self.app_ref = app_ref
         self.max_tasks = max_tasks
+        import multiprocessing  # only the processes pool needs it (a thread worker's RSS)
+
         self._ctx = multiprocessing.get_context("spawn")
         self._proc: Any = None
         self._conn: Connection | None = None
