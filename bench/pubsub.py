@@ -121,12 +121,24 @@ PROVIDER = Provider(
     cloudq_batch="ps-cloudq-batch",
     cloudq_delay="ps-cloudq-delay",
     peers=("ps-celery",),
-    dists=("google-cloud-pubsub", "grpcio", "cloudq-pubsub", "celery", "kombu"),
+    dists=(
+        "google-cloud-pubsub",
+        "grpcio",
+        "cloudq-pubsub",
+        "celery",
+        "kombu",
+        "google-cloud-monitoring",
+    ),
     scale=3,
     notes=(
         "cloudq's adapter pulls synchronously (Pull of up to `max_batch`, default 10, then "
         "Acknowledge), so the sync raw loop makes the same calls; the streaming pull is the "
         "SDK's own throughput path. Ratios are given against both.",
+        "Celery + kombu gcpubsub runs on the emulator as it is (the SDK clients kombu makes "
+        "read PUBSUB_EMULATOR_HOST, and kombu skips the monitoring API there), but the transport "
+        "imports google.cloud.monitoring_v3 when it loads: it needs google-cloud-monitoring "
+        "(kombu's `gcpubsub` extra), which the dev dependency group does not install. Without "
+        "it the row is listed as not run, with the ImportError.",
         "dramatiq has no Pub/Sub broker (none in dramatiq, none installed here): not run.",
     ),
 )

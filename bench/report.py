@@ -174,6 +174,7 @@ def write_report(
     path: Path,
     chart: str,
     total_seconds: float,
+    load: tuple[float, float] | None = None,
 ) -> None:
     titles = ", ".join(s.provider.title for s in sections)
     out = [
@@ -182,15 +183,16 @@ def write_report(
         f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"in {total_seconds:.0f} s.",
         "",
-        f"One run: {titles}, each on an emulator the bench started itself (stopped at the end",
-        "of its section); all contenders of a provider in sequence on the same emulator, each",
-        f"with its own queue. N = {n} no-op tasks (more on a fast emulator: each section says)",
-        f"sent in rounds of {ROUND} (each round run before the next is sent, so queue depth",
-        f"<= {ROUND}); latency (enqueue -> start) over",
-        f"{latency_n} tasks sent one at a time. The worker is a subprocess; CPU is the client",
-        "processes' own (producer: this process around the send calls; worker: the worker's",
-        "process tree via psutil), never the emulator's. Wall includes the emulator, which is",
-        "the bottleneck in wall time. Idle RSS: the worker's process tree after one task.",
+        f"One run over {titles}. Each provider's emulator is started by the bench itself and "
+        "stopped at the end of its section; a provider's contenders run in sequence on the same "
+        f"emulator, each with a queue of its own. N = {n} no-op tasks (more on a fast emulator: "
+        f"each section says) are sent in rounds of {ROUND}, each round run before the next is "
+        f"sent, so no queue is deeper than {ROUND}; latency (enqueue -> start) is taken over "
+        f"{latency_n} tasks sent one at a time. The worker is a subprocess. CPU is the client "
+        "processes' own (producer: this process around the send calls; worker: the worker's "
+        "process tree via psutil, in 10 ms ticks), never the emulator's; wall time includes the "
+        "emulator, which is the bottleneck there. Idle RSS: the worker's process tree after one "
+        "task.",
         "",
         "## cloudq against the targets of issue 11",
         "",
@@ -223,6 +225,11 @@ def write_report(
     out += ["## Machine and versions", ""]
     out.append(f"- {platform.platform()}, Python {platform.python_version()}")
     out.append(f"- CPU: {cpu_model()}, {os.cpu_count()} logical")
+    if load:
+        out.append(
+            f"- load average (1 min): {load[0]:.1f} at the start, {load[1]:.1f} at the end "
+            "(anything else running on the machine shows in wall time and latency)"
+        )
     dists = ["cloudq"]
     for section in sections:
         dists += [d for d in section.provider.dists if d not in dists]

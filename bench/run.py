@@ -25,6 +25,7 @@ columns are the libraries' own cost. Contenders that cannot run here are listed 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> list[Section]:
     if set(keys) - known:
         parser.error(f"unknown contender(s) {', '.join(sorted(set(keys) - known))}")
 
-    started = time.perf_counter()
+    started, load0 = time.perf_counter(), os.getloadavg()[0]
     sections = []
     for name in names:
         provider = PROVIDERS[name]
@@ -214,7 +215,8 @@ def main(argv: list[str] | None = None) -> list[Section]:
     if not args.no_chart and write_chart(sections, args.out.with_name("report.png")):
         chart = "report.png"
     elapsed = time.perf_counter() - started
-    write_report(sections, cold, command, args.n, args.latency_n, args.out, chart, elapsed)
+    load = (load0, os.getloadavg()[0])
+    write_report(sections, cold, command, args.n, args.latency_n, args.out, chart, elapsed, load)
     print(args.out.read_text())
     print(f"bench finished in {elapsed:.0f} s", file=sys.stderr)
     return sections
