@@ -240,6 +240,7 @@ def run_contender(
         BENCH_BROKER=provider.cloudq_url.format(prefix=f"b{tag}-"),
     )
     log = workdir / f"{contender.key}-{tag}.log"
+    extra_path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     counter = Counter(out)
     producer: Any = None
     proc: subprocess.Popen[bytes] | None = None
@@ -251,7 +252,7 @@ def run_contender(
             proc = subprocess.Popen(
                 module.worker_cmd(),
                 cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *extra_path])},
                 stdin=subprocess.DEVNULL,
                 stdout=log_fh,
                 stderr=subprocess.STDOUT,

@@ -137,8 +137,9 @@ PROVIDER = Provider(
         "Celery + kombu gcpubsub runs on the emulator as it is (the SDK clients kombu makes "
         "read PUBSUB_EMULATOR_HOST, and kombu skips the monitoring API there), but the transport "
         "imports google.cloud.monitoring_v3 when it loads: it needs google-cloud-monitoring "
-        "(kombu's `gcpubsub` extra), which the dev dependency group does not install. Without "
-        "it the row is listed as not run, with the ImportError.",
+        "(kombu's `gcpubsub` extra), which the dev dependency group does not install: a run "
+        "that lists its version below had it installed by hand. Without it the row is listed "
+        "as not run, with the ImportError.",
         "dramatiq has no Pub/Sub broker (none in dramatiq, none installed here): not run.",
     ),
 )
