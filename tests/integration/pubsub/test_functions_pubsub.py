@@ -21,12 +21,11 @@ from cloudq.envelope import decode
 from cloudq_pubsub.broker import MESSAGE_ID_ATTRIBUTE, PubSubBroker
 from tests.fixtures.pubsub_emulator import GCP_PROJECT, free_port
 from tests.integration.pubsub.helpers import (
-    Process,
-    Stack,
+    PubSubStack,
     nothing_visible,
     pull_all,
 )
-from tests.processes import STARTUP_TIMEOUT, events, wait_for
+from tests.processes import STARTUP_TIMEOUT, LoggedProcess, events, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -46,10 +45,9 @@ def answers(url: str) -> bool:
 @pytest.fixture
 def served(
     pubsub_env: str, firestore_env: str, tmp_path: Path
-) -> Iterator[tuple[Stack, App, Process, int]]:
+) -> Iterator[tuple[PubSubStack, App, LoggedProcess, int]]:
     """A producer and a functions-framework server on a free port, sharing one stack."""
-    stack = Stack(tmp_path)
-    try:
+    with PubSubStack(tmp_path) as stack:
         port = free_port()
         server = stack.function_server(port)
         wait_for(
@@ -60,8 +58,6 @@ def served(
         )
         assert server.proc.poll() is None, server.log()
         yield stack, stack.producer(), server, port
-    finally:
-        stack.close()
 
 
 def push_to(producer: App, queue: str, port: int) -> None:
@@ -77,7 +73,7 @@ def push_to(producer: App, queue: str, port: int) -> None:
 
 
 def test_emulator_push_runs_tasks_retries_defers_and_dead_letters(
-    served: tuple[Stack, App, Process, int],
+    served: tuple[PubSubStack, App, LoggedProcess, int],
 ) -> None:
     stack, producer, server, port = served
     push_to(producer, "fn", port)
@@ -147,7 +143,7 @@ def post(request: urllib.request.Request, port: int) -> int:
 
 
 def test_eventarc_cloudevent_acks_by_returning_and_holds_by_failing(
-    served: tuple[Stack, App, Process, int],
+    served: tuple[PubSubStack, App, LoggedProcess, int],
 ) -> None:
     stack, producer, _server, port = served
     broker = producer.broker

@@ -23,10 +23,11 @@ from cloudq.envelope import (
     decode,
 )
 from tests.integration.pubsub.helpers import (
-    Stack,
+    PubSubStack,
     nothing_visible,
     pull_all,
 )
+from tests.integration.stack import Stack
 from tests.processes import STARTUP_TIMEOUT, events, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -36,12 +37,9 @@ READY = r"worker \S+ ready: "
 
 
 @pytest.fixture
-def stack(pubsub_env: str, firestore_env: str, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path)
-    try:
+def stack(pubsub_env: str, firestore_env: str, tmp_path: Path) -> Iterator[PubSubStack]:
+    with PubSubStack(tmp_path) as s:
         yield s
-    finally:
-        s.close()
 
 
 # --- 1. delays ------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 from cloudq.envelope import HEADER_DEAD_LETTER_REASON, HEADER_ERROR_TYPE, decode
 from cloudq_servicebus.broker import REASON_ATTRIBUTE
 from tests.fixtures.servicebus_endpoint import ServiceBusEndpoint
-from tests.integration.servicebus.conftest import Stack, drained, raw_receive
+from tests.integration.servicebus.conftest import drained, raw_receive
+from tests.integration.stack import Stack
 from tests.processes import STARTUP_TIMEOUT, events, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

@@ -9,7 +9,6 @@ killed in a ``finally`` whatever happens.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,8 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +32,8 @@ from cloudq.envelope import (
 )
 from tests.apps import sqs_app
 from tests.fixtures.servers import free_port
-from tests.processes import ROOT, STARTUP_TIMEOUT, events, wait_for
-from tests.processes import LoggedProcess as WorkerProcess
+from tests.integration.stack import Stack, new_prefix
+from tests.processes import STARTUP_TIMEOUT, events, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -43,78 +41,13 @@ APP_REF = "tests.apps.sqs_app"
 REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
 
 
-# --- worker subprocesses --------------------------------------------------------------------
-class Stack:
-    """One test's broker prefix, result prefix and marker directory; makes producers and workers."""
-
-    def __init__(self, redis_url: str, tmp: Path) -> None:
-        self.prefix = f"w{uuid.uuid4().hex[:10]}-"
-        self.broker_url = f"sqs://?prefix={self.prefix}"
-        self.backend_url = f"{redis_url}?prefix=cloudq-{self.prefix}"
-        self.tmp = tmp
-        self.workers: list[WorkerProcess] = []
-        self.apps: list[App] = []
-
-    def settings(self, **settings: Any) -> dict[str, Any]:
-        return {
-            "broker_url": self.broker_url,
-            "result_backend": self.backend_url,
-            "worker_poll_seconds": 1,
-            **settings,
-        }
-
-    def producer(self, **settings: Any) -> App:
-        """An App in the test process with the same tasks, broker and backend as the workers."""
-        app = sqs_app.make_app(**self.settings(**settings))
-        self.apps.append(app)
-        return app
-
-    def worker_env(self, **settings: Any) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDQ_")}
-        env["PYTHONPATH"] = str(ROOT)
-        for key, value in self.settings(**settings).items():
-            env[f"CLOUDQ_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
-        return env
-
-    def worker(
-        self,
-        queues: Sequence[str],
-        concurrency: int = 1,
-        prefetch: int | None = None,
-        env: dict[str, str] | None = None,
-        **settings: Any,
-    ) -> WorkerProcess:
-        args = ["-Q", ",".join(queues), "-c", str(concurrency), "-l", "info"]
-        if prefetch is not None:
-            args += ["--prefetch", str(prefetch)]
-        name = f"worker-{len(self.workers) + 1}"
-        proc = WorkerProcess.worker(APP_REF, args, env or self.worker_env(**settings), name)
-        self.workers.append(proc)
-        return proc
-
-    def logs(self) -> str:
-        return "\n".join(w.log() for w in self.workers)
-
-    def close(self) -> None:
-        workers, self.workers = self.workers, []
-        apps, self.apps = self.apps, []
-        try:
-            for w in workers:
-                w.proc.kill()  # every one first: a slow wait below must not spare the others
-            for w in workers:
-                w.kill()
-        finally:
-            for app in apps:
-                app.close()
-
-
 @pytest.fixture
 def stack(sqs_env: str, redis_url: str, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(redis_url, tmp_path)
-    try:
+    prefix = new_prefix()
+    backend_url = f"{redis_url}?prefix=cloudq-{prefix}"
+    broker_url = f"sqs://?prefix={prefix}"
+    with Stack(tmp_path, broker_url, backend_url, prefix, sqs_app.make_app, APP_REF) as s:
         yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture
@@ -315,7 +248,7 @@ RETRYING = r"; retrying in \d"
 def test_worker_started_while_the_broker_is_down_retries_and_stops_cleanly(
     stack: Stack, create_queues: bool
 ) -> None:
-    env = stack.worker_env(create_missing_queues=create_queues)
+    env = stack.env(create_missing_queues=create_queues)
     env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env["AWS_MAX_ATTEMPTS"] = "1"
     worker = stack.worker(["down"], env=env)
@@ -377,7 +310,7 @@ def test_worker_survives_a_broker_outage(stack: Stack, tmp_path: Path) -> None:
     moto.start()
     try:
         stack.broker_url = f"sqs://?prefix={stack.prefix}&endpoint_url={moto.url}"
-        env = stack.worker_env()
+        env = stack.env()
         env["AWS_MAX_ATTEMPTS"] = "1"
         producer = stack.producer()
         worker = stack.worker(["outage"], env=env)
