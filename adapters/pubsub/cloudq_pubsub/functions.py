@@ -29,7 +29,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
@@ -76,9 +76,10 @@ def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def event_to_delivery(broker: PubSubBroker, event: Any, now: datetime) -> Delivery:
@@ -98,23 +99,33 @@ def event_to_delivery(broker: PubSubBroker, event: Any, now: datetime) -> Delive
         raise ConfigurationError(
             f"the event names no Pub/Sub topic (source {source!r}): cannot tell the queue"
         )
-    attributes = {str(k): str(v) for k, v in (message.get("attributes") or {}).items()}
-    message_id = str(message.get("messageId") or message.get("message_id") or _get(event, "id"))
-    attempt = data.get("deliveryAttempt") or message.get("deliveryAttempt")
-    if attempt:
-        receive_count = int(attempt)
-    else:
-        published = _parse_time(message.get("publishTime") or _get(event, "time"))
-        fresh = published is None or (now - published).total_seconds() < FRESH_SECONDS
-        receive_count = 1 if fresh else HOLDS_BEFORE_RESEND + 1
+    try:
+        attributes = {str(k): str(v) for k, v in (message.get("attributes") or {}).items()}
+        message_id = str(message.get("messageId") or message.get("message_id") or _get(event, "id"))
+        attempt = data.get("deliveryAttempt") or message.get("deliveryAttempt")
+        if attempt:
+            receive_count = int(attempt)
+        else:
+            published = _parse_time(message.get("publishTime") or _get(event, "time"))
+            fresh = published is None or (now - published).total_seconds() < FRESH_SECONDS
+            receive_count = 1 if fresh else HOLDS_BEFORE_RESEND + 1
+        body = base64.b64decode(message.get("data") or "")
+        group = message.get("orderingKey") or None
+        if group is not None and not isinstance(group, str):
+            raise TypeError(f"orderingKey is a {type(group).__name__}")
+    except (AttributeError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+        raise ConfigurationError(
+            f"not a Pub/Sub CloudEvent: its message is malformed ({exc}); Pub/Sub redelivers it "
+            "until its dead-letter policy takes it"
+        ) from exc
     return Delivery(
         queue=broker.logical_name(found.group(1)),
-        body=base64.b64decode(message.get("data") or ""),
+        body=body,
         message_id=attributes.pop(MESSAGE_ID_ATTRIBUTE, "") or message_id,
         receive_count=receive_count,
         handle=None,
         attributes=attributes,
-        group=message.get("orderingKey") or None,
+        group=group,
     )
 
 

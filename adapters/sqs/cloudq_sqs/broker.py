@@ -96,9 +96,17 @@ def encode_body(body: bytes) -> tuple[str, bool]:
 
 
 def decode_body(text: str, attributes: dict[str, str]) -> bytes:
-    """Undo ``encode_body`` given the message's string attributes."""
+    """Undo ``encode_body`` given the message's string attributes.
+
+    A body flagged base64 that is not (a foreign or corrupted message) comes back as its text:
+    the envelope decoder then dead-letters it with its reason. Raising here failed the whole
+    receive, so one such message held back every message received with it.
+    """
     if attributes.get(ENCODING_ATTRIBUTE) == "base64":
-        return base64.b64decode(text)
+        try:
+            return base64.b64decode(text)
+        except ValueError:  # binascii.Error, or text that is not ASCII
+            pass
     return text.encode("utf-8")
 
 

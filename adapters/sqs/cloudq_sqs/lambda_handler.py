@@ -12,6 +12,9 @@ event source mapping (it deletes the records the handler reports as successful):
 - an outcome that could not be applied (a send failed, the claim-check store was down): the record
   goes into ``batchItemFailures`` and SQS redelivers it after its visibility timeout.
 
+An event that is not an SQS event at all (not a mapping, ``Records`` not a list of mappings)
+raises ``ConfigurationError`` before any record runs: the function's trigger is wrong.
+
 The mapping must have ``ReportBatchItemFailures`` on (the Terraform module sets it). A record is
 not started when too little of the invocation's time is left; it is reported as failed instead,
 so a Lambda timeout never leaves a record half-done without SQS redelivering it.
@@ -20,11 +23,12 @@ so a Lambda timeout never leaves a record half-done without SQS redelivering it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
 from cloudq.control.heartbeat import serverless_heartbeat
+from cloudq.errors import ConfigurationError
 from cloudq.execute import execute
 from cloudq.outcome import Defer
 from cloudq.producer import is_fifo
@@ -65,12 +69,28 @@ def _left_by_mapping(delivery: Delivery) -> None:
     """Acknowledging is the event source mapping's job: it deletes the successful records."""
 
 
+def event_records(event: Any) -> list[dict[str, Any]]:
+    """The event's records; ``ConfigurationError`` if it is not an SQS event at all."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if (
+        not isinstance(event, Mapping)
+        or not isinstance(records, list | None)
+        or not all(isinstance(r, Mapping) for r in records or [])
+    ):
+        raise ConfigurationError(
+            f"not an SQS event (a mapping with a list of records under 'Records'): got "
+            f"{type(event).__name__}{'' if records is None else ' with ' + type(records).__name__}"
+            "; the function's trigger must be an SQS event source mapping"
+        )
+    return list(records or [])
+
+
 def process_event(app: App, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run every record; return the partial-batch response Lambda expects."""
     broker = app.broker
     if not isinstance(broker, SQSBroker):
         raise TypeError(f"the Lambda SQS handler needs an sqs:// broker, not {broker!r}")
-    records: list[dict[str, Any]] = list(event.get("Records") or [])
+    records = event_records(event)
     serverless_heartbeat(app, "lambda", context, len(records))
     failed: list[str] = []
     for index, record in enumerate(records):
