@@ -9,24 +9,30 @@ reader; a missing emulator skips (fails under CI=true) through the fixtures it u
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.fixtures.pubsub_emulator import GCP_PROJECT
-from tests.fixtures.servicebus_endpoint import ServiceBusEndpoint
+from tests.fixtures.servicebus_endpoint import ServiceBusEndpoint, emulator_connection
 from tests.reliability.harness import (
     Ledger,
     LedgerBroker,
     PubSubDeadLetters,
     ServiceBusDeadLetters,
 )
+from tests.reliability.proxy import Forwarder
 
 SLOW = pytest.mark.skipif(
     os.environ.get("CLOUDQ_SLOW") != "1", reason="long run: set CLOUDQ_SLOW=1 (and -m slow)"
 )
 BROKERS = ["sqs", "pubsub", "servicebus"]
+PUBSUB_CALL_TIMEOUT = 2
+"""``pubsub://...&timeout=``: how long a publish retries through an outage before it raises
+(30 s by default)."""
 
 
 def _prefix() -> str:
@@ -78,3 +84,59 @@ def ledger(request: pytest.FixtureRequest) -> Ledger:
     """The ledger on each broker the suite covers."""
     got: Ledger = request.getfixturevalue(f"{request.param}_ledger")
     return got
+
+
+@pytest.fixture(params=BROKERS)
+def outage_ledger(
+    request: pytest.FixtureRequest, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Ledger, Forwarder]]:
+    """A ledger whose producer and workers reach the broker through a ``Forwarder`` the test
+    can cut and restore (the broker itself keeps running, and keeps its messages)."""
+    name = request.param
+    if name == "sqs":
+        moto = urlsplit(request.getfixturevalue("sqs_env"))
+        forwarder = Forwarder("127.0.0.1", moto.port or 80)
+        # Every failure reaches cloudq at once: botocore's own retries (5 attempts in its
+        # legacy mode) would hide a short outage from the worker's backoff.
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        broker = LedgerBroker(
+            name, f"sqs://?prefix={_prefix()}&endpoint_url=http://{forwarder.address}"
+        )
+    elif name == "pubsub":
+        host, _, port = request.getfixturevalue("pubsub_env").rpartition(":")
+        forwarder = Forwarder(host, int(port))
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", forwarder.address)
+        broker = LedgerBroker(
+            name,
+            f"pubsub://{GCP_PROJECT}?prefix={_prefix()}&timeout={PUBSUB_CALL_TIMEOUT}",
+            counts=False,
+            dead_letters=PubSubDeadLetters,
+        )
+    else:
+        endpoint: ServiceBusEndpoint = request.getfixturevalue("servicebus_env")
+        found = re.search(r"Endpoint=sb://127\.0\.0\.1:(\d+);", endpoint.connection)
+        if not endpoint.local or found is None:
+            pytest.skip("the outage is staged in front of the local Service Bus test endpoint")
+        forwarder = Forwarder("127.0.0.1", int(found.group(1)))
+        connection = emulator_connection(forwarder.port)
+        monkeypatch.setenv("CLOUDQ_SERVICEBUS_CONNECTION", connection)
+        env = {"CLOUDQ_SERVICEBUS_CONNECTION": connection}
+        if endpoint.admin_connection:  # administration (ensure, stats) stays reachable
+            env["CLOUDQ_SERVICEBUS_ADMIN_CONNECTION"] = endpoint.admin_connection
+        broker = LedgerBroker(
+            name,
+            f"servicebus://?prefix={_prefix()}",
+            env=env,
+            dead_letters=lambda app: ServiceBusDeadLetters(
+                app, endpoint.connection, endpoint.admin_connection
+            ),
+        )
+    forwarder.start()
+    ledger = Ledger(broker, redis_url)
+    try:
+        yield ledger, forwarder
+    finally:
+        try:
+            ledger.close()
+        finally:
+            forwarder.close()
