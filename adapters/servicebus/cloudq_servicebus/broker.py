@@ -82,15 +82,22 @@ class QueueNotFoundError(BrokerError):
 
 @dataclass
 class _Receiver:
-    """One SDK receiver per queue, with the lock every call on it takes.
+    """One SDK receiver per queue, with the lock every call on it takes, and a second one that
+    only renews locks.
 
     Python's locks are not fair: a receive loop that takes the lock again at once could starve
-    a lock renewal. Settling and renewing go through ``urgent()``; a receive waits its turn
-    (``wait_turn``) while any is pending, so they wait at most one receive slice.
+    a settlement. Settling goes through ``urgent()``; a receive waits its turn (``wait_turn``)
+    while any is pending, so a settlement waits at most one receive slice. Renewals do not
+    wait even that: a renewal is a management request by lock token, valid from any link on
+    the queue, so it goes through ``renewer`` (opened on first need, used under
+    ``renew_lock``), which no receive ever holds. A busy machine can stretch a receive slice;
+    it must not stretch the time a held lock goes unrenewed.
     """
 
     sdk: Any
     lock: threading.RLock = field(default_factory=threading.RLock)
+    renewer: Any = None
+    renew_lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: int = 0
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -124,6 +131,9 @@ class _Held:
     lock_seconds: float
     """The queue's lock duration, as seen on receipt."""
     settled: bool = False
+    guard: threading.Lock = field(default_factory=threading.Lock)
+    """Held by a settlement or a renewal of this message: never both at once (a renewal racing
+    a completion would find the lock gone and report it lost)."""
 
 
 def _seconds_until(moment: dt.datetime | None, clock: Clock) -> float:
@@ -320,6 +330,8 @@ class ServiceBusBroker:
                 receiver = self._receivers.pop(queue, None)
                 if receiver is not None:
                     _quietly(receiver.sdk.close)
+                    if receiver.renewer is not None:
+                        _quietly(receiver.renewer.close)
 
     # --- ensure ------------------------------------------------------------------------------
     def ensure(self, spec: QueueSpec) -> None:
@@ -563,7 +575,7 @@ class ServiceBusBroker:
             )
 
     def _settle(self, operation: str, held: _Held, action: Callable[[Any], None]) -> None:
-        with self._lost_is_logged(operation, held), held.receiver.urgent():
+        with self._lost_is_logged(operation, held), held.guard, held.receiver.urgent():
             if held.settled:
                 return
             self._unless_lost(operation, held, lambda: action(held.message))
@@ -618,11 +630,18 @@ class ServiceBusBroker:
                 self._renew(held)
 
     def _renew(self, held: _Held) -> None:
-        with self._lost_is_logged("renew_lock", held), held.receiver.urgent():
+        receiver = held.receiver
+        with self._lost_is_logged("renew_lock", held), held.guard, receiver.renew_lock:
             if held.settled:
                 return
+            if receiver.renewer is None:
+                name = self.physical_name(held.queue)
+                receiver.renewer = self._call(
+                    "open_receiver", held.queue, lambda: self._open(name, sender=False)
+                )
+            renewer = receiver.renewer
             until = self._unless_lost(
-                "renew_lock", held, lambda: held.receiver.sdk.renew_message_lock(held.message)
+                "renew_lock", held, lambda: renewer.renew_message_lock(held.message)
             )
             held.lock_until = time.monotonic() + _seconds_until(until, self._clock)
 
@@ -741,6 +760,7 @@ class ServiceBusBroker:
         # Side by side: each SDK handler joins its keep-alive thread on close (up to a second).
         closers = [sender.close for sender, _ in senders]
         closers += [receiver.sdk.close for receiver in receivers]
+        closers += [r.renewer.close for r in receivers if r.renewer is not None]
         threads = [threading.Thread(target=_quietly, args=(fn,), daemon=True) for fn in closers]
         for thread in threads:
             thread.start()
