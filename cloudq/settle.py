@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
-from cloudq.canvas import build_envelope, signature_from
+from cloudq.canvas import Signature, build_envelope, signature_from
 from cloudq.claimcheck import pointer_url
 from cloudq.envelope import Envelope
+from cloudq.errors import CloudqError
+from cloudq.execute import error_info
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.producer import is_fifo, send_envelopes
-from cloudq.results.base import TaskResult
+from cloudq.results.base import State, TaskResult
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -54,26 +56,87 @@ def _hold(app: App, delivery: Delivery) -> bool:
     return no_native_delay and delivery.receive_count <= HOLDS_BEFORE_RESEND
 
 
+_UNSENDABLE = (CloudqError, TypeError, ValueError)
+"""What building a follow-up raises when it can never be sent: its task is unknown here, or the
+parent's result does not fit its arguments (validation errors are ValueErrors)."""
+
+
+def _follow_up(
+    app: App, parent: Envelope, data: Mapping[str, Any], args: Sequence[Any]
+) -> list[Envelope]:
+    """The follow-up's envelope (a chain link, a chord body), or, if it can never be built, its
+    failure: a FAILURE record under its id and its error callbacks. Raising instead would leave
+    the parent's message to be run again on every redelivery until the broker gave up on it."""
+    try:
+        sig = signature_from(data, app)
+    except _UNSENDABLE as exc:
+        logger.error("follow-up of %s[%s] is malformed, dropped: %s", parent.task, parent.id, exc)
+        return []
+    try:
+        return [build_envelope(app, sig, args)]
+    except _UNSENDABLE as exc:
+        task_id = str(sig.options.get("task_id") or uuid.uuid4())
+        logger.error(
+            "follow-up %s[%s] of %s[%s] cannot be sent (%s): it fails here, the chain stops",
+            sig.task,
+            task_id,
+            parent.task,
+            parent.id,
+            exc,
+        )
+        error = error_info(exc)
+        failed = TaskResult(
+            task_id=task_id,
+            state=State.FAILURE,
+            task=sig.task,
+            error=error,
+            date_done=app.clock.now(),
+        )
+        _store(app, failed)
+        return _errbacks(app, parent, sig.errlinks, task_id)
+
+
+def _errbacks(
+    app: App, parent: Envelope, errlinks: Sequence[Any], failed_id: str
+) -> list[Envelope]:
+    """Error callbacks called with the failed task's id; one that cannot be built is logged."""
+    out = []
+    for errlink in errlinks:
+        try:
+            sig = errlink if isinstance(errlink, Signature) else signature_from(errlink, app)
+            out.append(build_envelope(app, sig, [failed_id]))
+        except _UNSENDABLE as exc:
+            logger.error(
+                "error callback of %s[%s] cannot be sent, dropped: %s", parent.task, failed_id, exc
+            )
+    return out
+
+
 def _after_success(app: App, envelope: Envelope, value: Any) -> list[Envelope]:
     """Chain links get the result; a chord header counts, and the last one sends the body."""
-    out = [build_envelope(app, signature_from(link, app), [value]) for link in envelope.links]
+    out = [e for link in envelope.links for e in _follow_up(app, envelope, link, [value])]
     if envelope.chord_id is not None and envelope.chord_index is not None:
         done = app.chord_store().chord_part_done(envelope.chord_id, envelope.chord_index, value)
         if done is not None:
             body, results = done
-            out.append(build_envelope(app, signature_from(body, app), [results]))
+            out += _follow_up(app, envelope, body, [results])
     family = {"root_id": envelope.root_id or envelope.id, "parent_id": envelope.id}
     return [e.model_copy(update=family) for e in out]
 
 
 def _after_failure(app: App, envelope: Envelope) -> list[Envelope]:
     """Error callbacks get the failed task's id; a chord's run once, for its first failure."""
-    errlinks = [signature_from(e, app) for e in envelope.errlinks]
+    errlinks: list[Any] = list(envelope.errlinks)
     if envelope.chord_id is not None:
         body = app.chord_store().chord_fail(envelope.chord_id)
         if body is not None:
-            errlinks += signature_from(body, app).errlinks
-    return [build_envelope(app, sig, [envelope.id]) for sig in errlinks]
+            try:
+                errlinks += signature_from(body, app).errlinks
+            except _UNSENDABLE as exc:
+                logger.error(
+                    "chord body of %s[%s] is malformed: %s", envelope.task, envelope.id, exc
+                )
+    return _errbacks(app, envelope, errlinks, envelope.id)
 
 
 def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = None) -> None:

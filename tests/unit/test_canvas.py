@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from cloudq import App, ConfigurationError, chain, chord, group
+from cloudq.errors import TaskFailed
 from cloudq.outcome import Ack
 from cloudq.testing import FakeClock, process_one, start_worker
 
@@ -179,3 +180,43 @@ def test_chord_with_a_real_worker() -> None:
     with start_worker(app, ["default"], concurrency=4):
         result = chord(app.tasks["add"].s(i, 1) for i in range(50))(app.tasks["tsum"].s())
         assert result.get(timeout=20) == sum(i + 1 for i in range(50))
+
+
+def test_a_link_that_cannot_take_the_result_fails_there_and_the_parent_is_not_rerun() -> None:
+    app = make_app()
+    log = register(app)
+    head = app.tasks["add"].s(1, 1).set(task_id="head")
+    link = app.tasks["tsum"].s().set(task_id="link")  # takes a list, gets an int
+    c = chain(head, link, app.tasks["add"].s(100))
+    c.link_error(app.tasks["on_error"].s())
+    last = c.apply_async()
+    assert drain(app) == 2, "the parent once, its error callback once: no redelivery loop"
+    assert app.AsyncResult("head").get(timeout=0) == 2
+    assert app.AsyncResult("link").state == "FAILURE"
+    with pytest.raises(TaskFailed, match="tsum"):
+        app.AsyncResult("link").get(timeout=0)
+    assert log["failed"] == ["link"], "the chain's error callback got the failed link's id"
+    assert not last.ready(), "nothing after the failed link runs"
+    assert app.broker.stats("default").visible == 0
+
+
+def test_a_link_to_a_task_this_worker_lacks_fails_there() -> None:
+    producer = make_app()
+    register(producer)
+
+    @producer.task(name="elsewhere")
+    def elsewhere(x: int) -> int:
+        return x
+
+    worker = App(
+        "canvas",
+        broker=producer.conf.broker_url,
+        backend=producer.conf.result_backend,
+        clock=producer.clock,
+    )
+    register(worker)  # no "elsewhere"
+    last = chain(producer.tasks["add"].s(2, 3), producer.tasks["elsewhere"].s()).apply_async()
+    assert drain(worker) == 1
+    assert last.state == "FAILURE"
+    with pytest.raises(TaskFailed, match="elsewhere"):
+        last.get(timeout=0)

@@ -241,7 +241,7 @@ def envelope_bodies(draw: st.DrawFn, app: App) -> bytes:
         env = env.model_copy(update={"task": "nope.missing"})
     if name == "ok" and draw(st.booleans()):
         # ok's result (an int) fits ok, not chained (a list), and task "nope" does not exist:
-        # a link that cannot be built is an outcome that cannot be applied (redelivered).
+        # a link that cannot be built fails at that link (its record and error callbacks).
         link = app.tasks["ok"].s().model_dump(mode="json")
         link["task"] = draw(LINK_TASKS)
         env = env.model_copy(update={"links": [link], "attempt": 2})
