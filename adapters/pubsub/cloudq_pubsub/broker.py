@@ -185,6 +185,7 @@ class PubSubBroker:
             ),
             max_message_bytes=lim.MAX_MESSAGE_BYTES - lim.RESERVED_ATTRIBUTE_BYTES,
             max_batch=max_batch,
+            long_poll_returns_at_once=True,  # a Pull answers as soon as a message is there
         )
         # Transient failures are retried within the call's timeout; then the caller gets a
         # BrokerError (a producer raises, a worker backs off). A retried publish may duplicate.
