@@ -67,6 +67,21 @@ def celery_app(url: str) -> str:
     )
 
 
+LAMBDA_FIRST_EVENT = """\
+from cloudq import App
+app = App('x', broker='sqs://')
+for i in range(10):
+    exec(f'def t{i}(x): return x')
+    app.task(name=f'x.t{i}', ignore_result=True)(globals()[f't{i}'])
+from cloudq_sqs import lambda_handler
+handler = lambda_handler(app)
+body = app.tasks['x.t0'].envelope((1,), {}).encode().decode()
+record = {'messageId': 'm1', 'receiptHandle': 'r1', 'body': body, 'messageAttributes': {},
+          'attributes': {'ApproximateReceiveCount': '1'},
+          'eventSourceARN': 'arn:aws:sqs:us-east-1:000000000000:default'}
+assert handler({'Records': [record]}, None) == {'batchItemFailures': []}
+"""
+
 COLD = {
     "bare interpreter": ("", "pass"),
     "import cloudq": ("", "import cloudq"),
@@ -80,6 +95,17 @@ COLD = {
         "dramatiq.set_broker(SQSBroker(region_name='us-east-1'))\n"
         + _tasks("dramatiq.actor(actor_name=f't{i}')(globals()[f't{i}'])"),
     ),
+    # the first task run: validation and execution paths loaded (no network call)
+    "cloudq: + one task run (apply)": (
+        "",
+        cloudq_app("sqs://") + "app.tasks['x.t0'].apply((1,))\n",
+    ),
+    "Celery: + one task run (apply)": (
+        "",
+        celery_app("sqs://") + "app.tasks['x.t0'].apply((1,))\n",
+    ),
+    # a Lambda's first invocation: the handler runs one SQS record (ignore_result: no call out)
+    "cloudq on SQS: Lambda handler, first event": ("sqs", LAMBDA_FIRST_EVENT),
     # the same with the broker client made (no network call): what a serverless handler pays
     "cloudq on SQS: + broker opened": ("sqs", cloudq_app("sqs://") + "app.broker\n"),
     "Celery on SQS: + kombu SQS transport loaded": (
