@@ -320,9 +320,16 @@ class ServiceBusBroker:
         sdk.__enter__()
         return sdk
 
-    def _drop(self, queue: str, sender: bool) -> None:
+    def _drop(
+        self, queue: str, sender: bool, entry: tuple[Any, threading.Lock] | None = None
+    ) -> None:
+        """Close and forget the queue's sender or receiver; given ``entry`` (the sender that
+        failed), only if it is still the current one: never a fresh one another thread opened."""
         with self._lock:
             if sender:
+                if entry is not None and self._senders.get(queue) is not entry:
+                    _quietly(entry[0].close)
+                    return
                 entry = self._senders.pop(queue, None)
                 if entry is not None:
                     _quietly(entry[0].close)
@@ -445,38 +452,52 @@ class ServiceBusBroker:
                 f"{lim.MAX_BATCH}"
             )
         outgoing = [self._outgoing(queue, m) for m in messages]
-        sender, lock = self._sender(queue)
         sent = 0
 
-        def run() -> None:
+        def run(entry: tuple[Any, threading.Lock]) -> bool:
             nonlocal sent
+            sender, lock = entry
             with lock:
-                batch = sender.create_message_batch()
-                count = 0
-                for msg in outgoing:
-                    try:
-                        batch.add_message(msg)
-                    except ValueError:  # MessageSizeExceededError: batch full
-                        if not count:
-                            raise
-                        sender.send_messages(batch)
-                        sent += count
-                        batch, count = sender.create_message_batch(), 0
-                        batch.add_message(msg)
-                    count += 1
-                sender.send_messages(batch)
-                sent += count
+                if self._senders.get(queue) is not entry:
+                    return False  # closed meanwhile by a failed send on another thread
+                try:
+                    batch = sender.create_message_batch()
+                    count = 0
+                    for msg in outgoing:
+                        try:
+                            batch.add_message(msg)
+                        except ValueError:  # MessageSizeExceededError: batch full
+                            if not count:
+                                raise
+                            sender.send_messages(batch)
+                            sent += count
+                            batch, count = sender.create_message_batch(), 0
+                            batch.add_message(msg)
+                        count += 1
+                    sender.send_messages(batch)
+                    sent += count
+                except self._errors as exc:
+                    # Dropped under its lock: a send waiting for it then sees it is gone.
+                    if not isinstance(self._error("send", queue, exc), MessageTooLarge):
+                        self._drop(queue, sender=True, entry=entry)
+                    raise
+            return True
 
-        try:
-            self._call("send", queue, run)
-        except BrokerError as exc:
-            if not isinstance(exc, MessageTooLarge):
-                self._drop(queue, sender=True)
-            if sent:
-                raise BrokerError(
-                    f"{exc} ({sent} of {len(messages)} messages had been sent before the error)"
-                ) from exc
-            raise
+        for _ in range(2):  # a second time only with a fresh sender, nothing sent yet
+            entry = self._sender(queue)
+            try:
+                if self._call("send", queue, functools.partial(run, entry)):
+                    return
+            except BrokerError as exc:
+                if sent:
+                    raise BrokerError(
+                        f"{exc} ({sent} of {len(messages)} messages had been sent before the error)"
+                    ) from exc
+                raise
+        raise BrokerError(
+            f"Service Bus send on queue {self.prefix + queue!r} failed: its connection failed "
+            "twice on other threads meanwhile; nothing was sent"
+        )
 
     # --- receive -----------------------------------------------------------------------------
     def receive(

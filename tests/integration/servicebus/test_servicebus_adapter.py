@@ -214,3 +214,33 @@ def test_broker_dead_letters_land_in_the_dlq_with_their_reason(app: App) -> None
     assert dead[0].body == b"once"
     assert dead[0].attributes[REASON_ATTRIBUTE].startswith("MaxDeliveryCountExceeded")
     broker.ack(dead)
+
+
+def test_a_send_racing_another_threads_failed_send_uses_a_fresh_sender(
+    servicebus_broker: ServiceBusBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a failed send closes the queue's shared sender; a send on another thread
+    that had already picked it up then hit the SDK's ``ValueError: The handler has already been
+    shutdown`` (not a BrokerError: seen from ``delay()`` in several threads during an outage).
+    It now takes a fresh sender, and dropping the failed one leaves a fresh one alone."""
+    broker = servicebus_broker
+    broker.ensure(QueueSpec("race"))
+    stale = broker._sender("race")
+    broker._drop("race", sender=True)  # what the failed send on the other thread did
+    fetch = broker._sender
+    handed: list[object] = []
+
+    def racing(queue: str) -> Any:
+        entry = stale if not handed else fetch(queue)
+        handed.append(entry)
+        return entry
+
+    monkeypatch.setattr(broker, "_sender", racing)
+    broker.send("race", [OutgoingMessage(b"after the race")])
+    assert handed[0] is stale and handed[1] is not stale
+    broker._drop("race", sender=True, entry=stale)  # a late drop of the closed one
+    broker.send("race", [OutgoingMessage(b"fresh sender still open")])
+    got: list[Any] = []
+    wait_for(lambda: got.extend(broker.receive("race", 10, 0.5, 30)) or len(got) >= 2, 10)
+    assert sorted(d.body for d in got) == [b"after the race", b"fresh sender still open"]
+    broker.ack(got)
