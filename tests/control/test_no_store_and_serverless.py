@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -56,7 +57,9 @@ def test_events_on_dynamodb_say_it_keeps_no_stream(request: pytest.FixtureReques
 def test_serverless_heartbeat_is_listed_and_throttled(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(heartbeat, "_serverless", {**heartbeat._serverless, "next": 0.0})
+    # The counters are per process: start them afresh (other tests' handlers ran here too).
+    fresh = {"next": 0.0, "invocations": 0, "records": 0, "since": time.time()}
+    monkeypatch.setattr(heartbeat, "_serverless", fresh)
     ops: Ops = make_ops(request, "memory")
     try:
         context = SimpleNamespace(function_name="shop-worker", log_stream_name="2030/01/01/abc")
