@@ -72,20 +72,6 @@ def test_poison_tasks_end_in_the_dlq_after_max_retries_never_a_crash_loop(ledger
     assert worker.alive(), worker.log()
 
 
-def test_child_crash_is_retried_and_dead_lettered_with_its_error(sqs_ledger: Ledger) -> None:
-    """The pool's crash handling is the same on every broker (the poison test runs crashes on
-    each): this closer look runs on SQS only, to keep the suite within its CI budget."""
-    ledger = sqs_ledger
-    queue = "crash"
-    producer, worker = _poison_setup(ledger, queue)
-    ids = ledger.send(producer, "ledger.crash", 1, queue)
-    acc = ledger.wait_settled(ids, producer, queue, 40)
-    assert acc.lost == [] and set(acc.dead) == set(ids)
-    assert re.search(r"WorkerLostError", acc.dead[ids[0]]), acc.dead
-    assert ledger.counts("start").get(ids[0]) == POISON_MAX_RETRIES + 1
-    assert worker.alive(), worker.log()
-
-
 def test_bad_input_is_dead_lettered_with_its_reason_and_the_worker_goes_on(
     ledger: Ledger,
 ) -> None:
