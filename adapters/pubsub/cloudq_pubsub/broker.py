@@ -506,7 +506,10 @@ class PubSubBroker:
         except self._errors as exc:
             raise self._error("Pull", path, exc) from exc
         deliveries: list[Delivery] = []
-        for received in response.received_messages:
+        # The plain protobuf under the proto-plus wrapper: its fields read several times faster
+        # (proto-plus converts on every attribute access), half the cost of a receive here.
+        raw = type(response).pb(response)
+        for received in raw.received_messages:
             message = received.message
             attributes = dict(message.attributes)
             delivery = Delivery(
