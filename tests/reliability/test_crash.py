@@ -76,8 +76,8 @@ def _kill_mid_task(ledger: Ledger, n: int, kills: int, seconds: float, timeout: 
         runs = [e for e in events if e[1] == task_id]
         assert _overlapping(runs), f"{task_id} ran twice with no kill involved: {runs}"
     # The kills really interrupted tasks: some started in a victim and never finished there.
-    starts = ledger.counts("start")
-    interrupted = [i for i in ids if starts.get(i, 0) > ledger.counts("done").get(i, 0)]
+    starts, done = ledger.counts("start"), ledger.counts("done")
+    interrupted = [i for i in ids if starts.get(i, 0) > done.get(i, 0)]
     assert interrupted, "no task was interrupted by the kills"
     for w in workers:
         assert w.alive(), w.log()
