@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,12 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cloudq import App, chord
 from cloudq.testing import start_worker, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.fixtures.servers import free_port
 
 
 def main() -> None:
