@@ -15,6 +15,7 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import time
 import uuid
@@ -201,21 +202,30 @@ class Counter:
             time.sleep(0.002)
 
 
-def _rounds(row: Row, producer: Any, counter: Counter, proc: subprocess.Popen[bytes]) -> int:
-    """Scenarios 1 + 2: N tasks in rounds of ROUND, each run before the next is sent; returns
-    how many tasks the worker has run in all."""
-    worker0, wall0 = tree_cpu(proc.pid), time.perf_counter()
+def _rounds(
+    row: Row, producer: Any, counter: Counter, proc: subprocess.Popen[bytes], reps: int
+) -> int:
+    """Scenarios 1 + 2: N tasks in rounds of ROUND, each run before the next is sent, ``reps``
+    times; the row keeps the median of each measure (one pass on a shared 2-core machine swings
+    by tens of percent). Returns how many tasks the worker has run in all."""
+    passes: list[tuple[float, float, float, float]] = []
     done = 1
-    for start in range(0, row.n, ROUND):
-        count = min(ROUND, row.n - start)
-        cpu0, send0 = own_cpu(), time.perf_counter()
-        producer.send([time.time()] * count)
-        row.produce_wall += time.perf_counter() - send0
-        row.producer_cpu += own_cpu() - cpu0
-        done += count
-        counter.wait(done, proc)
-    row.consume_wall = time.perf_counter() - wall0
-    row.worker_cpu = tree_cpu(proc.pid) - worker0
+    for _ in range(reps):
+        worker0, wall0 = tree_cpu(proc.pid), time.perf_counter()
+        produce_wall = producer_cpu = 0.0
+        for start in range(0, row.n, ROUND):
+            count = min(ROUND, row.n - start)
+            cpu0, send0 = own_cpu(), time.perf_counter()
+            producer.send([time.time()] * count)
+            produce_wall += time.perf_counter() - send0
+            producer_cpu += own_cpu() - cpu0
+            done += count
+            counter.wait(done, proc)
+        consume_wall = time.perf_counter() - wall0
+        passes.append((produce_wall, producer_cpu, consume_wall, tree_cpu(proc.pid) - worker0))
+    row.produce_wall, row.producer_cpu, row.consume_wall, row.worker_cpu = (
+        statistics.median(measure) for measure in zip(*passes, strict=True)
+    )
     return done
 
 
@@ -227,9 +237,10 @@ def run_contender(
     workdir: Path,
     idle_wait: float = 2.0,
     spy: Path | None = None,
+    reps: int = 1,
 ) -> Row:
     """Scenarios 1, 2, 3 and 5 for one contender: a worker subprocess, this process producing."""
-    row = Row(contender, n=n, expected=1 + n + latency_n)
+    row = Row(contender, n=n, expected=1 + n * reps + latency_n)
     tag = uuid.uuid4().hex[:6]
     out = workdir / f"{contender.key}-{tag}.out"
     os.environ.update(
@@ -262,7 +273,7 @@ def run_contender(
         time.sleep(idle_wait)
         row.idle_rss_mb = tree_rss_mb(proc.pid)
         spy_proc = start_spy(proc.pid, spy) if spy else None
-        done = _rounds(row, producer, counter, proc)
+        done = _rounds(row, producer, counter, proc, reps)
         if spy_proc is not None:
             spy_proc.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
             spy_proc.wait(30)

@@ -178,6 +178,7 @@ def write_report(
     chart: str,
     total_seconds: float,
     load: tuple[float, float] | None = None,
+    reps: int = 1,
 ) -> None:
     titles = ", ".join(s.provider.title for s in sections)
     out = [
@@ -190,7 +191,9 @@ def write_report(
         "stopped at the end of its section; a provider's contenders run in sequence on the same "
         f"emulator, each with a queue of its own. N = {n} no-op tasks (more on a fast emulator: "
         f"each section says) are sent in rounds of {ROUND}, each round run before the next is "
-        f"sent, so no queue is deeper than {ROUND}; latency (enqueue -> start) is taken over "
+        f"sent, so no queue is deeper than {ROUND}; scenario 2 runs {reps} pass(es) per "
+        "contender on the same worker and each measure shown is the median of the passes; "
+        "latency (enqueue -> start) is taken over "
         f"{latency_n} tasks sent one at a time. The worker is a subprocess. CPU is the client "
         "processes' own (producer: this process around the send calls; worker: the worker's "
         "process tree via psutil, in 10 ms ticks), never the emulator's; wall time includes the "

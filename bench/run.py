@@ -183,7 +183,9 @@ def run_provider(provider: Provider, keys: list[str], args: argparse.Namespace) 
             section.endpoint = endpoint
             for contender in runnable:
                 print(f"{contender.key} ...", file=sys.stderr, flush=True)
-                row = run_contender(provider, contender, n, args.latency_n, workdir, args.idle_wait)
+                row = run_contender(
+                    provider, contender, n, args.latency_n, workdir, args.idle_wait, reps=args.reps
+                )
                 section.rows.append(row)
                 if row.error:
                     print(f"  failed: {row.error[:300]}", file=sys.stderr)
@@ -204,6 +206,9 @@ def main(argv: list[str] | None = None) -> list[Section]:
     )
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--latency-n", type=int, default=30)
+    parser.add_argument(
+        "--reps", type=int, default=3, help="passes of scenario 2 per contender; medians reported"
+    )
     parser.add_argument("--cold-reps", type=int, default=5)
     parser.add_argument(
         "--idle-wait", type=float, default=2.0, help="seconds idle before the RSS is read"
@@ -242,7 +247,9 @@ def main(argv: list[str] | None = None) -> list[Section]:
         chart = "report.png"
     elapsed = time.perf_counter() - started
     load = (load0, os.getloadavg()[0])
-    write_report(sections, cold, command, args.n, args.latency_n, args.out, chart, elapsed, load)
+    write_report(
+        sections, cold, command, args.n, args.latency_n, args.out, chart, elapsed, load, args.reps
+    )
     print(args.out.read_text())
     print(f"bench finished in {elapsed:.0f} s", file=sys.stderr)
     return sections

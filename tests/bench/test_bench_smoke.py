@@ -38,6 +38,8 @@ def _bench(tmp_path: Path, *args: str, timeout: float = 90) -> str:
             str(ROOT / "bench" / "run.py"),
             "--n",
             str(N),
+            "--reps",
+            "1",
             "--latency-n",
             str(LATENCY_N),
             "--idle-wait",
