@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import threading
 import time
 import uuid
@@ -306,6 +308,23 @@ class Ledger:
             event, task_id, attempt, count, pid = _text(line).split(" ")
             out.append((event, task_id, int(attempt), int(count), int(pid)))
         return out
+
+    def kill_one_running(self, workers: Sequence[WorkerProcess], rng: random.Random) -> int:
+        """SIGKILL a worker that is running a task right now (started, not done, by its pid, per
+        the ledger); return its pid once it is dead."""
+
+        def running_victim() -> WorkerProcess | None:
+            busy: dict[int, int] = {}
+            for event, _, _, _, pid in self.events():
+                if event in ("start", "done"):
+                    busy[pid] = busy.get(pid, 0) + (1 if event == "start" else -1)
+            live = [w for w in workers if w.alive() and busy.get(w.pid, 0) > 0]
+            return rng.choice(live) if live else None
+
+        victim = wait_for(running_victim, 30, "a worker mid-task", self.logs)
+        victim.proc.send_signal(signal.SIGKILL)
+        assert victim.wait_exit(10) == -signal.SIGKILL
+        return victim.pid
 
     def fault(self, lease: float) -> None:
         """Note a fault whose messages come back within ``lease`` (a killed worker's)."""

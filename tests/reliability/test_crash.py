@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.reliability.conftest import SLOW
-from tests.reliability.harness import Ledger, WorkerProcess, wait_for
+from tests.reliability.harness import Ledger, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -37,20 +37,9 @@ def _kill_mid_task(ledger: Ledger, n: int, kills: int, seconds: float, timeout: 
     rng = random.Random(n)
     victims: list[int] = []
     while len(victims) < kills:
-        # Kill only a worker that is running a task right now (started, not done, by its pid).
-        def running_victim() -> WorkerProcess | None:
-            busy: dict[int, int] = {}
-            for event, _, _, _, pid in ledger.events():
-                busy[pid] = busy.get(pid, 0) + (1 if event == "start" else -1)
-            live = [w for w in workers if w.alive() and busy.get(w.pid, 0) > 0]
-            return rng.choice(live) if live else None
-
-        victim = wait_for(running_victim, 30, "a worker mid-task", ledger.logs)
-        victim.proc.send_signal(signal.SIGKILL)
-        assert victim.wait_exit(10) == -signal.SIGKILL
-        victims.append(victim.pid)
+        victims.append(ledger.kill_one_running(workers, rng))
         ledger.fault(LEASE)  # its messages come back within the lease (Pub/Sub: no counts)
-        workers.remove(victim)
+        workers[:] = [w for w in workers if w.pid != victims[-1]]
         workers.append(ledger.worker(QUEUE, 4, queue_lease_seconds=LEASE))  # ready soon
         time.sleep(0.5)  # spread the kills over the run (the next waits for a busy worker)
     feeder.join_sent(timeout)

@@ -20,12 +20,11 @@ them as duplicates). With it:
 from __future__ import annotations
 
 import random
-import signal
 import time
 
 import pytest
 
-from tests.reliability.harness import Ledger, WorkerProcess, wait_for
+from tests.reliability.harness import Ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -54,20 +53,8 @@ def test_sigkill_with_idempotent_task_runs_nothing_again_after_success(
     rng = random.Random(N)
     victims: list[int] = []
     while len(victims) < KILLS:
-
-        def running_victim() -> WorkerProcess | None:
-            busy: dict[int, int] = {}
-            for event, _, _, _, pid in ledger.events():
-                if event in ("start", "done"):
-                    busy[pid] = busy.get(pid, 0) + (1 if event == "start" else -1)
-            live = [w for w in workers if w.alive() and busy.get(w.pid, 0) > 0]
-            return rng.choice(live) if live else None
-
-        victim = wait_for(running_victim, 30, "a worker mid-task", ledger.logs)
-        victim.proc.send_signal(signal.SIGKILL)
-        assert victim.wait_exit(10) == -signal.SIGKILL
-        victims.append(victim.pid)
-        workers.remove(victim)
+        victims.append(ledger.kill_one_running(workers, rng))
+        workers[:] = [w for w in workers if w.pid != victims[-1]]
         workers.append(ledger.worker(QUEUE, 4, **settings))
         time.sleep(0.5)
     acc = ledger.wait_settled(ids, producer, QUEUE, 90)
