@@ -20,8 +20,8 @@ QUEUE = "crash"
 SIGKILL_RUNS = {
     # broker: (N, seconds per task, settle timeout); sized for the CI budget (docs/reliability.md)
     "sqs": (2000, 0.05, 120),
-    "pubsub": (600, 0.05, 120),
-    "servicebus": (300, 0.05, 120),
+    "pubsub": (2000, 0.05, 150),
+    "servicebus": (2000, 0.05, 180),
 }
 
 
