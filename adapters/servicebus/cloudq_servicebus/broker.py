@@ -89,14 +89,14 @@ class _Receiver:
     a settlement. Settling goes through ``urgent()``; a receive waits its turn (``wait_turn``)
     while any is pending, so a settlement waits at most one receive slice. Renewals do not
     wait even that: a renewal is a management request by lock token, valid from any link on
-    the queue, so it goes through ``renewer`` (opened on first need, used under
+    the queue, so it goes through ``renewer`` (opened with the receiver, used under
     ``renew_lock``), which no receive ever holds. A busy machine can stretch a receive slice;
     it must not stretch the time a held lock goes unrenewed.
     """
 
     sdk: Any
+    renewer: Any
     lock: threading.RLock = field(default_factory=threading.RLock)
-    renewer: Any = None
     renew_lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: int = 0
     _cond: threading.Condition = field(default_factory=threading.Condition)
@@ -308,7 +308,16 @@ class ServiceBusBroker:
             if entry is None:
                 name = self.physical_name(queue)
                 sdk = self._call("open_receiver", queue, lambda: self._open(name, sender=False))
-                entry = self._receivers[queue] = _Receiver(sdk)
+                # The renewer is opened now, not at the first renewal: opening a connection can
+                # take longer than the margin a renewal has before the lock lapses.
+                try:
+                    renewer = self._call(
+                        "open_receiver", queue, lambda: self._open(name, sender=False)
+                    )
+                except BrokerError:
+                    _quietly(sdk.close)
+                    raise
+                entry = self._receivers[queue] = _Receiver(sdk, renewer)
             return entry
 
     def _open(self, name: str, sender: bool) -> Any:
@@ -337,8 +346,7 @@ class ServiceBusBroker:
                 receiver = self._receivers.pop(queue, None)
                 if receiver is not None:
                     _quietly(receiver.sdk.close)
-                    if receiver.renewer is not None:
-                        _quietly(receiver.renewer.close)
+                    _quietly(receiver.renewer.close)
 
     # --- ensure ------------------------------------------------------------------------------
     def ensure(self, spec: QueueSpec) -> None:
@@ -655,11 +663,6 @@ class ServiceBusBroker:
         with self._lost_is_logged("renew_lock", held), held.guard, receiver.renew_lock:
             if held.settled:
                 return
-            if receiver.renewer is None:
-                name = self.physical_name(held.queue)
-                receiver.renewer = self._call(
-                    "open_receiver", held.queue, lambda: self._open(name, sender=False)
-                )
             renewer = receiver.renewer
             until = self._unless_lost(
                 "renew_lock", held, lambda: renewer.renew_message_lock(held.message)
@@ -781,7 +784,7 @@ class ServiceBusBroker:
         # Side by side: each SDK handler joins its keep-alive thread on close (up to a second).
         closers = [sender.close for sender, _ in senders]
         closers += [receiver.sdk.close for receiver in receivers]
-        closers += [r.renewer.close for r in receivers if r.renewer is not None]
+        closers += [receiver.renewer.close for receiver in receivers]
         threads = [threading.Thread(target=_quietly, args=(fn,), daemon=True) for fn in closers]
         for thread in threads:
             thread.start()
