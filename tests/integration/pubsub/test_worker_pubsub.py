@@ -27,6 +27,7 @@ from tests.integration.pubsub.helpers import (
     nothing_visible,
     pull_all,
 )
+from tests.integration.scenarios import retries_back_off_exactly, sigterm_while_running
 from tests.integration.stack import Stack
 from tests.processes import STARTUP_TIMEOUT, events, wait_for
 
@@ -63,23 +64,7 @@ def test_countdown_is_held_by_the_ack_deadline_and_runs_no_earlier(stack: Stack)
 
 # --- 2. retries -----------------------------------------------------------------------------
 def test_autoretry_backs_off_exactly_then_succeeds(stack: Stack) -> None:
-    producer = stack.producer()
-    worker = stack.worker(["retries"])
-    worker.wait_log(READY, STARTUP_TIMEOUT)
-    marker = stack.tmp / "flaky.log"
-
-    result = producer.tasks["ps.flaky"].apply_async((str(marker), 2), queue="retries")
-    assert result.get(timeout=30) == 3, "third attempt succeeds"
-
-    attempts = events(marker, "attempt")
-    assert [int(a[2]) for a in attempts] == [1, 2, 3], attempts
-    first, second, third = (a[1] for a in attempts)
-    # retry_backoff=1: 1 s after attempt 1, 2 s after attempt 2; never earlier, little later.
-    assert 1.0 <= second - first <= 1.0 + 1.5, f"first backoff {second - first:.2f}s"
-    assert 2.0 <= third - second <= 2.0 + 1.5, f"second backoff {third - second:.2f}s"
-    log = worker.log()
-    assert "attempt 1 failed (builtins.ConnectionError" in log
-    assert "retry in 1.0s" in log and "retry in 2.0s" in log
+    producer, _ = retries_back_off_exactly(stack, "ps")
     assert nothing_visible(producer, "retries")
 
 
@@ -168,26 +153,7 @@ def test_sigkilled_worker_task_runs_once_more_after_the_ack_deadline(stack: Stac
 
 # --- 6. SIGTERM -----------------------------------------------------------------------------
 def test_sigterm_finishes_the_running_task_and_releases_prefetched_at_once(stack: Stack) -> None:
-    lease = 60  # long, so "visible again at once" cannot be the lease running out
-    producer = stack.producer(queue_lease_seconds=lease)
-    producer.ensure_queue("term")
-    slow_marker, fast_marker = stack.tmp / "slow.log", stack.tmp / "fast.log"
-    slow = producer.tasks["ps.hold"].apply_async((str(slow_marker), 2.0), queue="term")
-    for i in range(4):
-        producer.tasks["ps.stamp"].apply_async((str(fast_marker), f"fast-{i}"), queue="term")
-
-    worker = stack.worker(["term"], concurrency=1, prefetch=4, queue_lease_seconds=lease)
-    wait_for(lambda: events(slow_marker, "start"), STARTUP_TIMEOUT, "the slow task started")
-    worker.signal(signal.SIGTERM)
-    code = worker.wait_exit(30)
-    log = worker.log()
-
-    assert code == 0, log
-    assert slow.get(timeout=5) == 1, "the running task was finished"
-    assert [c for _, _, c in events(slow_marker, "done")] == ["1"]
-    released = [int(m.group(1)) for m in worker.find(r"released (\d+) prefetched message")]
-    assert released == [4], log
-    assert not fast_marker.exists(), "a prefetched task ran after SIGTERM"
+    producer = sigterm_while_running(stack, "ps").producer
     # Released with a zero ack deadline: all four can be pulled at once, not after 60 s.
     back = pull_all(producer, "term", 5)
     assert sorted(decode(d.body).task for d in back) == ["ps.stamp"] * 4

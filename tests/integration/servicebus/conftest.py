@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 
-from cloudq import App
-from cloudq.adapters.base import QueueStats
 from tests.apps import servicebus_app
 from tests.fixtures.servicebus_endpoint import ServiceBusEndpoint
 from tests.integration.stack import Stack, new_prefix
@@ -37,14 +35,6 @@ def stack(
         tmp_path, broker_url, backend_url, prefix, servicebus_app.make_app, APP_REF, KEEP
     ) as s:
         yield s
-
-
-def drained(app: App, queue: str) -> QueueStats | None:
-    """The queue's stats if nothing is left in it (active or scheduled), else None."""
-    stats = app.broker.stats(queue)
-    if stats.visible or stats.in_flight or stats.delayed:
-        return None
-    return stats
 
 
 def raw_receive(

@@ -12,9 +12,10 @@ import pytest
 from cloudq.envelope import HEADER_DEAD_LETTER_REASON, HEADER_ERROR_TYPE, decode
 from cloudq_servicebus.broker import REASON_ATTRIBUTE
 from tests.fixtures.servicebus_endpoint import ServiceBusEndpoint
-from tests.integration.servicebus.conftest import drained, raw_receive
+from tests.integration.scenarios import drained, retries_back_off_exactly, sigterm_while_running
+from tests.integration.servicebus.conftest import raw_receive
 from tests.integration.stack import Stack
-from tests.processes import STARTUP_TIMEOUT, events, wait_for
+from tests.processes import events, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -40,20 +41,7 @@ def test_countdown_is_held_by_the_broker_and_runs_no_earlier(stack: Stack) -> No
 
 
 def test_retries_back_off_exactly_then_succeed(stack: Stack) -> None:
-    producer = stack.producer()
-    worker = stack.worker(["retries"])
-    worker.wait_ready()
-    marker = stack.tmp / "flaky.log"
-
-    result = producer.tasks["sb.flaky"].apply_async((str(marker), 2), queue="retries")
-    assert result.get(timeout=30) == 3
-
-    attempts = events(marker, "attempt")
-    assert [int(a[2]) for a in attempts] == [1, 2, 3], attempts
-    first, second, third = (a[1] for a in attempts)
-    assert 1.0 <= second - first <= 1.0 + 1.5, f"first backoff {second - first:.2f}s"
-    assert 2.0 <= third - second <= 2.0 + 1.5, f"second backoff {third - second:.2f}s"
-    assert "retry in 1.0s" in worker.log() and "retry in 2.0s" in worker.log()
+    producer, _ = retries_back_off_exactly(stack, "sb")
     wait_for(lambda: drained(producer, "retries"), 10, "the queue to be empty", stack.logs)
 
 
@@ -134,23 +122,5 @@ def test_sigkilled_worker_task_runs_once_more_after_the_lock_ends(stack: Stack) 
 
 
 def test_sigterm_finishes_the_running_task_and_releases_prefetched_at_once(stack: Stack) -> None:
-    lease = 60  # long: "visible again at once" cannot be the lock running out
-    producer = stack.producer(queue_lease_seconds=lease)
-    producer.ensure_queue("term")
-    slow_marker, fast_marker = stack.tmp / "slow.log", stack.tmp / "fast.log"
-    slow = producer.tasks["sb.hold"].apply_async((str(slow_marker), 2.0), queue="term")
-    for i in range(4):
-        producer.tasks["sb.stamp"].apply_async((str(fast_marker), f"fast-{i}"), queue="term")
-
-    worker = stack.worker(["term"], concurrency=1, prefetch=4, queue_lease_seconds=lease)
-    wait_for(lambda: events(slow_marker, "start"), STARTUP_TIMEOUT, "the slow task started")
-    worker.signal(signal.SIGTERM)
-    code = worker.wait_exit(30)
-    stats = producer.broker.stats("term")
-
-    assert code == 0, worker.log()
-    assert slow.get(timeout=5) == 1, "the running task was finished"
-    released = [int(m.group(1)) for m in worker.find(r"released (\d+) prefetched message")]
-    assert released == [4], worker.log()
-    assert not fast_marker.exists(), "a prefetched task ran after SIGTERM"
+    stats = sigterm_while_running(stack, "sb").producer.broker.stats("term")
     assert (stats.visible, stats.in_flight, stats.delayed) == (4, 0, 0), stats

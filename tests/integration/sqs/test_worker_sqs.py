@@ -22,8 +22,6 @@ from typing import Any
 
 import pytest
 
-from cloudq import App
-from cloudq.adapters.base import QueueStats
 from cloudq.envelope import (
     HEADER_DEAD_LETTER_REASON,
     HEADER_ERROR_TRACEBACK,
@@ -32,6 +30,7 @@ from cloudq.envelope import (
 )
 from tests.apps import sqs_app
 from tests.fixtures.servers import free_port
+from tests.integration.scenarios import drained, retries_back_off_exactly, sigterm_while_running
 from tests.integration.stack import Stack, new_prefix
 from tests.processes import STARTUP_TIMEOUT, events, wait_for
 
@@ -58,14 +57,6 @@ def raw(sqs_env: str) -> Any:
     return boto3.client("sqs", region_name="us-east-1")
 
 
-def drained(app: App, queue: str) -> QueueStats | None:
-    """The queue's stats if nothing is left in it (visible, in flight or delayed), else None."""
-    stats = app.broker.stats(queue)
-    if stats.visible or stats.in_flight or stats.delayed:
-        return None
-    return stats
-
-
 # --- 1. delays ------------------------------------------------------------------------------
 def test_countdown_runs_no_earlier_than_its_delay(stack: Stack) -> None:
     producer = stack.producer()
@@ -88,23 +79,7 @@ def test_countdown_runs_no_earlier_than_its_delay(stack: Stack) -> None:
 
 # --- 2. retries -----------------------------------------------------------------------------
 def test_autoretry_backs_off_exactly_then_succeeds(stack: Stack) -> None:
-    producer = stack.producer()
-    worker = stack.worker(["retries"])
-    worker.wait_ready()
-    marker = stack.tmp / "flaky.log"
-
-    result = producer.tasks["sqs.flaky"].apply_async((str(marker), 2), queue="retries")
-    assert result.get(timeout=30) == 3, "third attempt succeeds"
-
-    attempts = events(marker, "attempt")
-    assert [int(a[2]) for a in attempts] == [1, 2, 3], attempts
-    first, second, third = (a[1] for a in attempts)
-    # retry_backoff=1: 1 s after attempt 1, 2 s after attempt 2; never earlier, little later.
-    assert 1.0 <= second - first <= 1.0 + 1.5, f"first backoff {second - first:.2f}s"
-    assert 2.0 <= third - second <= 2.0 + 1.5, f"second backoff {third - second:.2f}s"
-    log = worker.log()
-    assert "attempt 1 failed (builtins.ConnectionError" in log
-    assert "retry in 1.0s" in log and "retry in 2.0s" in log
+    producer, _ = retries_back_off_exactly(stack, "sqs")
     wait_for(lambda: drained(producer, "retries"), 10, "the retry queue to be empty", stack.logs)
 
 
@@ -214,29 +189,9 @@ def test_sigkilled_worker_task_runs_once_more_after_the_visibility_timeout(stack
 
 # --- 6. SIGTERM -----------------------------------------------------------------------------
 def test_sigterm_finishes_the_running_task_and_releases_prefetched_at_once(stack: Stack) -> None:
-    lease = 60  # long, so "visible again at once" cannot be the lease running out
-    producer = stack.producer(queue_lease_seconds=lease)
-    producer.ensure_queue("term")
-    slow_marker, fast_marker = stack.tmp / "slow.log", stack.tmp / "fast.log"
-    slow = producer.tasks["sqs.hold"].apply_async((str(slow_marker), 2.0), queue="term")
-    for i in range(4):
-        producer.tasks["sqs.stamp"].apply_async((str(fast_marker), f"fast-{i}"), queue="term")
-
-    worker = stack.worker(["term"], concurrency=1, prefetch=4, queue_lease_seconds=lease)
-    wait_for(lambda: events(slow_marker, "start"), STARTUP_TIMEOUT, "the slow task started")
-    worker.signal(signal.SIGTERM)
-    code = worker.wait_exit(30)
-    exited = time.monotonic()
-    stats = producer.broker.stats("term")
-    log = worker.log()
-
-    assert code == 0, log
-    assert slow.get(timeout=5) == 1, "the running task was finished"
-    assert [c for _, _, c in events(slow_marker, "done")] == ["1"]
-    released = [int(m.group(1)) for m in worker.find(r"released (\d+) prefetched message")]
-    assert released == [4], log
-    assert not fast_marker.exists(), "a prefetched task ran after SIGTERM"
-    assert time.monotonic() - exited < 5
+    stopped = sigterm_while_running(stack, "sqs")
+    stats = stopped.producer.broker.stats("term")
+    assert time.monotonic() - stopped.exited < 5
     assert (stats.visible, stats.in_flight, stats.delayed) == (4, 0, 0), stats
 
 
