@@ -44,6 +44,13 @@ class ArgumentSpec:
                 raise TypeError(f"bound task {task_name!r} must take 'self' as first parameter")
             params = params[1:]
         self.signature = sig.replace(parameters=params)
+        plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        self._plain = [p.name for p in params] if all(p.kind in plain for p in params) else None
+        """Parameter names when all are plain positional ones: the fast path's signature."""
+        self._required = max(
+            (i + 1 for i, p in enumerate(params) if p.default is inspect.Parameter.empty),
+            default=0,
+        )
         try:
             hints = typing.get_type_hints(fn)
         except Exception:  # noqa: BLE001 - unresolvable hints: fall back to plain JSON checks
@@ -107,17 +114,29 @@ class ArgumentSpec:
             )
         return value
 
+    def _positional(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], dump: bool
+    ) -> tuple[list[Any], dict[str, Any]] | None:
+        """Positional arguments only, which bind as they are: what ``Signature.bind`` would
+        give, without its cost on every task. None: take the general path."""
+        names = self._plain
+        if names is None or kwargs or not self._required <= len(args) <= len(names):
+            return None
+        return [self._one(names[i], v, dump) for i, v in enumerate(args)], {}
+
     def dump(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> tuple[list[Any], dict[str, Any]]:
         """Validate caller arguments and turn them into JSON values; raise ``TaskArgumentError``."""
-        return self._convert(self._bind(args, kwargs), dump=True)
+        fast = self._positional(args, kwargs, dump=True)
+        return fast if fast is not None else self._convert(self._bind(args, kwargs), dump=True)
 
     def load(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> tuple[list[Any], dict[str, Any]]:
         """JSON values from an envelope back into the types the function declares."""
-        return self._convert(self._bind(args, kwargs), dump=False)
+        fast = self._positional(args, kwargs, dump=False)
+        return fast if fast is not None else self._convert(self._bind(args, kwargs), dump=False)
 
     def dump_result(self, value: Any) -> Any:
         """A return value as JSON for the result backend; ``TypeError`` if it cannot be."""

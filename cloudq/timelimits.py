@@ -13,6 +13,7 @@ import ctypes
 import heapq
 import itertools
 import math
+import os
 import signal
 import threading
 import time
@@ -53,6 +54,8 @@ class _Watchdog:
         self._cancelled = 0
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
+        self._pid = 0
+        """The process the thread runs in: a forked child has the object but not the thread."""
 
     def arm(self, tid: int, limits: list[tuple[float, type[BaseException]]]) -> _Armed:
         armed = _Armed(tid)
@@ -61,11 +64,12 @@ class _Watchdog:
             earliest = self._heap[0][0] if self._heap else math.inf
             for seconds, exc_type in limits:
                 heapq.heappush(self._heap, (now + seconds, next(self._seq), armed, exc_type))
-            if self._thread is None or not self._thread.is_alive():
+            if self._pid != os.getpid():
                 self._thread = threading.Thread(
                     target=self._run, name="cloudq-time-limits", daemon=True
                 )
                 self._thread.start()
+                self._pid = os.getpid()
             elif self._heap[0][0] < earliest:
                 self._cond.notify()
         return armed
@@ -79,7 +83,8 @@ class _Watchdog:
                 self._heap = [entry for entry in self._heap if entry[2].active]
                 heapq.heapify(self._heap)
                 self._cancelled = 0
-        _clear(armed.tid)
+        if armed.fired:  # an exception injected but not yet raised must not hit the next task
+            _clear(armed.tid)
 
     def _run(self) -> None:
         with self._cond:
@@ -96,35 +101,20 @@ class _Watchdog:
                     self._cond.wait(wait)
                     continue
                 heapq.heappop(self._heap)
+                armed.fired = True
                 _inject(armed.tid, exc_type)
 
 
 class _Armed:
-    __slots__ = ("active", "tid")
+    __slots__ = ("active", "fired", "tid")
 
     def __init__(self, tid: int) -> None:
         self.tid = tid
         self.active = True
+        self.fired = False
 
 
 _WATCHDOG = _Watchdog()
-
-
-@contextmanager
-def _thread_limits(soft: float | None, hard: float | None) -> Iterator[None]:
-    limits: list[tuple[float, type[BaseException]]] = []
-    if soft is not None:
-        limits.append((soft, SoftTimeLimitExceeded))
-    if hard is not None:
-        limits.append((hard, TimeLimitExceeded))
-    if not limits:
-        yield
-        return
-    armed = _WATCHDOG.arm(threading.get_ident(), limits)
-    try:
-        yield
-    finally:
-        _WATCHDOG.disarm(armed, len(limits))
 
 
 @contextmanager
@@ -153,7 +143,19 @@ def _signal_limits(soft: float | None, hard: float | None) -> Iterator[None]:
 
 def run_with_limits(fn: Callable[[], T], soft: float | None, hard: float | None) -> T:
     """Run ``fn``: raises SoftTimeLimitExceeded at ``soft``, TimeLimitExceeded at ``hard``."""
-    in_main = threading.current_thread() is threading.main_thread()
-    limits = _signal_limits if in_main and hasattr(signal, "setitimer") else _thread_limits
-    with limits(soft, hard):
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        with _signal_limits(soft, hard):
+            return fn()
+    # Any other thread: the watchdog. Plain try/finally, not a context manager: once per task.
+    limits: list[tuple[float, type[BaseException]]] = []
+    if soft is not None:
+        limits.append((soft, SoftTimeLimitExceeded))
+    if hard is not None:
+        limits.append((hard, TimeLimitExceeded))
+    if not limits:
         return fn()
+    armed = _WATCHDOG.arm(threading.get_ident(), limits)
+    try:
+        return fn()
+    finally:
+        _WATCHDOG.disarm(armed, len(limits))
