@@ -295,7 +295,9 @@ def execute(
     finally:
         current_request.reset(token)
 
-    logger.info("task %s[%s] succeeded in %.3fs", env.task, env.id, time.monotonic() - began)
+    # DEBUG: failures, retries and dead letters are logged one by one, successes are counted
+    # (the worker's periodic INFO line); see ACTIVITY_LOG_SECONDS in cloudq/worker.py.
+    logger.debug("task %s[%s] succeeded in %.3fs", env.task, env.id, time.monotonic() - began)
     follows = bool(env.links) or env.chord_id is not None
     if not keep and not follows:
         return Ack()

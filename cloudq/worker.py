@@ -46,6 +46,10 @@ PoolKind = Literal["threads", "processes"]
 ACK_FLUSH_SECONDS = 0.05
 """Acks wait at most this long to be batched (one DeleteMessageBatch instead of ten calls)."""
 HARD_LIMIT_GRACE_SECONDS = 2.0
+ACTIVITY_LOG_SECONDS = 60.0
+"""How often a busy worker logs one INFO line with its counts. Each task's success is a DEBUG
+line: one INFO line per task is a log bill at scale and, with several pool threads contending
+for the log handler, cost more CPU than the rest of running a no-op task (bench/FIXES.md)."""
 
 
 @dataclass
@@ -97,6 +101,36 @@ class _Acker:
                         "ack of %d message(s) failed; they will be redelivered",
                         len(deliveries[start : start + batch]),
                     )
+
+
+class _Activity:
+    """The worker's periodic INFO line: what it did since the last one (nothing when idle)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.since = time.monotonic()
+        self.processed = worker.processed
+        self.failed = worker.failed
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self.since < ACTIVITY_LOG_SECONDS:
+            return
+        w = self.worker
+        done, failed = w.processed - self.processed, w.failed - self.failed
+        if done:
+            with w._held_lock:
+                running = sum(1 for h in w._held.values() if h.started is not None)
+                held = len(w._held)
+            logger.info(
+                "%d task(s) done in the last %.0fs (%d failed); %d running, %d prefetched",
+                done,
+                now - self.since,
+                failed,
+                running,
+                held - running,
+            )
+        self.since, self.processed, self.failed = now, w.processed, w.failed
 
 
 class Worker:
@@ -153,7 +187,8 @@ class Worker:
         self.hostname = hostname or f"{os.getpid()}@{os.uname().nodename}"
         self.processed = 0
         self.failed = 0
-        self._jobs: queue_mod.Queue[Delivery | _Retire | None] = queue_mod.Queue()
+        # SimpleQueue: put/get in C, no Condition per put (a measurable share of a busy worker).
+        self._jobs: queue_mod.SimpleQueue[Delivery | _Retire | None] = queue_mod.SimpleQueue()
         self._held: dict[int, _Held] = {}
         # Reentrant: the SIGTERM handler (stop) may run while this same thread holds it.
         self._held_lock = threading.RLock()
@@ -482,6 +517,7 @@ class Worker:
     def _housekeeping(self) -> None:
         """Flush acks often; extend leases of held messages before they run out."""
         next_lease = time.monotonic()
+        activity = _Activity(self)
         while not self._stopped.is_set():
             self._stopped.wait(ACK_FLUSH_SECONDS)
             self._acker.flush()
@@ -489,6 +525,7 @@ class Worker:
                 next_lease = time.monotonic() + self.lease / 3
                 self._extend_leases()
             self.control.tick()
+            activity.tick()
 
     def _extend_leases(self) -> None:
         now = time.monotonic()

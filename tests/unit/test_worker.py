@@ -191,3 +191,41 @@ def test_fifo_group_runs_one_at_a_time_in_order() -> None:
     assert overlap == []
     for group in ("a", "b"):
         assert [n for g, n in order if g == group] == list(range(8))
+
+
+def test_successes_are_counted_in_a_periodic_info_line_not_logged_one_by_one(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import cloudq.worker
+
+    monkeypatch.setattr(cloudq.worker, "ACTIVITY_LOG_SECONDS", 0.2)
+    app = fresh_app()
+
+    @app.task(max_retries=0)
+    def job(fail: bool) -> None:
+        if fail:
+            raise ValueError("boom")
+
+    for i in range(5):
+        job.delay(i == 0)
+    caplog.set_level(logging.INFO)
+    import re
+
+    def counts() -> tuple[int, int, int]:
+        found = [
+            re.match(r"(\d+) task\(s\) done in the last \S+ \((\d+) failed\)", r.getMessage())
+            for r in caplog.records
+        ]
+        lines = [(int(m[1]), int(m[2])) for m in found if m]
+        return sum(d for d, _ in lines), sum(f for _, f in lines), len(lines)
+
+    with start_worker(app, ["default"], concurrency=2):
+        wait_for(lambda: counts()[0] == 5, timeout=10, message="the worker's activity lines")
+        time.sleep(0.5)  # idle for two intervals: no more lines (this is the check, not a wait)
+    done, failed, lines = counts()
+    assert (done, failed) == (5, 1), caplog.text
+    assert lines <= 2, f"an idle worker logs no activity line: {lines} lines"
+    succeeded = [r for r in caplog.records if "succeeded in" in r.getMessage()]
+    assert succeeded == [], "a success is a DEBUG line"

@@ -58,7 +58,6 @@ def test_countdown_is_held_by_the_ack_deadline_and_runs_no_earlier(stack: Stack)
     assert ran >= sent + 3, f"ran {ran - sent:.2f}s after sending, before its countdown of 3s"
     assert ran < sent + 3 + 3, f"ran {ran - sent:.2f}s after sending: far later than due"
     assert [e[0] for e in events(marker, "ran")] == [worker.pid], "ran exactly once"
-    assert len(worker.find(rf"task ps\.stamp\[{result.id}\] succeeded")) == 1, worker.log()
     assert nothing_visible(producer, "delays")
 
 
