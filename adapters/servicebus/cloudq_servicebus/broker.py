@@ -40,7 +40,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -594,21 +594,42 @@ class ServiceBusBroker:
             yield
         except (MessageLockLostError, MessageAlreadySettled) as exc:
             self._forget(held)
-            logger.warning(
-                "Service Bus %s on %r: message %s no longer locked (%s); it comes back to the "
-                "queue",
-                operation,
-                self.prefix + held.queue,
-                held.message.message_id,
-                type(exc).__name__,
-            )
+            self._log_lost(operation, held, exc)
 
-    def _settle(self, operation: str, held: _Held, action: Callable[[Any], None]) -> None:
-        with self._lost_is_logged(operation, held), held.guard, held.receiver.urgent():
-            if held.settled:
-                return
-            self._unless_lost(operation, held, lambda: action(held.message))
-            self._forget(held)
+    def _log_lost(self, operation: str, held: _Held, exc: BaseException) -> None:
+        logger.warning(
+            "Service Bus %s on %r: message %s no longer locked (%s); it comes back to the queue",
+            operation,
+            self.prefix + held.queue,
+            held.message.message_id,
+            type(exc).__name__,
+        )
+
+    def _settle(self, operation: str, helds: Iterable[_Held], method: str) -> None:
+        """Complete or abandon (``method`` of the SDK receiver) each message, all of one
+        receiver's in one ``urgent()`` turn: an acknowledgement batch pays that handshake once,
+        not per message. Lock order everywhere: the receiver's lock, then a message's guard."""
+        from azure.servicebus.exceptions import MessageAlreadySettled, MessageLockLostError
+
+        groups: dict[int, tuple[_Receiver, list[_Held]]] = {}
+        for held in helds:
+            groups.setdefault(id(held.receiver), (held.receiver, []))[1].append(held)
+        for receiver, group in groups.values():
+            action = getattr(receiver.sdk, method)
+            with receiver.urgent():
+                for held in group:
+                    with held.guard:
+                        if held.settled:
+                            continue
+                        try:
+                            action(held.message)
+                        except (MessageLockLostError, MessageAlreadySettled) as exc:
+                            self._forget(held)
+                            self._log_lost(operation, held, exc)
+                            continue
+                        except self._errors as exc:
+                            raise self._error(operation, held.queue, exc) from exc
+                        self._forget(held)
 
     def _unless_lost(self, operation: str, held: _Held, fn: Callable[[], T]) -> T:
         """``_call``, except that a lost lock stays itself for ``_lost_is_logged``."""
@@ -622,8 +643,7 @@ class ServiceBusBroker:
             raise self._error(operation, held.queue, exc) from exc
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
-        for held in self._held_of(deliveries):
-            self._settle("complete", held, held.receiver.sdk.complete_message)
+        self._settle("complete", self._held_of(deliveries), "complete_message")
 
     def release(self, deliveries: Sequence[Delivery], delay_seconds: float = 0.0) -> None:
         """No delay: abandon (visible at once, delivery count + 1). With a delay: schedule a copy
@@ -634,7 +654,7 @@ class ServiceBusBroker:
                 continue
             held = d.handle
             if delay_seconds <= 0:
-                self._settle("abandon", held, held.receiver.sdk.abandon_message)
+                self._settle("abandon", [held], "abandon_message")
                 continue
             copy = OutgoingMessage(
                 body=d.body,
@@ -643,7 +663,7 @@ class ServiceBusBroker:
                 attributes={k: v for k, v in d.attributes.items() if k != REASON_ATTRIBUTE},
             )
             self.send(d.queue, [copy])
-            self._settle("complete", held, held.receiver.sdk.complete_message)
+            self._settle("complete", [held], "complete_message")
 
     def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
         """Move each lease end to ``seconds`` from now; renew the broker's lock now if it would
@@ -683,7 +703,7 @@ class ServiceBusBroker:
         self.send(dead_letter_queue_name(delivery.queue), [copy])
         if isinstance(delivery.handle, _Held) and not delivery.handle.settled:
             held = delivery.handle
-            self._settle("complete", held, held.receiver.sdk.complete_message)
+            self._settle("complete", [held], "complete_message")
 
     # --- the lease keeper --------------------------------------------------------------------
     def _keep_leases(self) -> None:
@@ -702,7 +722,7 @@ class ServiceBusBroker:
                 try:
                     if now >= h.lease_until:
                         logger.debug("lease of %s ran out: abandoned", h.message.message_id)
-                        self._settle("abandon", h, h.receiver.sdk.abandon_message)
+                        self._settle("abandon", [h], "abandon_message")
                     elif h.lock_until < h.lease_until:
                         margin = min(lim.RENEW_MARGIN_SECONDS, h.lock_seconds / 2)
                         if h.lock_until - now <= margin:
