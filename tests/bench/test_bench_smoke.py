@@ -117,3 +117,16 @@ def test_smoke_pubsub_and_servicebus(tmp_path: Path) -> None:
     assert "## Pub/Sub (emulator)" in text and "## Service Bus (test endpoint)" in text
     assert "streaming pull" in text and "raw azure-servicebus" in text
     assert (tmp_path / "report.png").stat().st_size > 0
+
+
+def test_worker_overhead_runs_every_task() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "worker_overhead.py"), "--n", "200", "-c", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"200 tasks, -c 2: [\d.]+ us CPU per task, [\d,]+ tasks/s\n", done.stdout)
