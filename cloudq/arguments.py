@@ -124,19 +124,23 @@ class ArgumentSpec:
             return None
         return [self._one(names[i], v, dump) for i, v in enumerate(args)], {}
 
+    def _checked(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], dump: bool
+    ) -> tuple[list[Any], dict[str, Any]]:
+        fast = self._positional(args, kwargs, dump)
+        return fast if fast is not None else self._convert(self._bind(args, kwargs), dump)
+
     def dump(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> tuple[list[Any], dict[str, Any]]:
         """Validate caller arguments and turn them into JSON values; raise ``TaskArgumentError``."""
-        fast = self._positional(args, kwargs, dump=True)
-        return fast if fast is not None else self._convert(self._bind(args, kwargs), dump=True)
+        return self._checked(args, kwargs, dump=True)
 
     def load(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> tuple[list[Any], dict[str, Any]]:
         """JSON values from an envelope back into the types the function declares."""
-        fast = self._positional(args, kwargs, dump=False)
-        return fast if fast is not None else self._convert(self._bind(args, kwargs), dump=False)
+        return self._checked(args, kwargs, dump=False)
 
     def dump_result(self, value: Any) -> Any:
         """A return value as JSON for the result backend; ``TypeError`` if it cannot be."""
