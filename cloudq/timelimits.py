@@ -53,7 +53,6 @@ class _Watchdog:
         self._heap: list[tuple[float, int, _Armed, type[BaseException]]] = []
         self._cancelled = 0
         self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
         self._pid = 0
         """The process the thread runs in: a forked child has the object but not the thread."""
 
@@ -65,10 +64,7 @@ class _Watchdog:
             for seconds, exc_type in limits:
                 heapq.heappush(self._heap, (now + seconds, next(self._seq), armed, exc_type))
             if self._pid != os.getpid():
-                self._thread = threading.Thread(
-                    target=self._run, name="cloudq-time-limits", daemon=True
-                )
-                self._thread.start()
+                threading.Thread(target=self._run, name="cloudq-time-limits", daemon=True).start()
                 self._pid = os.getpid()
             elif self._heap[0][0] < earliest:
                 self._cond.notify()
