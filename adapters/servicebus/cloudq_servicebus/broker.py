@@ -584,33 +584,32 @@ class ServiceBusBroker:
         with self._held_cond:
             self._held.pop(id(held), None)
 
-    @contextmanager
-    def _lost_is_logged(self, operation: str, held: _Held) -> Iterator[None]:
-        """A lock already lost means the message is back on the queue: log, do not raise
-        (at-least-once; raising would not bring the lock back)."""
+    def _unless_lost(self, operation: str, held: _Held, fn: Callable[[], T]) -> T | None:
+        """``_call`` on a held message. A lock already lost means the message is back on the
+        queue: it is forgotten and logged, and None returned, not raised (at-least-once;
+        raising would not bring the lock back)."""
         from azure.servicebus.exceptions import MessageAlreadySettled, MessageLockLostError
 
         try:
-            yield
+            return fn()
         except (MessageLockLostError, MessageAlreadySettled) as exc:
             self._forget(held)
-            self._log_lost(operation, held, exc)
-
-    def _log_lost(self, operation: str, held: _Held, exc: BaseException) -> None:
-        logger.warning(
-            "Service Bus %s on %r: message %s no longer locked (%s); it comes back to the queue",
-            operation,
-            self.prefix + held.queue,
-            held.message.message_id,
-            type(exc).__name__,
-        )
+            logger.warning(
+                "Service Bus %s on %r: message %s no longer locked (%s); it comes back to the "
+                "queue",
+                operation,
+                self.prefix + held.queue,
+                held.message.message_id,
+                type(exc).__name__,
+            )
+            return None
+        except self._errors as exc:
+            raise self._error(operation, held.queue, exc) from exc
 
     def _settle(self, operation: str, helds: Iterable[_Held], method: str) -> None:
         """Complete or abandon (``method`` of the SDK receiver) each message, all of one
         receiver's in one ``urgent()`` turn: an acknowledgement batch pays that handshake once,
         not per message. Lock order everywhere: the receiver's lock, then a message's guard."""
-        from azure.servicebus.exceptions import MessageAlreadySettled, MessageLockLostError
-
         groups: dict[int, tuple[_Receiver, list[_Held]]] = {}
         for held in helds:
             groups.setdefault(id(held.receiver), (held.receiver, []))[1].append(held)
@@ -619,28 +618,11 @@ class ServiceBusBroker:
             with receiver.urgent():
                 for held in group:
                     with held.guard:
-                        if held.settled:
-                            continue
-                        try:
-                            action(held.message)
-                        except (MessageLockLostError, MessageAlreadySettled) as exc:
+                        if not held.settled:
+                            self._unless_lost(
+                                operation, held, functools.partial(action, held.message)
+                            )
                             self._forget(held)
-                            self._log_lost(operation, held, exc)
-                            continue
-                        except self._errors as exc:
-                            raise self._error(operation, held.queue, exc) from exc
-                        self._forget(held)
-
-    def _unless_lost(self, operation: str, held: _Held, fn: Callable[[], T]) -> T:
-        """``_call``, except that a lost lock stays itself for ``_lost_is_logged``."""
-        from azure.servicebus.exceptions import MessageAlreadySettled, MessageLockLostError
-
-        try:
-            return fn()
-        except (MessageLockLostError, MessageAlreadySettled):
-            raise
-        except self._errors as exc:
-            raise self._error(operation, held.queue, exc) from exc
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         self._settle("complete", self._held_of(deliveries), "complete_message")
@@ -680,14 +662,15 @@ class ServiceBusBroker:
 
     def _renew(self, held: _Held) -> None:
         receiver = held.receiver
-        with self._lost_is_logged("renew_lock", held), held.guard, receiver.renew_lock:
+        with held.guard, receiver.renew_lock:
             if held.settled:
                 return
             renewer = receiver.renewer
             until = self._unless_lost(
                 "renew_lock", held, lambda: renewer.renew_message_lock(held.message)
             )
-            held.lock_until = time.monotonic() + _seconds_until(until, self._clock)
+            if not held.settled:  # settled: the lock was lost and the message forgotten
+                held.lock_until = time.monotonic() + _seconds_until(until, self._clock)
 
     def dead_letter(self, delivery: Delivery, reason: str, body: bytes | None = None) -> None:
         """Send a copy (with ``body`` if given) to ``<queue>-dlq`` carrying the reason, then
