@@ -167,12 +167,16 @@ class PubSubBroker:
     ) -> None:
         from google.api_core import exceptions as gexc
         from google.api_core import retry as gretry
+        from google.pubsub_v1 import types
 
         if not 1 <= max_batch <= lim.MAX_PULL_MESSAGES:
             raise ConfigurationError(
                 f"pubsub:// max_batch must be 1..{lim.MAX_PULL_MESSAGES}, got {max_batch}"
             )
         self._gexc = gexc
+        # Messages are built as plain protobuf (a proto-plus one costs ~6x as much to build).
+        self._message_pb: Any = types.PubsubMessage.pb()
+        self._request_type: Any = types.PublishRequest
         self._errors: tuple[type[Exception], ...] = (gexc.GoogleAPIError,)
         self._clock = clock
         self.project = project
@@ -266,6 +270,15 @@ class PubSubBroker:
             return fn(**kwargs)
         except self._errors as exc:
             raise self._error(operation, resource, exc) from exc
+
+    def _publish(self, topic: str, messages: list[Any]) -> None:
+        """One Publish of plain protobuf messages, the request wrapped without a copy.
+
+        The flattened ``publish(topic=, messages=)`` builds a proto-plus request field by
+        field, converting each message: a third of the client's own CPU for a single message.
+        """
+        request = self._request_type.wrap(self._request_type.pb()(topic=topic, messages=messages))
+        self._call("Publish", topic, self._publisher.publish, request=request)
 
     # --- ensure ---------------------------------------------------------------------------------
     def ensure(self, spec: QueueSpec) -> None:
@@ -408,8 +421,6 @@ class PubSubBroker:
             raise BrokerError(
                 f"send of {len(messages)} messages exceeds the batch of {self.limits.max_batch}"
             )
-        from google.pubsub_v1 import types
-
         fifo = is_fifo(queue)
         topic = self.topic_path(queue)
         built: list[tuple[Any, int]] = []
@@ -433,8 +444,8 @@ class PubSubBroker:
                 raise ConfigurationError(
                     f"ordering key {key[:40]!r}... is over {lim.MAX_ORDERING_KEY_BYTES} bytes"
                 )
-            message = types.PubsubMessage(data=m.body, attributes=attributes, ordering_key=key)
-            size = types.PubsubMessage.pb(message).ByteSize()
+            message = self._message_pb(data=m.body, attributes=attributes, ordering_key=key)
+            size = message.ByteSize()
             if size > lim.MAX_MESSAGE_BYTES:
                 raise MessageTooLarge(
                     f"message of {size} bytes (data, attributes, ordering key) exceeds the "
@@ -445,7 +456,7 @@ class PubSubBroker:
         sent = 0
         for request in self._requests(built):
             try:
-                self._call("Publish", topic, self._publisher.publish, topic=topic, messages=request)
+                self._publish(topic, request)
             except BrokerError as exc:
                 if not sent:
                     raise
@@ -596,24 +607,22 @@ class PubSubBroker:
     def dead_letter(self, delivery: Delivery, reason: str, body: bytes | None = None) -> None:
         """Publish a copy to the dead-letter topic with the reason as an attribute, then ack
         the original: never lose it."""
-        from google.pubsub_v1 import types
-
         dlq = dead_letter_queue_name(delivery.queue)
         topic = self.topic_path(dlq)
         attributes = {k: v for k, v in delivery.attributes.items() if k != REASON_ATTRIBUTE}
         if delivery.message_id:
             attributes[MESSAGE_ID_ATTRIBUTE] = delivery.message_id
         attributes[REASON_ATTRIBUTE] = truncate_utf8(reason, lim.MAX_ATTRIBUTE_VALUE_BYTES) or "-"
-        message = types.PubsubMessage(
+        message = self._message_pb(
             data=delivery.body if body is None else body, attributes=attributes
         )
-        size = types.PubsubMessage.pb(message).ByteSize()
+        size = message.ByteSize()
         if size > lim.MAX_MESSAGE_BYTES:
             raise MessageTooLarge(
                 f"dead letter of {delivery.message_id} is {size} bytes, over the "
                 f"{lim.MAX_MESSAGE_BYTES} Pub/Sub accepts on {topic}"
             )
-        self._call("Publish", topic, self._publisher.publish, topic=topic, messages=[message])
+        self._publish(topic, [message])
         self.ack([delivery])
 
     # --- inspection -----------------------------------------------------------------------------
