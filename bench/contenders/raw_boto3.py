@@ -40,6 +40,9 @@ class Producer:
                 ],
             )
 
+    def close(self) -> None:
+        self.client.close()
+
 
 def worker_cmd() -> list[str]:
     return [sys.executable, "-m", "bench.contenders.raw_boto3"]
