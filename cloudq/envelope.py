@@ -45,6 +45,12 @@ class RetryPolicy(BaseModel):
     """Delay when backoff is off and ``retry()`` names no countdown (Celery's default)."""
 
 
+# One shared default (the model is frozen): a factory would build one per envelope, and again
+# per encode, where ``exclude_defaults`` compares against it. Constructed unvalidated (its own
+# defaults) so that importing cloudq does not build the model's validator.
+_DEFAULT_RETRY = RetryPolicy.model_construct()
+
+
 class Envelope(BaseModel):
     """One task invocation."""
 
@@ -58,7 +64,7 @@ class Envelope(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     queue: str
     attempt: int = Field(default=1, ge=1)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry: RetryPolicy = _DEFAULT_RETRY
     eta: datetime | None = None
     expires: datetime | None = None
     created_at: datetime
