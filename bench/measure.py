@@ -102,6 +102,21 @@ class Row:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def merge_rows(rows: list[Row]) -> Row:
+    """One contender's sweeps as one row: the median of each measure, every latency, the
+    first error."""
+    first = rows[0]
+    merged = Row(first.contender, n=first.n)
+    merged.processed = sum(row.processed for row in rows)
+    merged.expected = sum(row.expected for row in rows)
+    merged.error = next((row.error for row in rows if row.error), "")
+    good = [row for row in rows if not row.error] or rows
+    for name in ("produce_wall", "producer_cpu", "consume_wall", "worker_cpu", "idle_rss_mb"):
+        setattr(merged, name, statistics.median(getattr(row, name) for row in good))
+    merged.latencies = [value for row in rows for value in row.latencies]
+    return merged
+
+
 @contextlib.contextmanager
 def environment(**values: str | None) -> Iterator[None]:
     """Set (or, for None, remove) environment variables; put the old values back at exit."""

@@ -179,6 +179,7 @@ def write_report(
     total_seconds: float,
     load: tuple[float, float] | None = None,
     reps: int = 1,
+    sweeps: int = 1,
 ) -> None:
     titles = ", ".join(s.provider.title for s in sections)
     out = [
@@ -191,10 +192,13 @@ def write_report(
         "stopped at the end of its section; a provider's contenders run in sequence on the same "
         f"emulator, each with a queue of its own. N = {n} no-op tasks (more on a fast emulator: "
         f"each section says) are sent in rounds of {ROUND}, each round run before the next is "
-        f"sent, so no queue is deeper than {ROUND}; scenario 2 runs {reps} pass(es) per "
-        "contender on the same worker and each measure shown is the median of the passes; "
-        "latency (enqueue -> start) is taken over "
-        f"{latency_n} tasks sent one at a time. The worker is a subprocess. CPU is the client "
+        f"sent, so no queue is deeper than {ROUND}. Every contender is run {sweeps} time(s), "
+        "in sweeps alternately forward and backward through the contenders (a load that drifts "
+        "during a section then falls on all alike), each time with a fresh worker running "
+        f"scenario 2 {reps} time(s); each measure shown is the median over all those passes, "
+        "and latency (enqueue -> start) is taken over "
+        f"{latency_n} tasks sent one at a time, spread over the sweeps. The worker is a "
+        "subprocess. CPU is the client "
         "processes' own (producer: this process around the send calls; worker: the worker's "
         "process tree via psutil, in 10 ms ticks), never the emulator's; wall time includes the "
         "emulator, which is the bottleneck there. Idle RSS: the worker's process tree after one "

@@ -1,7 +1,7 @@
 """cloudq against the raw SDKs and its peers on SQS, Pub/Sub and Service Bus, in one run.
 
     uv run python bench/run.py [--providers sqs,pubsub,servicebus] [--n 1000] [--latency-n 30]
-                               [--only raw-batch,ps-cloudq-batch] [--profile]
+                               [--only raw-batch,ps-cloudq-batch] [--sweeps 3] [--profile]
 
 For each provider (default: all three) the bench starts its emulator itself with the test
 fixtures' helpers (a moto server, the gcloud SDK's Pub/Sub emulator, the project's Service Bus
@@ -16,6 +16,11 @@ test endpoint), runs every scenario for every contender on it, stops it, and at 
 3. round trip enqueue -> start, p50/p99, one task at a time (low load);
 4. cold start: a fresh interpreter importing the library, and import + app + 10 tasks;
 5. the idle worker's RSS (process tree) after one warm-up task.
+
+Every contender is run ``--sweeps`` times (default 3), each time with a fresh worker, in sweeps
+alternately forward and backward through a provider's contenders; the report gives the median
+of each measure. On a shared machine the load drifts over a section: run once each, whichever
+contender came last would carry it (one run of all contenders moved a ratio by 0.3).
 
 ``--profile`` adds a pass per provider with py-spy on the cloudq worker (hot spots in the
 report). The emulators' CPU is never counted: they are the bottleneck in wall time, the CPU
@@ -40,7 +45,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import pubsub, servicebus, sqs  # noqa: E402
-from bench.measure import Provider, environment, profile, run_contender  # noqa: E402
+from bench.measure import (  # noqa: E402
+    Provider,
+    Row,
+    environment,
+    merge_rows,
+    profile,
+    run_contender,
+)
 from bench.report import Section, write_chart, write_report  # noqa: E402
 
 PROVIDERS: dict[str, Provider] = {
@@ -181,14 +193,27 @@ def run_provider(provider: Provider, keys: list[str], args: argparse.Namespace) 
     try:
         with provider.endpoint(workdir) as endpoint:
             section.endpoint = endpoint
-            for contender in runnable:
-                print(f"{contender.key} ...", file=sys.stderr, flush=True)
-                row = run_contender(
-                    provider, contender, n, args.latency_n, workdir, args.idle_wait, reps=args.reps
-                )
-                section.rows.append(row)
-                if row.error:
-                    print(f"  failed: {row.error[:300]}", file=sys.stderr)
+            rows: dict[str, list[Row]] = {c.key: [] for c in runnable}
+            latency_n = -(-args.latency_n // args.sweeps)  # spread over the sweeps
+            for sweep in range(args.sweeps):
+                # Forward, then backward: a load that drifts during the section falls on every
+                # contender alike instead of on whichever runs last.
+                order = runnable if sweep % 2 == 0 else runnable[::-1]
+                for contender in order:
+                    if any(row.error for row in rows[contender.key]):
+                        continue
+                    print(
+                        f"{contender.key} (sweep {sweep + 1}/{args.sweeps}) ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    row = run_contender(
+                        provider, contender, n, latency_n, workdir, args.idle_wait, reps=args.reps
+                    )
+                    rows[contender.key].append(row)
+                    if row.error:
+                        print(f"  failed: {row.error[:300]}", file=sys.stderr)
+            section.rows = [merge_rows(rows[c.key]) for c in runnable]
             if args.profile and any(c.key == provider.cloudq_batch for c in runnable):
                 print(f"profiling the cloudq worker on {provider.key} ...", file=sys.stderr)
                 section.spots = profile(provider, n, workdir, args.idle_wait)
@@ -207,8 +232,12 @@ def main(argv: list[str] | None = None) -> list[Section]:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--latency-n", type=int, default=30)
     parser.add_argument(
-        "--reps", type=int, default=3, help="passes of scenario 2 per contender; medians reported"
+        "--sweeps",
+        type=int,
+        default=3,
+        help="times every contender is run, alternately forward and backward; medians reported",
     )
+    parser.add_argument("--reps", type=int, default=1, help="passes of scenario 2 per sweep")
     parser.add_argument("--cold-reps", type=int, default=5)
     parser.add_argument(
         "--idle-wait", type=float, default=2.0, help="seconds idle before the RSS is read"
@@ -248,7 +277,17 @@ def main(argv: list[str] | None = None) -> list[Section]:
     elapsed = time.perf_counter() - started
     load = (load0, os.getloadavg()[0])
     write_report(
-        sections, cold, command, args.n, args.latency_n, args.out, chart, elapsed, load, args.reps
+        sections,
+        cold,
+        command,
+        args.n,
+        args.latency_n,
+        args.out,
+        chart,
+        elapsed,
+        load,
+        args.reps,
+        args.sweeps,
     )
     print(args.out.read_text())
     print(f"bench finished in {elapsed:.0f} s", file=sys.stderr)

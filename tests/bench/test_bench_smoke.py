@@ -38,6 +38,8 @@ def _bench(tmp_path: Path, *args: str, timeout: float = 90) -> str:
             str(ROOT / "bench" / "run.py"),
             "--n",
             str(N),
+            "--sweeps",
+            "1",
             "--reps",
             "1",
             "--latency-n",
@@ -59,22 +61,26 @@ def _bench(tmp_path: Path, *args: str, timeout: float = 90) -> str:
     return report.read_text()
 
 
-def _all_ran(text: str, expected: list[int]) -> None:
-    """One table row per contender, in order, each having run every task it was sent."""
+def _all_ran(text: str, expected: list[int], sweeps: int = 1) -> None:
+    """One table row per contender, in order, each having run every task it was sent: a
+    warm-up task and N per sweep, and the latency tasks spread over the sweeps."""
     table = [line for line in text.splitlines() if RAN.search(line)]
     assert len(table) == len(expected), text
     for line, n in zip(table, expected, strict=True):
         ran, sent = RAN.search(line).groups()  # type: ignore[union-attr]
-        assert ran == sent == str(1 + n + LATENCY_N), line
+        assert ran == sent == str(sweeps * (1 + n) + LATENCY_N), line
     assert "failed" not in text and "Not run" not in text, text
     assert "## Machine and versions" in text
 
 
 def test_smoke_raw_and_cloudq(tmp_path: Path) -> None:
     text = _bench(
-        tmp_path, "--only", "raw-batch,cloudq-batch", "--cold-reps", "1", "--no-chart", timeout=55
+        tmp_path,
+        *("--only", "raw-batch,cloudq-batch", "--cold-reps", "1", "--no-chart", "--sweeps", "2"),
+        timeout=70,
     )
-    _all_ran(text, [N, N])
+    _all_ran(text, [N, N], sweeps=2)
+    assert "run 2 time(s), in sweeps alternately forward and backward" in text
     assert "raw boto3 (batch 10)" in text and "cloudq (send_envelopes)" in text
     assert "## Cold start" in text
 
@@ -130,3 +136,23 @@ def test_worker_overhead_runs_every_task() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert re.fullmatch(r"200 tasks, -c 2: [\d.]+ us CPU per task, [\d,]+ tasks/s\n", done.stdout)
+
+
+def test_merge_rows_takes_medians_and_keeps_every_latency_and_the_first_error() -> None:
+    from bench.measure import Contender, Row, merge_rows
+
+    contender = Contender("k", "label", "raw_boto3", True, ())
+    rows = [
+        Row(contender, n=10, processed=11, expected=11, producer_cpu=cpu, worker_cpu=cpu * 2)
+        for cpu in (3.0, 1.0, 2.0)
+    ]
+    for i, row in enumerate(rows):
+        row.latencies = [float(i)]
+    merged = merge_rows(rows)
+    assert (merged.producer_cpu, merged.worker_cpu) == (2.0, 4.0)
+    assert (merged.processed, merged.expected, merged.error) == (33, 33, "")
+    assert sorted(merged.latencies) == [0.0, 1.0, 2.0]
+    rows[0].error = "TimeoutError: 3/11 tasks run"
+    failed = merge_rows(rows)
+    assert failed.error == "TimeoutError: 3/11 tasks run"
+    assert failed.producer_cpu == 1.5  # the median of the passes that did not fail
