@@ -490,7 +490,6 @@ class Worker:
             outcome = executor.run(delivery)
             if outcome is not None:
                 settle(self.app, delivery, outcome, ack=self._acker)
-                self._count(outcome)
                 if info is not None and events.enabled:
                     for event in outcome_events(info, outcome, time.monotonic() - now):
                         events.emit(event.pop("type"), **event)
@@ -502,6 +501,9 @@ class Worker:
         finally:
             self._group_done(delivery, outcome)
             with self._room:
+                # Counted under the lock: pool threads finish at once, and += is not atomic.
+                if outcome is not None:
+                    self._count(outcome)
                 self._held.pop(id(delivery), None)
                 # Wake the receiver only when it may receive: not once per task.
                 if not self._held or self._free() >= self._receive_threshold:
