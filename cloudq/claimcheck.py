@@ -9,11 +9,12 @@ final acknowledgement. Stores are found by URL scheme (``s3://bucket/prefix``,
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from cloudq.adapters import scheme_of
-from cloudq.errors import AdapterNotFound, ClaimCheckMissing
+from cloudq.errors import AdapterNotFound, ClaimCheckMissing, CloudqError
 from cloudq.plugins import load_plugin
 
 POINTER_KEY = "cloudq-claim-check"
@@ -68,6 +69,76 @@ def pointer_url(body: bytes) -> str | None:
         return None
     url = data.get(POINTER_KEY) if isinstance(data, dict) else None
     return url if isinstance(url, str) else None
+
+
+class ObjectStoreClaimChecks(ABC):
+    """A store in a cloud's object storage (S3, Cloud Storage, Azure Blob): the URLs, and the
+    checks every such store must make the same way; subclasses make the three object calls.
+
+    ``get`` and ``delete`` only take URLs under the store's own bucket and prefix: the URL comes
+    off a queue, and a forged message must not make a worker read or delete any other object
+    its credentials reach.
+    """
+
+    scheme: ClassVar[str]
+    """The URL scheme: ``s3``, ``gs``, ``azblob``."""
+    bucket_word: ClassVar[str] = "bucket"
+    """What the provider calls a bucket (Azure: container), for messages."""
+
+    def __init__(self, bucket: str, prefix: str) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        root = f"{self.scheme}://{self.bucket}"
+        return f"{root}/{self.prefix}" if self.prefix else root
+
+    def object_name(self, url: str) -> str:
+        """The object name of ``url``, which must lie under this store's bucket and prefix."""
+        head = f"{self.scheme}://{self.bucket}/"
+        name = url[len(head) :] if url.startswith(head) else ""
+        if not name or (self.prefix and not name.startswith(self.prefix + "/")):
+            raise CloudqError(
+                f"claim-check URL {url!r} is not under this store ({self.base_url}/): refused, "
+                "so that a forged message cannot reach other objects"
+            )
+        return name
+
+    def put(self, key: str, body: bytes) -> str:
+        name = f"{self.prefix}/{key}" if self.prefix else key
+        url = f"{self.scheme}://{self.bucket}/{name}"
+        self._upload(name, body, url)
+        return url
+
+    def get(self, url: str) -> bytes:
+        """The parked body; ``ClaimCheckMissing`` if it is gone."""
+        body = self._download(self.object_name(url), url)
+        if body is None:
+            raise ClaimCheckMissing(
+                f"claim-check object {url} is gone (deleted after an earlier delivery, or "
+                f"expired by the {self.bucket_word}'s lifecycle rule)"
+            )
+        return body
+
+    def delete(self, url: str) -> None:
+        """Delete the object; one already gone is fine (idempotent)."""
+        self._delete(self.object_name(url), url)
+
+    @abstractmethod
+    def _upload(self, name: str, body: bytes, url: str) -> None:
+        """Write the object (``url`` is for error messages)."""
+
+    @abstractmethod
+    def _download(self, name: str, url: str) -> bytes | None:
+        """The object's bytes, or None if there is no such object (a missing bucket raises)."""
+
+    @abstractmethod
+    def _delete(self, name: str, url: str) -> None:
+        """Delete the object; a missing object is not an error."""
 
 
 class MemoryClaimCheckStore:

@@ -4,8 +4,7 @@
 that URL on the queue instead of the body and ``delete``s the object after the final ack. Give
 the bucket a lifecycle rule (Terraform) that deletes leftovers, e.g. bodies of dead letters.
 
-``get`` and ``delete`` only take URLs under the store's own bucket and prefix: the URL comes off a
-queue, and a forged message must not make a worker read or delete any other object it can reach.
+``get`` and ``delete`` refuse URLs outside the store (``ObjectStoreClaimChecks``).
 
 The bucket is Terraform's to create; ``?create=1`` creates it (tests and demos). ``?project=``
 names the project for that, else ``GOOGLE_CLOUD_PROJECT``. Credentials are Application Default
@@ -22,7 +21,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from cloudq.adapters.urls import url_flag, url_options
-from cloudq.errors import BrokerError, ClaimCheckMissing, CloudqError, ConfigurationError
+from cloudq.claimcheck import ObjectStoreClaimChecks
+from cloudq.errors import BrokerError, ClaimCheckMissing, ConfigurationError
 from cloudq_pubsub.broker import default_project
 
 __all__ = ["BucketNotFoundError", "ClaimCheckMissing", "GCSClaimCheckStore", "open_gcs_store"]
@@ -40,8 +40,10 @@ class BucketNotFoundError(BrokerError):
     """The bucket is missing: Terraform creates it (or ``gs://BUCKET/PREFIX?create=1``)."""
 
 
-class GCSClaimCheckStore:
+class GCSClaimCheckStore(ObjectStoreClaimChecks):
     """One Cloud Storage client; thread-safe like it."""
+
+    scheme = "gs"
 
     def __init__(
         self,
@@ -59,10 +61,9 @@ class GCSClaimCheckStore:
                 f"{bucket!r} is not a valid Cloud Storage bucket name: lowercase letters, "
                 "digits, '-', '_' and '.', 3 to 63 characters"
             )
+        super().__init__(bucket, prefix)
         self._gexc = gexc
         self._errors: tuple[type[Exception], ...] = (gexc.GoogleAPIError,)
-        self.bucket_name = bucket
-        self.prefix = prefix.strip("/")
         self.project = project or default_project()
         if client is None:
             from google.auth.exceptions import DefaultCredentialsError
@@ -76,18 +77,9 @@ class GCSClaimCheckStore:
                     "Default Credentials, or STORAGE_EMULATOR_HOST for an emulator"
                 ) from exc
         self._client = client
-        self._bucket = client.bucket(bucket)
+        self._objects = client.bucket(bucket)
         if create:
             self.create_bucket()
-
-    def __repr__(self) -> str:
-        return f"GCSClaimCheckStore({self.base_url!r})"
-
-    @property
-    def base_url(self) -> str:
-        return (
-            f"gs://{self.bucket_name}/{self.prefix}" if self.prefix else f"gs://{self.bucket_name}"
-        )
 
     def _call(self, operation: str, url: str, fn: Callable[..., T], *args: Any) -> T:
         """One storage call; google errors become ``BrokerError`` naming operation and object."""
@@ -96,7 +88,7 @@ class GCSClaimCheckStore:
         except self._gexc.NotFound as exc:
             if operation == "upload":  # an upload finds no object to miss: the bucket is gone
                 raise BucketNotFoundError(
-                    f"Cloud Storage bucket {self.bucket_name!r} does not exist ({operation} of "
+                    f"Cloud Storage bucket {self.bucket!r} does not exist ({operation} of "
                     f"{url}): claim-check buckets are created by Terraform, or by the store "
                     f"itself with {self.base_url}?create=1 (tests and demos)"
                 ) from exc
@@ -107,53 +99,32 @@ class GCSClaimCheckStore:
     def create_bucket(self) -> None:
         """Create the bucket if missing; one that exists (ours) is fine."""
         try:
-            self._client.create_bucket(self.bucket_name, project=self.project)
-            logger.info("created Cloud Storage bucket %r", self.bucket_name)
+            self._client.create_bucket(self.bucket, project=self.project)
+            logger.info("created Cloud Storage bucket %r", self.bucket)
         except self._gexc.Conflict:
             pass
         except self._errors as exc:
             raise BrokerError(
-                f"Cloud Storage create_bucket of gs://{self.bucket_name} failed: {exc}"
+                f"Cloud Storage create_bucket of gs://{self.bucket} failed: {exc}"
             ) from exc
 
-    # --- the claim-check contract -------------------------------------------------------------
-    def object_name(self, url: str) -> str:
-        """The object name of ``url``, which must lie under this store's bucket and prefix."""
-        head = f"gs://{self.bucket_name}/"
-        name = url[len(head) :] if url.startswith(head) else ""
-        if not name or (self.prefix and not name.startswith(self.prefix + "/")):
-            raise CloudqError(
-                f"claim-check URL {url!r} is not under this store ({self.base_url}/): refused, "
-                "so that a forged message cannot reach other objects"
-            )
-        return name
-
-    def put(self, key: str, body: bytes) -> str:
-        name = f"{self.prefix}/{key}" if self.prefix else key
-        url = f"gs://{self.bucket_name}/{name}"
-        blob = self._bucket.blob(name)
+    # --- the object calls ----------------------------------------------------------------------
+    def _upload(self, name: str, body: bytes, url: str) -> None:
+        blob = self._objects.blob(name)
         self._call("upload", url, blob.upload_from_string, body, "application/octet-stream")
-        return url
 
-    def get(self, url: str) -> bytes:
-        """The parked body; ``ClaimCheckMissing`` if it is gone."""
-        blob = self._bucket.blob(self.object_name(url))
+    def _download(self, name: str, url: str) -> bytes | None:
         try:
-            data: bytes = blob.download_as_bytes()
-        except self._gexc.NotFound as exc:
-            raise ClaimCheckMissing(
-                f"claim-check object {url} is gone (already deleted after an earlier delivery, "
-                "or expired by the bucket's lifecycle rule)"
-            ) from exc
+            data: bytes = self._objects.blob(name).download_as_bytes()
+        except self._gexc.NotFound:
+            return None
         except self._errors as exc:
             raise BrokerError(f"Cloud Storage download of {url} failed: {exc}") from exc
         return data
 
-    def delete(self, url: str) -> None:
-        """Delete the object; a missing one is fine (idempotent)."""
-        blob = self._bucket.blob(self.object_name(url))
+    def _delete(self, name: str, url: str) -> None:
         try:
-            blob.delete()
+            self._objects.blob(name).delete()
         except self._gexc.NotFound:
             pass
         except self._errors as exc:

@@ -5,8 +5,7 @@ Service Bus's size limit (256 KB on standard).
 that URL instead of the body and the consumer ``delete``s the blob after the final ack. A
 lifecycle rule (Terraform) should still expire leftovers, e.g. bodies of dead letters.
 
-``get`` and ``delete`` only take URLs under the store's own container and prefix: the URL comes
-off a queue, and a forged message must not make a worker read or delete any other blob.
+``get`` and ``delete`` refuse URLs outside the store (``ObjectStoreClaimChecks``).
 
 The container is Terraform's to create; ``?create=1`` creates it (tests and demos). The account:
 see ``cloudq_servicebus.storage``. The azure SDK is imported when the store is opened.
@@ -20,7 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cloudq.adapters.urls import url_flag, url_options
-from cloudq.errors import BrokerError, ClaimCheckMissing, CloudqError, ConfigurationError
+from cloudq.claimcheck import ObjectStoreClaimChecks
+from cloudq.errors import BrokerError, ConfigurationError
 from cloudq_servicebus import storage
 
 logger = logging.getLogger("cloudq.servicebus.blob")
@@ -33,8 +33,11 @@ class ContainerNotFoundError(BrokerError):
     """The container is missing: Terraform creates it (or ``azblob://C/P?create=1``)."""
 
 
-class BlobClaimCheckStore:
-    """One ContainerClient; thread-safe like it."""
+class BlobClaimCheckStore(ObjectStoreClaimChecks):
+    """One ContainerClient; thread-safe like it. Its ``bucket`` is the container."""
+
+    scheme = "azblob"
+    bucket_word = "container"
 
     def __init__(
         self,
@@ -54,9 +57,8 @@ class BlobClaimCheckStore:
                 f"{container!r} is not a valid blob container name: 3 to 63 lowercase letters, "
                 "digits and single hyphens"
             )
+        super().__init__(container, prefix)
         self._errors: tuple[type[Exception], ...] = (AzureError,)
-        self.container = container
-        self.prefix = prefix.strip("/")
         if account_url:
             if credential is None:
                 from azure.identity import DefaultAzureCredential
@@ -69,21 +71,10 @@ class BlobClaimCheckStore:
         if create:
             self.create_container()
 
-    @property
-    def base_url(self) -> str:
-        return (
-            f"azblob://{self.container}/{self.prefix}"
-            if self.prefix
-            else (f"azblob://{self.container}")
-        )
-
-    def __repr__(self) -> str:
-        return f"BlobClaimCheckStore({self.base_url!r})"
-
     def _error(self, operation: str, url: str, exc: Exception) -> BrokerError:
         if "ContainerNotFound" in str(exc):
             return ContainerNotFoundError(
-                f"blob container {self.container!r} does not exist ({operation} of {url}): "
+                f"blob container {self.bucket!r} does not exist ({operation} of {url}): "
                 f"containers are created by Terraform, or by {self.base_url}?create=1"
             )
         return BrokerError(f"Azure Blob {operation} of {url} failed: {exc}")
@@ -93,55 +84,35 @@ class BlobClaimCheckStore:
 
         try:
             self._client.create_container()
-            logger.info("created blob container %r", self.container)
+            logger.info("created blob container %r", self.bucket)
         except ResourceExistsError:
             pass
         except self._errors as exc:
             raise self._error("create_container", self.base_url, exc) from exc
 
-    def blob_name(self, url: str) -> str:
-        """The blob name of ``url``, which must lie under this store's container and prefix."""
-        head = f"azblob://{self.container}/"
-        name = url[len(head) :] if url.startswith(head) else ""
-        if not name or (self.prefix and not name.startswith(self.prefix + "/")):
-            raise CloudqError(
-                f"claim-check URL {url!r} is not under this store ({self.base_url}/): refused, "
-                "so that a forged message cannot reach other blobs"
-            )
-        return name
-
-    def put(self, key: str, body: bytes) -> str:
-        name = f"{self.prefix}/{key}" if self.prefix else key
-        url = f"azblob://{self.container}/{name}"
+    # --- the object calls ----------------------------------------------------------------------
+    def _upload(self, name: str, body: bytes, url: str) -> None:
         try:
             self._client.upload_blob(name, body, overwrite=True)
         except self._errors as exc:
             raise self._error("upload_blob", url, exc) from exc
-        return url
 
-    def get(self, url: str) -> bytes:
-        """The parked body; ``ClaimCheckMissing`` if it is gone."""
+    def _download(self, name: str, url: str) -> bytes | None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        name = self.blob_name(url)
         try:
             data: bytes = self._client.download_blob(name).readall()
         except ResourceNotFoundError as exc:
             if "ContainerNotFound" in str(exc):
                 raise self._error("download_blob", url, exc) from exc
-            raise ClaimCheckMissing(
-                f"claim-check blob {url} is gone (deleted after an earlier delivery, or by the "
-                "container's lifecycle rule)"
-            ) from exc
+            return None
         except self._errors as exc:
             raise self._error("download_blob", url, exc) from exc
         return data
 
-    def delete(self, url: str) -> None:
-        """Delete the blob; one already gone is fine (idempotent)."""
+    def _delete(self, name: str, url: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        name = self.blob_name(url)
         try:
             self._client.delete_blob(name)
         except ResourceNotFoundError as exc:

@@ -4,9 +4,7 @@
 that URL on the queue instead of the body, and ``delete``s the object after the final ack. A
 bucket lifecycle rule (Terraform) should still expire leftovers, e.g. bodies of dead letters.
 
-``get`` and ``delete`` only take URLs under the store's own bucket and prefix: the URL comes off a
-queue, and a forged message must not make a worker read or delete any other object its role
-reaches.
+``get`` and ``delete`` refuse URLs outside the store (``ObjectStoreClaimChecks``).
 
 The bucket is Terraform's to create; ``?create=1`` creates it (tests and demos). Other options:
 ``?region=`` and ``?endpoint_url=``; otherwise boto3's environment applies (``AWS_ENDPOINT_URL_S3``
@@ -22,7 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cloudq.adapters.urls import url_flag, url_options
-from cloudq.errors import BrokerError, ClaimCheckMissing, CloudqError, ConfigurationError
+from cloudq.claimcheck import ObjectStoreClaimChecks
+from cloudq.errors import BrokerError, ClaimCheckMissing, ConfigurationError
 
 __all__ = ["BucketNotFoundError", "ClaimCheckMissing", "S3ClaimCheckStore", "open_s3_store"]
 
@@ -49,8 +48,10 @@ def _api_name(operation: str) -> str:
     return "".join(part.title() for part in operation.split("_"))
 
 
-class S3ClaimCheckStore:
+class S3ClaimCheckStore(ObjectStoreClaimChecks):
     """One boto3 S3 client; thread-safe like it."""
+
+    scheme = "s3"
 
     def __init__(
         self,
@@ -72,9 +73,8 @@ class S3ClaimCheckStore:
                 f"{bucket!r} is not a valid S3 bucket name: 3 to 63 lowercase letters, digits, "
                 "'.' and '-'"
             )
+        super().__init__(bucket, prefix)
         self._errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
         self._region = (
             region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         )
@@ -92,13 +92,6 @@ class S3ClaimCheckStore:
         self._client = client
         if create:
             self.create_bucket()
-
-    def __repr__(self) -> str:
-        return f"S3ClaimCheckStore({self.base_url!r})"
-
-    @property
-    def base_url(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
     def _error(self, operation: str, url: str, exc: Exception) -> BrokerError:
         if _error_code(exc) == "NoSuchBucket":
@@ -129,42 +122,23 @@ class S3ClaimCheckStore:
             if _error_code(exc) not in _OWN_BUCKET:
                 raise self._error("create_bucket", f"s3://{self.bucket}", exc) from exc
 
-    # --- the claim-check contract -------------------------------------------------------------
-    def object_key(self, url: str) -> str:
-        """The object key of ``url``, which must lie under this store's bucket and prefix."""
-        head = f"s3://{self.bucket}/"
-        key = url[len(head) :] if url.startswith(head) else ""
-        if not key or (self.prefix and not key.startswith(self.prefix + "/")):
-            raise CloudqError(
-                f"claim-check URL {url!r} is not under this store ({self.base_url}/): refused, "
-                "so that a forged message cannot reach other objects"
-            )
-        return key
+    # --- the object calls ----------------------------------------------------------------------
+    def _upload(self, name: str, body: bytes, url: str) -> None:
+        self._call("put_object", url, Bucket=self.bucket, Key=name, Body=body)
 
-    def put(self, key: str, body: bytes) -> str:
-        object_key = f"{self.prefix}/{key}" if self.prefix else key
-        url = f"s3://{self.bucket}/{object_key}"
-        self._call("put_object", url, Bucket=self.bucket, Key=object_key, Body=body)
-        return url
-
-    def get(self, url: str) -> bytes:
-        """The parked body; ``ClaimCheckMissing`` if it is gone."""
-        key = self.object_key(url)
+    def _download(self, name: str, url: str) -> bytes | None:
         try:
-            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            response = self._client.get_object(Bucket=self.bucket, Key=name)
             body: bytes = response["Body"].read()
         except self._errors as exc:
             if _error_code(exc) in _NO_SUCH_KEY:
-                raise ClaimCheckMissing(
-                    f"claim-check object {url} is gone (already deleted after an earlier "
-                    "delivery, or expired by the bucket's lifecycle rule)"
-                ) from exc
+                return None
             raise self._error("get_object", url, exc) from exc
         return body
 
-    def delete(self, url: str) -> None:
-        """DeleteObject; S3 answers success for a missing key, so this is idempotent."""
-        self._call("delete_object", url, Bucket=self.bucket, Key=self.object_key(url))
+    def _delete(self, name: str, url: str) -> None:
+        """DeleteObject; S3 answers success for a missing key."""
+        self._call("delete_object", url, Bucket=self.bucket, Key=name)
 
     def close(self) -> None:
         self._client.close()

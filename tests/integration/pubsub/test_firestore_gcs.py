@@ -126,7 +126,7 @@ def test_gcs_put_get_delete_and_refusals(store: GCSClaimCheckStore) -> None:
     store.delete(url)  # idempotent
     with pytest.raises(ClaimCheckMissing, match="is gone"):
         store.get(url)
-    for forged in (f"gs://{store.bucket_name}/other/x", "gs://someone-else/parked/x", "s3://b/k"):
+    for forged in (f"gs://{store.bucket}/other/x", "gs://someone-else/parked/x", "s3://b/k"):
         with pytest.raises(CloudqError, match="not under this store"):
             store.get(forged)
         with pytest.raises(CloudqError, match="not under this store"):
@@ -173,7 +173,7 @@ def test_an_11_mib_argument_travels_through_gcs(
         result = size.delay(payload)
         with start_worker(app, ["default"], concurrency=1, poll_seconds=0.5):
             assert result.get(timeout=30) == len(payload)
-        parked = store._client.list_blobs(store.bucket_name, prefix=store.prefix + "/")
+        parked = store._client.list_blobs(store.bucket, prefix=store.prefix + "/")
         assert list(parked) == [], "the parked body is deleted after the final ack"
     finally:
         app.close()
