@@ -194,7 +194,7 @@ def run_provider(provider: Provider, keys: list[str], args: argparse.Namespace) 
         with provider.endpoint(workdir) as endpoint:
             section.endpoint = endpoint
             rows: dict[str, list[Row]] = {c.key: [] for c in runnable}
-            latency_n = -(-args.latency_n // args.sweeps)  # spread over the sweeps
+            latency_n = args.latency_n // args.sweeps  # spread over the sweeps
             for sweep in range(args.sweeps):
                 # Forward, then backward: a load that drifts during the section falls on every
                 # contender alike instead of on whichever runs last.
@@ -249,6 +249,10 @@ def main(argv: list[str] | None = None) -> list[Section]:
         "--profile", action="store_true", help="py-spy the cloudq worker in an extra pass"
     )
     args = parser.parse_args(argv)
+    if args.sweeps < 1 or args.reps < 1:
+        parser.error("--sweeps and --reps take 1 or more")
+    # Latency tasks are spread evenly over the sweeps: round up, so the report states the count run.
+    args.latency_n = -(-args.latency_n // args.sweeps) * args.sweeps
     given = argv if argv is not None else sys.argv[1:]
     command = " ".join(["uv run python bench/run.py", *given])
     names = [name for name in args.providers.split(",") if name]
