@@ -114,7 +114,9 @@ class Broker(Protocol):
         ...
 
     def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
-        """Keep the messages invisible for ``seconds`` more from now (a heartbeat)."""
+        """Keep the messages invisible for ``seconds`` more from now (a heartbeat), and move
+        each ``leased_until`` to match, counted from before the call (never later than the
+        broker's own deadline)."""
         ...
 
     def dead_letter(self, delivery: Delivery, reason: str, body: bytes | None = None) -> None:

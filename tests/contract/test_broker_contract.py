@@ -101,7 +101,11 @@ def test_lease_expiry_redelivers_with_count(broker: Broker, queue: str) -> None:
 def test_extend_keeps_a_message_invisible(broker: Broker, queue: str) -> None:
     broker.send(queue, [OutgoingMessage(b"x")])
     [d] = receive_until(broker, queue, 1, lease=1)
+    before = time.monotonic()
     broker.extend([d], 4)
+    # The worker schedules heartbeats from leased_until: the broker moves it, from no later
+    # than the call began (never past the broker's own deadline).
+    assert before <= d.leased_until - 4 <= time.monotonic()
     time.sleep(1.5)  # past the first lease: the message must still be hidden
     assert broker.receive(queue, 1, 0, 30) == []
     broker.ack([d])
