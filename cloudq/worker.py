@@ -46,6 +46,9 @@ PoolKind = Literal["threads", "processes"]
 ACK_FLUSH_SECONDS = 0.05
 """Acks wait at most this long to be batched (one DeleteMessageBatch instead of ten calls)."""
 HARD_LIMIT_GRACE_SECONDS = 2.0
+LEASE_RENEW_SHARE = 0.5
+"""A held message's lease is renewed once less than this share of it is left; a finished
+task's ack with less than this left goes out at once instead of waiting for a batch."""
 ACTIVITY_LOG_SECONDS = 60.0
 """How often a busy worker logs one INFO line with its counts. Each task's success is a DEBUG
 line: one INFO line per task is a log bill at scale and, with several pool threads contending
@@ -74,10 +77,16 @@ _RETIRE = _Retire()
 
 
 class _Acker:
-    """Batches acknowledgements per queue; flushed by the worker's housekeeping thread."""
+    """Batches acknowledgements per queue; flushed by the worker's housekeeping thread.
 
-    def __init__(self, app: App) -> None:
+    A delivery whose lease is already in its second half (a heartbeat would be due) is acked at
+    once, with whatever is pending, instead of waiting for the flush: a housekeeping thread held
+    up by a slow call must not let a finished task's lease lapse, running it a second time.
+    """
+
+    def __init__(self, app: App, lease: float) -> None:
         self.app = app
+        self._short = lease * LEASE_RENEW_SHARE
         self._pending: dict[str, list[Delivery]] = {}
         self._lock = threading.Lock()
 
@@ -85,7 +94,7 @@ class _Acker:
         with self._lock:
             self._pending.setdefault(delivery.queue, []).append(delivery)
             full = len(self._pending[delivery.queue]) >= self.app.broker.limits.max_batch
-        if full:
+        if full or delivery.leased_until - self.app.clock.monotonic() < self._short:
             self.flush()
 
     def flush(self) -> None:
@@ -195,7 +204,7 @@ class Worker:
         self._room = threading.Condition(self._held_lock)
         self._stopping = threading.Event()
         self._stopped = threading.Event()
-        self._acker = _Acker(app)
+        self._acker = _Acker(app, self.lease)
         self._threads: list[threading.Thread] = []
         self._pool_lock = threading.Lock()
         self._slots = 0
@@ -535,7 +544,7 @@ class Worker:
             due = [
                 h.delivery
                 for h in self._held.values()
-                if h.delivery.leased_until - now < self.lease / 2
+                if h.delivery.leased_until - now < self.lease * LEASE_RENEW_SHARE
                 and (h.deadline is None or now < h.deadline)
             ]
         if not due:

@@ -229,3 +229,21 @@ def test_successes_are_counted_in_a_periodic_info_line_not_logged_one_by_one(
     assert lines <= 2, f"an idle worker logs no activity line: {lines} lines"
     succeeded = [r for r in caplog.records if "succeeded in" in r.getMessage()]
     assert succeeded == [], "a success is a DEBUG line"
+
+
+def test_an_ack_with_little_lease_left_goes_out_at_once_not_with_the_batch() -> None:
+    from cloudq.adapters.base import OutgoingMessage
+    from cloudq.clock import FakeClock
+    from cloudq.worker import _Acker
+
+    clock = FakeClock()
+    app = App("acks", broker=f"memory://{uuid.uuid4().hex}", clock=clock)
+    app.ensure_queue("q")
+    app.broker.send("q", [OutgoingMessage(b"a"), OutgoingMessage(b"b")])
+    first, second = app.broker.receive("q", 2, 0, 30)
+    acker = _Acker(app, lease=30)
+    acker(first)  # 30 s left: waits for a batch (or the housekeeping flush)
+    assert app.broker.stats("q").in_flight == 2
+    clock.advance(16)  # less than half of the lease left on the second
+    acker(second)  # goes out now, and takes the pending one with it
+    assert app.broker.stats("q").in_flight == 0
