@@ -94,7 +94,16 @@ class _Acker:
         with self._lock:
             self._pending.setdefault(delivery.queue, []).append(delivery)
             full = len(self._pending[delivery.queue]) >= self.app.broker.limits.max_batch
-        if full or delivery.leased_until - self.app.clock.monotonic() < self._short:
+        left = delivery.leased_until - self.app.clock.monotonic()
+        if left <= 0:
+            logger.warning(
+                "task %s finished %.1fs after its lease ran out: the broker may already have "
+                "handed it to another worker, which runs it again (raise queue_lease_seconds if "
+                "this repeats)",
+                peek(delivery).id,
+                -left,
+            )
+        if full or left < self._short:
             self.flush()
 
     def flush(self) -> None:

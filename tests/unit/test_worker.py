@@ -247,3 +247,19 @@ def test_an_ack_with_little_lease_left_goes_out_at_once_not_with_the_batch() -> 
     clock.advance(16)  # less than half of the lease left on the second
     acker(second)  # goes out now, and takes the pending one with it
     assert app.broker.stats("q").in_flight == 0
+
+
+def test_an_ack_after_the_lease_ran_out_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    from cloudq.adapters.base import OutgoingMessage
+    from cloudq.clock import FakeClock
+    from cloudq.worker import _Acker
+
+    clock = FakeClock()
+    app = App("acks", broker=f"memory://{uuid.uuid4().hex}", clock=clock)
+    app.ensure_queue("q")
+    app.broker.send("q", [OutgoingMessage(b"late", message_id="m-late")])
+    [late] = app.broker.receive("q", 1, 0, 30)
+    clock.advance(31)
+    with caplog.at_level("WARNING", logger="cloudq.worker"):
+        _Acker(app, lease=30)(late)
+    assert "task m-late finished 1.0s after its lease ran out" in caplog.text
