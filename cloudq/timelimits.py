@@ -53,8 +53,16 @@ class _Watchdog:
         self._heap: list[tuple[float, int, _Armed, type[BaseException]]] = []
         self._cancelled = 0
         self._seq = itertools.count()
-        self._pid = 0
-        """The process the thread runs in: a forked child has the object but not the thread."""
+        self._running = False
+        # A forked child has this object but not its thread (nor its parent's tasks); checked
+        # here once rather than with a getpid() system call on every task.
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self._cond = threading.Condition()
+        self._heap = []
+        self._cancelled = 0
+        self._running = False
 
     def arm(self, tid: int, limits: list[tuple[float, type[BaseException]]]) -> _Armed:
         armed = _Armed(tid)
@@ -63,9 +71,9 @@ class _Watchdog:
             earliest = self._heap[0][0] if self._heap else math.inf
             for seconds, exc_type in limits:
                 heapq.heappush(self._heap, (now + seconds, next(self._seq), armed, exc_type))
-            if self._pid != os.getpid():
+            if not self._running:
                 threading.Thread(target=self._run, name="cloudq-time-limits", daemon=True).start()
-                self._pid = os.getpid()
+                self._running = True
             elif self._heap[0][0] < earliest:
                 self._cond.notify()
         return armed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -79,3 +81,24 @@ def test_cancelled_limits_do_not_pile_up(monkeypatch: pytest.MonkeyPatch) -> Non
     for _ in range(runs):
         timelimits.run_with_limits(lambda: None, 3600.0, 3600.0)
     assert len(watchdog._heap) <= 2 * timelimits.COMPACT_MIN + 2, len(watchdog._heap)
+
+
+def test_limits_fire_in_a_forked_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork copies the watchdog but not its thread: the child starts its own."""
+    watchdog = timelimits._Watchdog()
+    monkeypatch.setattr(timelimits, "_WATCHDOG", watchdog)
+    assert in_thread(lambda: timelimits.run_with_limits(lambda: "ok", None, 60.0)) == "ok"
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the hard limit fired here
+        fired = in_thread(lambda: timelimits.run_with_limits(busy(5), None, 0.05))
+        os._exit(0 if isinstance(fired, TimeLimitExceeded) else 1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0, "the limit did not fire in the child"
+            return
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's limit never fired")
