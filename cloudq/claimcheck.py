@@ -18,6 +18,7 @@ from cloudq.errors import AdapterNotFound, ClaimCheckMissing, CloudqError
 from cloudq.plugins import load_plugin
 
 POINTER_KEY = "cloudq-claim-check"
+_POINTER_MARK = POINTER_KEY.encode()
 ENTRY_POINT_GROUP = "cloudq.claimchecks"
 KNOWN_EXTRAS = {"s3": "sqs", "gs": "pubsub", "azblob": "servicebus"}
 
@@ -61,7 +62,7 @@ def pointer(url: str) -> bytes:
 
 def pointer_url(body: bytes) -> str | None:
     """The object URL if ``body`` is a claim-check pointer, else None (cheap for normal bodies)."""
-    if POINTER_KEY.encode() not in body[:64]:
+    if _POINTER_MARK not in body[:64]:
         return None
     try:
         data = json.loads(body)

@@ -54,6 +54,9 @@ RATE_SLACK_SECONDS = 0.005
 MAX_TRACEBACK_HEADER_CHARS = 4_000
 """Tracebacks in dead-letter headers keep their last lines: providers cap message sizes."""
 
+DONE = Ack()
+"""The outcome of most tasks (no result kept, nothing follows): one shared, frozen instance."""
+
 Runner = Callable[[Callable[[], Any], float | None, float | None], Any]
 
 
@@ -262,23 +265,10 @@ def execute(
     claim = admit(app, env, hard, now) if task.idempotent and not eager else NO_CLAIM
     if not isinstance(claim, Claim):
         return claim  # idempotent: already succeeded (skipped), or running elsewhere (deferred)
-    request = Request(
-        id=env.id,
-        task=env.task,
-        attempt=env.attempt,
-        eta=env.eta,
-        queue=env.queue,
-        root_id=env.root_id or env.id,
-        parent_id=env.parent_id,
-        group_id=env.group_id,
-        headers=env.headers,
-        args=env.args,
-        kwargs=env.kwargs,
-        delivery_count=delivery.receive_count,
-        called_directly=False,
-    )
-    token = current_request.set(request)
-    logger.debug("task %s[%s] started (attempt %d)", env.task, env.id, env.attempt)
+    token = current_request.set(Request(env, delivery_count=delivery.receive_count))
+    debug = logger.isEnabledFor(logging.DEBUG)
+    if debug:
+        logger.debug("task %s[%s] started (attempt %d)", env.task, env.id, env.attempt)
     began = time.monotonic()
     try:
         with claim:  # a failed attempt gives an idempotent task's claim back
@@ -297,10 +287,16 @@ def execute(
 
     # DEBUG: failures, retries and dead letters are logged one by one, successes are counted
     # (the worker's periodic INFO line); see ACTIVITY_LOG_SECONDS in cloudq/worker.py.
-    logger.debug("task %s[%s] succeeded in %.3fs", env.task, env.id, time.monotonic() - began)
+    if debug:
+        logger.debug("task %s[%s] succeeded in %.3fs", env.task, env.id, time.monotonic() - began)
+    return _success(env, task, value, clock, keep)
+
+
+def _success(env: Envelope, task: Task[Any, Any], value: Any, clock: Clock, keep: bool) -> Outcome:
+    """A task returned ``value``: its record, and the envelope when a chain or chord follows."""
     follows = bool(env.links) or env.chord_id is not None
     if not keep and not follows:
-        return Ack()
+        return DONE
     try:
         stored = task.arguments.dump_result(value)
     except TypeError as exc:

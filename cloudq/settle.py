@@ -139,22 +139,25 @@ def _after_failure(app: App, envelope: Envelope) -> list[Envelope]:
     return _errbacks(app, envelope, errlinks, envelope.id)
 
 
+def _acknowledge(app: App, delivery: Delivery, ack: AckFn | None) -> None:
+    """Acknowledge, then delete the parked body of a claim-checked message (it is done)."""
+    if ack is None:
+        app.broker.ack([delivery])
+    else:
+        ack(delivery)
+    claim = pointer_url(delivery.body)
+    if claim is not None and app.claim_checks is not None:
+        try:
+            app.claim_checks.delete(claim)
+        except Exception:
+            logger.exception("could not delete claim-check object %s", claim)
+
+
 def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = None) -> None:
     """Apply ``outcome``. ``ack`` lets a worker batch acknowledgements; default: ack now.
 
     Raises if a send fails: the delivery is then left alone and the broker redelivers it.
     """
-    claim = pointer_url(delivery.body)
-    plain_ack: AckFn = ack or (lambda d: app.broker.ack([d]))
-
-    def do_ack(d: Delivery) -> None:
-        plain_ack(d)
-        if claim is not None and app.claim_checks is not None:
-            try:
-                app.claim_checks.delete(claim)
-            except Exception:
-                logger.exception("could not delete claim-check object %s", claim)
-
     match outcome:
         case Ack(result=result, follow_ups=follow_ups, envelope=envelope, value=value):
             _store(app, result)
@@ -163,11 +166,11 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
                 nexts += _after_success(app, envelope, value)
             if nexts:
                 send_envelopes(app, nexts)
-            do_ack(delivery)
+            _acknowledge(app, delivery, ack)
         case RetryAt(envelope=envelope, result=result):
             _store(app, result)
             send_envelopes(app, [envelope], dedup_suffix=f"-a{envelope.attempt}")
-            do_ack(delivery)
+            _acknowledge(app, delivery, ack)
         case Defer(until=until) if _hold(app, delivery):
             # No native delay here: keep this very message invisible until due (or as long as
             # the broker allows), instead of a re-send that would come straight back.
@@ -183,7 +186,7 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
             )
             hop = envelope if envelope.eta == until else envelope.model_copy(update={"eta": until})
             send_envelopes(app, [hop], dedup_suffix=f"-h{uuid.uuid4().hex[:8]}")
-            do_ack(delivery)
+            _acknowledge(app, delivery, ack)
         case DeadLetter(reason=reason, envelope=envelope, result=result):
             _store(app, result)
             if envelope is not None:
@@ -191,6 +194,7 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
                 if errbacks:
                     send_envelopes(app, errbacks)
             # A parked body stays parked: the dead letter keeps its pointer (and the object).
-            body = envelope.encode() if envelope is not None and claim is None else None
+            parked = pointer_url(delivery.body) is not None
+            body = envelope.encode() if envelope is not None and not parked else None
             app.broker.dead_letter(delivery, reason, body)
             app.reporter.report(envelope, reason, delivery.queue)

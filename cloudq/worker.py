@@ -55,7 +55,7 @@ line: one INFO line per task is a log bill at scale and, with several pool threa
 for the log handler, cost more CPU than the rest of running a no-op task (bench/FIXES.md)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Held:
     delivery: Delivery
     started: float | None = None
@@ -67,6 +67,10 @@ class _Held:
         if self.info is None:
             self.info = peek(self.delivery)
         return self.info
+
+
+_FINISHED = (Ack, RetryAt, DeadLetter)
+"""Outcomes that count as processed (a deferral is not: the task has not run)."""
 
 
 class _Retire:
@@ -493,11 +497,12 @@ class Worker:
 
     def _run_one(self, executor: Any, delivery: Delivery) -> None:
         now = time.monotonic()
-        with self._held_lock:
-            held = self._held.get(id(delivery))
-            if held is not None:
-                held.started = now
-                held.deadline = now + self._longest_limit + HARD_LIMIT_GRACE_SECONDS
+        # No lock: a dict read and attribute writes are atomic, and readers that find
+        # ``started`` set find the deadline set too (written first).
+        held = self._held.get(id(delivery))
+        if held is not None:
+            held.deadline = now + self._longest_limit + HARD_LIMIT_GRACE_SECONDS
+            held.started = now
         events = self.control.events
         info = held.task() if held is not None and events.enabled else None
         if info is not None and not_yet_due(info, self.app.clock.now()) is None:
@@ -528,7 +533,7 @@ class Worker:
                     self._room.notify_all()
 
     def _count(self, outcome: Outcome) -> None:
-        if isinstance(outcome, Ack | RetryAt | DeadLetter):
+        if isinstance(outcome, _FINISHED):
             self.processed += 1
         if isinstance(outcome, DeadLetter):
             self.failed += 1

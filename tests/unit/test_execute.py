@@ -188,6 +188,52 @@ def test_bound_task_sees_its_request_and_retries_itself(app: App, clock: FakeClo
     assert result.get(timeout=1) == 42
 
 
+def test_request_describes_the_running_message_and_a_direct_call(app: App) -> None:
+    seen: list[dict[str, object]] = []
+
+    @app.task(bind=True)
+    def look(self, x: int) -> None:  # type: ignore[no-untyped-def]
+        r = self.request
+        seen.append(
+            {
+                "id": r.id,
+                "task": r.task,
+                "root": r.root_id,
+                "parent": r.parent_id,
+                "args": r.args,
+                "headers": r.headers,
+                "count": r.delivery_count,
+                "direct": r.called_directly,
+            }
+        )
+
+    sent = look.apply_async((3,), headers={"tenant": "acme"})
+    process_one(app)
+    look(4)
+    assert seen == [
+        {
+            "id": sent.id,
+            "task": look.name,
+            "root": sent.id,
+            "parent": None,
+            "args": [3],
+            "headers": {"tenant": "acme"},
+            "count": 1,
+            "direct": False,
+        },
+        {
+            "id": None,
+            "task": look.name,
+            "root": None,
+            "parent": None,
+            "args": [],
+            "headers": {},
+            "count": 1,
+            "direct": True,
+        },
+    ]
+
+
 def test_retry_beyond_max_raises_max_retries_exceeded(app: App) -> None:
     @app.task(bind=True, max_retries=0)
     def once(self) -> None:  # type: ignore[no-untyped-def]
