@@ -49,7 +49,10 @@ class _Watchdog:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        # Arming and disarming (twice per task) take the plain lock: ``with`` on the Condition
+        # goes through its Python-level ``__enter__``/``__exit__``.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._heap: list[tuple[float, int, _Armed, type[BaseException]]] = []
         self._cancelled = 0
         self._seq = itertools.count()
@@ -59,18 +62,24 @@ class _Watchdog:
         os.register_at_fork(after_in_child=self._forked)
 
     def _forked(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._heap = []
         self._cancelled = 0
         self._running = False
 
-    def arm(self, tid: int, limits: list[tuple[float, type[BaseException]]]) -> _Armed:
+    def arm(self, tid: int, soft: float | None, hard: float | None) -> _Armed:
         armed = _Armed(tid)
         now = time.monotonic()
-        with self._cond:
-            earliest = self._heap[0][0] if self._heap else math.inf
-            for seconds, exc_type in limits:
-                heapq.heappush(self._heap, (now + seconds, next(self._seq), armed, exc_type))
+        with self._lock:
+            heap = self._heap
+            earliest = heap[0][0] if heap else math.inf
+            if soft is not None:
+                heapq.heappush(heap, (now + soft, next(self._seq), armed, SoftTimeLimitExceeded))
+                armed.entries += 1
+            if hard is not None:
+                heapq.heappush(heap, (now + hard, next(self._seq), armed, TimeLimitExceeded))
+                armed.entries += 1
             if not self._running:
                 threading.Thread(target=self._run, name="cloudq-time-limits", daemon=True).start()
                 self._running = True
@@ -78,11 +87,11 @@ class _Watchdog:
                 self._cond.notify()
         return armed
 
-    def disarm(self, armed: _Armed, entries: int) -> None:
+    def disarm(self, armed: _Armed) -> None:
         """After this returns the limits never fire (checked under the same lock as firing)."""
-        with self._cond:
+        with self._lock:
             armed.active = False
-            self._cancelled += entries
+            self._cancelled += armed.entries
             if self._cancelled > COMPACT_MIN and self._cancelled * 2 > len(self._heap):
                 self._heap = [entry for entry in self._heap if entry[2].active]
                 heapq.heapify(self._heap)
@@ -110,12 +119,13 @@ class _Watchdog:
 
 
 class _Armed:
-    __slots__ = ("active", "fired", "tid")
+    __slots__ = ("active", "entries", "fired", "tid")
 
     def __init__(self, tid: int) -> None:
         self.tid = tid
         self.active = True
         self.fired = False
+        self.entries = 0
 
 
 _WATCHDOG = _Watchdog()
@@ -151,15 +161,10 @@ def run_with_limits(fn: Callable[[], T], soft: float | None, hard: float | None)
         with _signal_limits(soft, hard):
             return fn()
     # Any other thread: the watchdog. Plain try/finally, not a context manager: once per task.
-    limits: list[tuple[float, type[BaseException]]] = []
-    if soft is not None:
-        limits.append((soft, SoftTimeLimitExceeded))
-    if hard is not None:
-        limits.append((hard, TimeLimitExceeded))
-    if not limits:
+    if soft is None and hard is None:
         return fn()
-    armed = _WATCHDOG.arm(threading.get_ident(), limits)
+    armed = _WATCHDOG.arm(threading.get_ident(), soft, hard)
     try:
         return fn()
     finally:
-        _WATCHDOG.disarm(armed, len(limits))
+        _WATCHDOG.disarm(armed)

@@ -523,7 +523,8 @@ class Worker:
             )
         finally:
             self._group_done(delivery, outcome)
-            with self._room:
+            # The lock under ``_room``, taken directly: the Condition's ``with`` is Python code.
+            with self._held_lock:
                 # Counted under the lock: pool threads finish at once, and += is not atomic.
                 if outcome is not None:
                     self._count(outcome)
