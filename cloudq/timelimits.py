@@ -39,6 +39,12 @@ def _clear(thread_id: int) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
 
+_Entry = tuple[float, int, "_Armed", type[BaseException]]
+"""A heap entry: deadline, sequence (ties), the task's arming, the exception to raise."""
+_SOFT: type[BaseException] = SoftTimeLimitExceeded
+_HARD: type[BaseException] = TimeLimitExceeded
+
+
 class _Watchdog:
     """One thread that fires every thread-pool task's time limits.
 
@@ -53,10 +59,12 @@ class _Watchdog:
         # goes through its Python-level ``__enter__``/``__exit__``.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._heap: list[tuple[float, int, _Armed, type[BaseException]]] = []
+        self._heap: list[_Entry] = []
         self._cancelled = 0
         self._seq = itertools.count()
         self._running = False
+        self._wake_at = math.inf
+        """When the thread wakes next on its own: an arm wakes it only for an earlier deadline."""
         # A forked child has this object but not its thread (nor its parent's tasks); checked
         # here once rather than with a getpid() system call on every task.
         os.register_at_fork(after_in_child=self._forked)
@@ -67,23 +75,23 @@ class _Watchdog:
         self._heap = []
         self._cancelled = 0
         self._running = False
+        self._wake_at = math.inf
 
     def arm(self, tid: int, soft: float | None, hard: float | None) -> _Armed:
         armed = _Armed(tid)
         now = time.monotonic()
         with self._lock:
             heap = self._heap
-            earliest = heap[0][0] if heap else math.inf
             if soft is not None:
-                heapq.heappush(heap, (now + soft, next(self._seq), armed, SoftTimeLimitExceeded))
+                heapq.heappush(heap, (now + soft, next(self._seq), armed, _SOFT))
                 armed.entries += 1
             if hard is not None:
-                heapq.heappush(heap, (now + hard, next(self._seq), armed, TimeLimitExceeded))
+                heapq.heappush(heap, (now + hard, next(self._seq), armed, _HARD))
                 armed.entries += 1
             if not self._running:
                 threading.Thread(target=self._run, name="cloudq-time-limits", daemon=True).start()
                 self._running = True
-            elif self._heap[0][0] < earliest:
+            elif heap[0][0] < self._wake_at:
                 self._cond.notify()
         return armed
 
@@ -102,20 +110,20 @@ class _Watchdog:
     def _run(self) -> None:
         with self._cond:
             while True:
-                while self._heap and not self._heap[0][2].active:
-                    heapq.heappop(self._heap)
-                    self._cancelled = max(0, self._cancelled - 1)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                deadline, _, armed, exc_type = self._heap[0]
-                wait = deadline - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                heapq.heappop(self._heap)
-                armed.fired = True
-                _inject(armed.tid, exc_type)
+                now = time.monotonic()
+                heap = self._heap
+                while heap and heap[0][0] <= now:
+                    _, _, armed, exc_type = heapq.heappop(heap)
+                    if armed.active:
+                        armed.fired = True
+                        _inject(armed.tid, exc_type)
+                    else:
+                        self._cancelled = max(0, self._cancelled - 1)
+                # Asleep until the earliest deadline, even a cancelled one's: dropping cancelled
+                # entries early would empty the heap, and then every task's arm would have to
+                # wake this thread (a context switch per task under load).
+                self._wake_at = heap[0][0] if heap else math.inf
+                self._cond.wait(self._wake_at - now if heap else None)
 
 
 class _Armed:

@@ -102,3 +102,32 @@ def test_limits_fire_in_a_forked_child(monkeypatch: pytest.MonkeyPatch) -> None:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail("the forked child's limit never fired")
+
+
+def test_arming_does_not_wake_the_watchdog_for_a_later_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pool thread that waits between tasks gives the watchdog the GIL there: finding only
+    cancelled entries then must not leave it asleep on an empty heap, for every next arm to
+    wake it (a context switch per task under load)."""
+    watchdog = timelimits._Watchdog()
+    monkeypatch.setattr(timelimits, "_WATCHDOG", watchdog)
+    wakes = [0]
+    real_notify = watchdog._cond.notify
+
+    def counting_notify(n: int = 1) -> None:
+        wakes[0] += 1
+        real_notify(n)
+
+    monkeypatch.setattr(watchdog._cond, "notify", counting_notify)
+
+    runs = 3 * timelimits.COMPACT_MIN  # past a compaction, which empties the heap
+
+    def tasks() -> str:
+        for _ in range(runs):
+            timelimits.run_with_limits(lambda: None, None, 300.0)
+            time.sleep(0.00005)  # between tasks, as a pool thread waits for the next
+        return "done"
+
+    assert in_thread(tasks) == "done"
+    assert wakes[0] <= 5, f"the watchdog was woken {wakes[0]} times for {runs} tasks"
