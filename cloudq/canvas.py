@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from cloudq.errors import ConfigurationError
+from cloudq.ids import new_id
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -145,7 +145,7 @@ class Chain:
         """The first signature, carrying the rest as nested links; ids assigned up front."""
         sigs = [s.clone() for s in self.tasks]
         for sig in sigs:
-            sig.options.setdefault("task_id", str(uuid.uuid4()))
+            sig.options.setdefault("task_id", new_id())
         for current, nxt in zip(reversed(sigs[:-1]), reversed(sigs[1:]), strict=True):
             current.links.append(nxt)
         return sigs[0]
@@ -229,7 +229,7 @@ class Group:
         if not self.tasks:
             raise ConfigurationError("a group needs at least one signature")
         app = self.tasks[0].app
-        group_id = str(uuid.uuid4())
+        group_id = new_id()
         envelopes = self.envelopes(app, args, group_id)
         app.send_envelopes(envelopes)
         return GroupResult(group_id, [app.AsyncResult(e.id, task_name=e.task) for e in envelopes])
@@ -259,8 +259,8 @@ class Chord:
         app = self.body.app
         store = app.chord_store()
         body = self.body.clone()
-        body.options.setdefault("task_id", str(uuid.uuid4()))
-        chord_id = str(uuid.uuid4())
+        body.options.setdefault("task_id", new_id())
+        chord_id = new_id()
         if not self.header.tasks:
             body.apply_async(([],))
         else:

@@ -55,14 +55,15 @@ def to_message(app: App, envelope: Envelope, dedup_suffix: str = "") -> Outgoing
         )
     # Adapters whose provider takes whole seconds round up: never visible before the eta. FIFO
     # queues take no per-message delay: the eta stays in the envelope and the consumer defers.
+    fifo = is_fifo(envelope.queue)
     delay = 0.0
-    if not is_fifo(envelope.queue):
+    if envelope.eta is not None and not fifo:
         delay = native_delay(envelope.eta, app.clock.now(), limits)
     return OutgoingMessage(
         body=body,
         delay_seconds=delay,
         message_id=envelope.id + dedup_suffix,
-        group=envelope.fifo_group if is_fifo(envelope.queue) else None,
+        group=envelope.fifo_group if fifo else None,
         attributes=attributes,
     )
 

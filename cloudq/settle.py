@@ -18,6 +18,7 @@ from cloudq.claimcheck import pointer_url
 from cloudq.envelope import Envelope
 from cloudq.errors import CloudqError
 from cloudq.execute import error_info
+from cloudq.ids import new_id
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.producer import is_fifo, send_envelopes
 from cloudq.results.base import State, TaskResult
@@ -75,7 +76,7 @@ def _follow_up(
     try:
         return [build_envelope(app, sig, args)]
     except _UNSENDABLE as exc:
-        task_id = str(sig.options.get("task_id") or uuid.uuid4())
+        task_id = str(sig.options.get("task_id") or new_id())
         logger.error(
             "follow-up %s[%s] of %s[%s] cannot be sent (%s): it fails here, the chain stops",
             sig.task,

@@ -13,6 +13,7 @@ from cloudq.arguments import ArgumentSpec
 from cloudq.canvas import Signature
 from cloudq.envelope import ENVELOPE_VERSION, Envelope, RetryPolicy
 from cloudq.errors import ConfigurationError, Retry
+from cloudq.ids import new_id
 from cloudq.limits import RateLimit, parse_rate_limit
 from cloudq.request import Request, current_request
 
@@ -86,6 +87,7 @@ class Task(Generic[P, R]):
                 raise ConfigurationError(
                     f"task {self.name!r}: autoretry_for takes exception classes"
                 )
+        self._policy: tuple[tuple[int | None, float], RetryPolicy] | None = None
         self.idempotent = options.idempotent or options.idempotency_key is not None
         if self.idempotent:
             from cloudq.idempotency import check_options
@@ -116,7 +118,18 @@ class Task(Generic[P, R]):
         return self.options.soft_time_limit or self.app.conf.task_soft_time_limit
 
     def retry_policy(self) -> RetryPolicy:
-        """The policy envelopes carry, so every consumer retries the same way."""
+        """The policy envelopes carry, so every consumer retries the same way.
+
+        Built once per value of the app settings it reads (they may be assigned at runtime),
+        not once per envelope: validating it cost a tenth of a ``delay()``.
+        """
+        conf = self.app.conf
+        key = (conf.task_max_retries, conf.task_default_retry_delay)
+        if self._policy is None or self._policy[0] != key:
+            self._policy = (key, self._build_retry_policy())
+        return self._policy[1]
+
+    def _build_retry_policy(self) -> RetryPolicy:
         opts, conf = self.options, self.app.conf
         backoff = opts.retry_backoff
         return RetryPolicy(
@@ -135,7 +148,7 @@ class Task(Generic[P, R]):
         """A fresh id, or the one derived from ``idempotency_key(*args, **kwargs)``."""
         key_fn = self.options.idempotency_key
         if key_fn is None:
-            return str(uuid.uuid4())
+            return new_id()
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cloudq:{self.name}:{key_fn(*args, **kwargs)}"))
 
     def _fifo_group(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:

@@ -236,3 +236,36 @@ def test_claim_checked_poison_keeps_its_object_in_the_dlq() -> None:
     assert b"cloudq-claim-check" in dead.body
     assert "ValueError: poison" in dead.attributes["cloudq-dead-letter-reason"]
     assert len(app.claim_checks.objects) == 1  # type: ignore[union-attr]
+
+
+def test_task_ids_are_distinct_version_4_uuids() -> None:
+    from cloudq.ids import new_id
+
+    ids = [new_id() for _ in range(2_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:200]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+    app = new_app()
+
+    @app.task
+    def noop() -> None:
+        pass
+
+    assert uuid.UUID(noop.delay().id).version == 4
+
+
+def test_retry_settings_assigned_after_tasks_exist_reach_new_envelopes() -> None:
+    app = new_app()
+
+    @app.task
+    def noop() -> None:
+        pass
+
+    assert noop.envelope((), {}).retry.max_retries == 3
+    app.conf.task_max_retries = 7
+    app.conf.task_default_retry_delay = 5.0
+    retry = noop.envelope((), {}).retry
+    assert (retry.max_retries, retry.default_delay) == (7, 5.0)
