@@ -125,9 +125,10 @@ def test_smoke_pubsub_and_servicebus(tmp_path: Path) -> None:
     assert (tmp_path / "report.png").stat().st_size > 0
 
 
-def test_worker_overhead_runs_every_task() -> None:
+@pytest.mark.parametrize("how", [["-c", "2"], ["--inline"]], ids=["pool", "inline"])
+def test_worker_overhead_runs_every_task(how: list[str]) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "worker_overhead.py"), "--n", "200", "-c", "2"],
+        [sys.executable, str(ROOT / "bench" / "worker_overhead.py"), "--n", "200", *how],
         capture_output=True,
         text=True,
         timeout=60,
@@ -135,7 +136,12 @@ def test_worker_overhead_runs_every_task() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert re.fullmatch(r"200 tasks, -c 2: [\d.]+ us CPU per task, [\d,]+ tasks/s\n", done.stdout)
+    label = "-c 2" if how[0] == "-c" else "inline"
+    assert re.fullmatch(
+        rf"200 tasks, {label}, 3 run\(s\): [\d.]+ us CPU per task "
+        r"\(median; [\d.]+-[\d.]+\), [\d,]+ tasks/s\n",
+        done.stdout,
+    ), done.stdout
 
 
 def test_merge_rows_takes_medians_and_keeps_every_latency_and_the_first_error() -> None:
