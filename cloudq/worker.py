@@ -45,6 +45,9 @@ logger = logging.getLogger("cloudq.worker")
 PoolKind = Literal["threads", "processes"]
 ACK_FLUSH_SECONDS = 0.05
 """Acks wait at most this long to be batched (one DeleteMessageBatch instead of ten calls)."""
+IDLE_TICK_SECONDS = 1.0
+"""How often the housekeeping thread looks at the heartbeat and its counts when no ack is
+pending (lease rounds wake it on time): an idle worker wakes once a second, not twenty times."""
 HARD_LIMIT_GRACE_SECONDS = 2.0
 LEASE_RENEW_SHARE = 0.5
 """A held message's lease is renewed once less than this share of it is left; a finished
@@ -93,9 +96,13 @@ class _Acker:
         self._short = lease * LEASE_RENEW_SHARE
         self._pending: dict[str, list[Delivery]] = {}
         self._lock = threading.Lock()
+        self.due = threading.Event()
+        """Set while acks are pending: wakes the housekeeping thread to flush them."""
 
     def __call__(self, delivery: Delivery) -> None:
         with self._lock:
+            if not self._pending:
+                self.due.set()
             self._pending.setdefault(delivery.queue, []).append(delivery)
             full = len(self._pending[delivery.queue]) >= self.app.broker.limits.max_batch
         left = delivery.leased_until - self.app.clock.monotonic()
@@ -113,6 +120,7 @@ class _Acker:
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
+            self.due.clear()
         batch = self.app.broker.limits.max_batch
         for deliveries in pending.values():
             for start in range(0, len(deliveries), batch):
@@ -541,11 +549,20 @@ class Worker:
 
     # --- leases and acks -----------------------------------------------------------------
     def _housekeeping(self) -> None:
-        """Flush acks often; extend leases of held messages before they run out."""
+        """Flush acks within ACK_FLUSH_SECONDS of the first pending one; extend leases of held
+        messages before they run out; drive the heartbeat. Asleep in between."""
         next_lease = time.monotonic()
         activity = _Activity(self)
         while not self._stopped.is_set():
-            self._stopped.wait(ACK_FLUSH_SECONDS)
+            # Events (switched on and off by command) are flushed on the control tick: a worker
+            # sending them ticks at the ack pace. A beat comes at most a fifth of its interval late.
+            idle = min(IDLE_TICK_SECONDS, self.control.interval / 5)
+            if self.control.events.enabled:
+                idle = ACK_FLUSH_SECONDS
+            # Awake on time for the next lease round: a late one could let a lease lapse.
+            timeout = max(0.0, min(idle, next_lease - time.monotonic()))
+            if self._acker.due.wait(timeout) and not self._stopped.is_set():
+                self._stopped.wait(ACK_FLUSH_SECONDS)  # let the batch fill
             self._acker.flush()
             if time.monotonic() >= next_lease:
                 next_lease = time.monotonic() + self.lease / 3
@@ -612,6 +629,7 @@ class Worker:
             t.join()
         self._acker.flush()
         self._stopped.set()
+        self._acker.due.set()  # wakes the housekeeping thread to see it
         logger.info(
             "worker %s stopped: %d processed, %d failed", self.hostname, self.processed, self.failed
         )

@@ -263,3 +263,40 @@ def test_an_ack_after_the_lease_ran_out_is_logged(caplog: pytest.LogCaptureFixtu
     with caplog.at_level("WARNING", logger="cloudq.worker"):
         _Acker(app, lease=30)(late)
     assert "task m-late finished 1.0s after its lease ran out" in caplog.text
+
+
+def test_an_idle_worker_sleeps_yet_acks_a_lone_task_promptly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Housekeeping wakes for a pending ack, not on a 50 ms clock: an idle worker wakes about
+    once a second (it used to wake 20 times), and a lone task's ack still goes out at once."""
+    from cloudq.worker import _Acker
+
+    flushes = [0]
+    real_flush = _Acker.flush
+
+    def counting_flush(self: _Acker) -> None:
+        flushes[0] += 1
+        real_flush(self)
+
+    monkeypatch.setattr(_Acker, "flush", counting_flush)
+    app = fresh_app()
+    ran: list[int] = []
+
+    @app.task
+    def lone(x: int) -> None:
+        ran.append(x)
+
+    with start_worker(app, concurrency=1) as worker:
+        wait_for(lambda: flushes[0] >= 1, timeout=10, message="the first housekeeping round")
+        start = flushes[0]
+        time.sleep(1.0)  # observing that nothing happens takes a window of time
+        idle = flushes[0] - start
+        lone.delay(1)
+        wait_for(
+            lambda: ran == [1] and app.broker.stats("default").in_flight == 0,
+            timeout=5,
+            message="the lone task run and acknowledged",
+        )
+        assert worker.processed == 1
+    assert idle <= 3, f"an idle worker flushed {idle} times in a second"
