@@ -55,27 +55,22 @@ class _Watchdog:
     """
 
     def __init__(self) -> None:
+        self._seq = itertools.count()
+        self._reset()
+        # A forked child has this object but not its thread (nor its parent's tasks, nor a
+        # usable lock): reset there once rather than a getpid() system call on every task.
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
         # Arming and disarming (twice per task) take the plain lock: ``with`` on the Condition
         # goes through its Python-level ``__enter__``/``__exit__``.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._heap: list[_Entry] = []
         self._cancelled = 0
-        self._seq = itertools.count()
         self._running = False
         self._wake_at = math.inf
         """When the thread wakes next on its own: an arm wakes it only for an earlier deadline."""
-        # A forked child has this object but not its thread (nor its parent's tasks); checked
-        # here once rather than with a getpid() system call on every task.
-        os.register_at_fork(after_in_child=self._forked)
-
-    def _forked(self) -> None:
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._heap = []
-        self._cancelled = 0
-        self._running = False
-        self._wake_at = math.inf
 
     def arm(self, tid: int, soft: float | None, hard: float | None) -> _Armed:
         armed = _Armed(tid)
