@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -17,6 +16,7 @@ from cloudq.clock import SYSTEM_CLOCK, Clock
 from cloudq.config import Settings, make_settings
 from cloudq.envelope import Envelope
 from cloudq.errors import ConfigurationError, NotRegistered
+from cloudq.logsafe import get_logger
 from cloudq.ratelimit import LocalRateLimiter, RateLimiter
 from cloudq.result import AsyncResult
 from cloudq.results import ResultBackend, open_backend
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from cloudq.beat import ScheduleEntry
     from cloudq.reports import FailureReport, Reporter
 
-logger = logging.getLogger("cloudq")
+logger = get_logger("cloudq")
 
 P = ParamSpec("P")
 R = TypeVar("R")

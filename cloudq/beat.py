@@ -15,7 +15,6 @@ writes the schedule as data for the Terraform modules.
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import uuid
@@ -27,11 +26,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cloudq.errors import ConfigurationError
+from cloudq.logsafe import get_logger
 
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = logging.getLogger("cloudq.beat")
+logger = get_logger("cloudq.beat")
 
 TICK_HEADER = "cloudq-beat-tick"
 CLAIM_TTL_SECONDS = 7 * 86_400

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
 from cloudq.envelope import Envelope, sign
 from cloudq.execute import execute
+from cloudq.logsafe import get_logger
 from cloudq.outcome import Ack, DeadLetter, Defer, RetryAt
 from cloudq.result import EagerResult, rebuild_exception
 from cloudq.results.base import ErrorInfo, State
@@ -15,7 +15,7 @@ from cloudq.results.base import ErrorInfo, State
 if TYPE_CHECKING:
     from cloudq.task import Task
 
-logger = logging.getLogger("cloudq.eager")
+logger = get_logger("cloudq.eager")
 
 
 def run_eagerly(task: Task[Any, Any], envelope: Envelope, throw: bool = False) -> EagerResult:

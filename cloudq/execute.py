@@ -36,6 +36,7 @@ from cloudq.errors import (
     TimeLimitExceeded,
 )
 from cloudq.idempotency import NO_CLAIM, Claim, admit
+from cloudq.logsafe import get_logger
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.ratelimit import RATE_SLOT_HEADER
 from cloudq.request import Request, current_request
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from cloudq.app import App
     from cloudq.task import Task
 
-logger = logging.getLogger("cloudq.execute")
+logger = get_logger("cloudq.execute")
 
 RATE_SLACK_SECONDS = 0.005
 """A rate slot this close is taken as now: deferring costs more than the wait."""

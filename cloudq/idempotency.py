@@ -28,13 +28,13 @@ Only tasks that opt in pay for this: two store calls per delivery, none for othe
 
 from __future__ import annotations
 
-import logging
 import math
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cloudq.envelope import Envelope
 from cloudq.errors import ConfigurationError
+from cloudq.logsafe import get_logger
 from cloudq.outcome import Ack, Defer
 from cloudq.results.base import State
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from cloudq.app import App
     from cloudq.task import Task
 
-logger = logging.getLogger("cloudq.execute")
+logger = get_logger("cloudq.execute")
 
 CLAIM_GRACE_SECONDS = 2.0
 """A claim outlives the task's hard time limit by this much (the limit's own enforcement)."""

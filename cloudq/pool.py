@@ -20,6 +20,7 @@ from cloudq.envelope import decode
 from cloudq.errors import ConfigurationError, EnvelopeError, TimeLimitExceeded, WorkerLostError
 from cloudq.execute import execute, outcome_for_error, retry_or_fail
 from cloudq.idempotency import release_for
+from cloudq.logsafe import get_logger
 from cloudq.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from cloudq.app import App
     from cloudq.worker import Worker
 
-logger = logging.getLogger("cloudq.pool")
+logger = get_logger("cloudq.pool")
 
 CHILD_START_TIMEOUT_SECONDS = 60.0
 KILL_GRACE_SECONDS = 1.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -13,11 +12,12 @@ from cloudq.adapters.base import BrokerLimits, OutgoingMessage
 from cloudq.claimcheck import POINTER_KEY, pointer
 from cloudq.envelope import Envelope, sign
 from cloudq.errors import MessageTooLarge
+from cloudq.logsafe import get_logger
 
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = logging.getLogger("cloudq.producer")
+logger = get_logger("cloudq.producer")
 
 
 def is_fifo(queue: str) -> bool:

@@ -10,12 +10,13 @@ each worker limits itself alone, and says so once in the log.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Protocol, runtime_checkable
 
-logger = logging.getLogger("cloudq.ratelimit")
+from cloudq.logsafe import get_logger
+
+logger = get_logger("cloudq.ratelimit")
 
 RATE_SLOT_HEADER = "cloudq-rate-slot"
 

@@ -9,7 +9,6 @@ failure is logged. ``app.on_failure(callback)`` takes any reporter (Sentry and t
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
 from collections.abc import Callable
@@ -20,13 +19,14 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloudq.envelope import HEADER_ERROR_TRACEBACK, HEADER_ERROR_TYPE, Envelope
+from cloudq.logsafe import get_logger
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
 
     from cloudq.app import App
 
-logger = logging.getLogger("cloudq.reports")
+logger = get_logger("cloudq.reports")
 
 SMTP_TIMEOUT_SECONDS = 10.0
 REDACTED = "<redacted: set report_args=True on the task to include arguments>"

@@ -7,7 +7,6 @@ duplicate run, never a lost task (at-least-once).
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from cloudq.envelope import Envelope
 from cloudq.errors import CloudqError
 from cloudq.execute import error_info
 from cloudq.ids import new_id
+from cloudq.logsafe import get_logger
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.producer import is_fifo, send_envelopes
 from cloudq.results.base import State, TaskResult
@@ -26,7 +26,7 @@ from cloudq.results.base import State, TaskResult
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = logging.getLogger("cloudq.settle")
+logger = get_logger("cloudq.settle")
 
 AckFn = Callable[[Delivery], None]
 

@@ -17,7 +17,6 @@ or off) and the event flushes; the pool grows and shrinks while running.
 
 from __future__ import annotations
 
-import logging
 import os
 import queue as queue_mod
 import random
@@ -34,13 +33,14 @@ from cloudq.control.events import TaskInfo, not_yet_due, outcome_events, peek
 from cloudq.control.heartbeat import WorkerControl, task_entry
 from cloudq.control.store import HEARTBEAT_SECONDS
 from cloudq.errors import BrokerError, ConfigurationError
+from cloudq.logsafe import get_logger
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.settle import settle
 
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = logging.getLogger("cloudq.worker")
+logger = get_logger("cloudq.worker")
 
 PoolKind = Literal["threads", "processes"]
 ACK_FLUSH_SECONDS = 0.05

@@ -6,16 +6,16 @@ the URL scheme whose value is a factory ``(url, clock) -> Broker``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from cloudq.adapters.base import Broker
 from cloudq.clock import Clock
 from cloudq.errors import AdapterNotFound, ConfigurationError
+from cloudq.logsafe import get_logger
 from cloudq.plugins import load_plugin
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 ENTRY_POINT_GROUP = "cloudq.adapters"
 BrokerFactory = Callable[[str, Clock], Broker]

@@ -4,7 +4,6 @@ the replies the workers put in their next record."""
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -12,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloudq.control.store import COMMAND_TTL_SECONDS, ControlStore
+from cloudq.logsafe import get_logger
 
-logger = logging.getLogger("cloudq.control")
+logger = get_logger("cloudq.control")
 
 CONTROL_COMMANDS = ("enable_events", "disable_events", "shutdown", "pool_grow", "pool_shrink")
 INSPECT_METHODS = (

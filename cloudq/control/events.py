@@ -13,7 +13,6 @@ Arguments are never included: they may hold personal data.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import threading
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cloudq.control.store import EVENTS_MAXLEN, EventStore, find_control_store, find_event_store
+from cloudq.logsafe import get_logger
 
 if TYPE_CHECKING:
     from cloudq.adapters.base import Delivery
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from cloudq.envelope import Envelope
     from cloudq.outcome import Outcome
 
-logger = logging.getLogger("cloudq.events")
+logger = get_logger("cloudq.events")
 
 TASK_HEADER = "cloudq-task"
 """Message attribute naming the task (set by the producer): tells a parked body's task."""

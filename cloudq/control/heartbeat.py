@@ -14,7 +14,6 @@ interval per container.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import threading
@@ -31,12 +30,13 @@ from cloudq.control.store import (
     find_control_store,
     find_event_store,
 )
+from cloudq.logsafe import get_logger
 
 if TYPE_CHECKING:
     from cloudq.app import App
     from cloudq.worker import Worker
 
-logger = logging.getLogger("cloudq.control")
+logger = get_logger("cloudq.control")
 
 MAX_REPLIES = 20
 """Replies a record carries (newest last): enough for a burst of commands."""

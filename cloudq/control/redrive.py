@@ -12,7 +12,6 @@ dead-lettered it after running it (its reason says so, and is not a rejected sig
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,12 +30,13 @@ from cloudq.envelope import (
     verify,
 )
 from cloudq.errors import CloudqError, EnvelopeError
+from cloudq.logsafe import get_logger
 from cloudq.ratelimit import RATE_SLOT_HEADER
 
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = logging.getLogger("cloudq.redrive")
+logger = get_logger("cloudq.redrive")
 
 REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
 """Set by the broker adapter when the worker dead-letters: the reason, as the worker wrote it."""

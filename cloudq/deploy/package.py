@@ -17,7 +17,6 @@ import base64
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 import stat
 import sys
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 
 from cloudq.deploy.markers import evaluate_marker, normalize_name, parse_requirement
 from cloudq.errors import CloudqError
+from cloudq.logsafe import get_logger
 
 __all__ = [
     "TARGETS",
@@ -44,7 +44,7 @@ __all__ = [
     "plan_package",
 ]
 
-logger = logging.getLogger("cloudq.deploy")
+logger = get_logger("cloudq.deploy")
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 """The earliest time a zip can hold: every entry gets it, so mtimes never change the bytes."""

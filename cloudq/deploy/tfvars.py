@@ -12,18 +12,19 @@ Keys match the inputs of the ``terraform/`` modules' example roots: ``app`` (CLO
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
+
+from cloudq.logsafe import get_logger
 
 if TYPE_CHECKING:
     from cloudq.app import App
 
 __all__ = ["app_queues", "export_tfvars", "render_tfvars", "tfvars_drift"]
 
-logger = logging.getLogger("cloudq.deploy")
+logger = get_logger("cloudq.deploy")
 
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 HANDLER_MARGIN_SECONDS = 2

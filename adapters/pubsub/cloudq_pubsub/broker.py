@@ -22,7 +22,6 @@ The google SDK is imported when a broker is opened, never when ``cloudq`` is.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
@@ -43,6 +42,7 @@ from cloudq.adapters.base import (
 from cloudq.adapters.urls import url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
+from cloudq.logsafe import get_logger
 from cloudq.producer import is_fifo
 from cloudq_pubsub import limits as lim
 
@@ -55,7 +55,7 @@ __all__ = [
     "open_pubsub_broker",
 ]
 
-logger = logging.getLogger("cloudq.pubsub")
+logger = get_logger("cloudq.pubsub")
 
 REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
 MESSAGE_ID_ATTRIBUTE = "cloudq-message-id"

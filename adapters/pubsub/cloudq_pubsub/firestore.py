@@ -25,7 +25,6 @@ The same collection holds chord counters, rate slots, beat claims and worker hea
 from __future__ import annotations
 
 import hashlib
-import logging
 import random
 import re
 import time
@@ -40,13 +39,14 @@ from pydantic import ValidationError
 from cloudq.adapters.urls import url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
+from cloudq.logsafe import get_logger
 from cloudq.results.base import READY_STATES, TaskResult, poll_until_ready
 from cloudq_pubsub.broker import default_project
 from cloudq_pubsub.firestore_shared import FirestoreShared
 
 __all__ = ["FirestoreBackend", "open_firestore_backend"]
 
-logger = logging.getLogger("cloudq.firestore")
+logger = get_logger("cloudq.firestore")
 
 DEFAULT_COLLECTION = "cloudq-results"
 TASK_ID = "task_id"

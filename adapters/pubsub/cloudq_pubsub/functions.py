@@ -25,7 +25,6 @@ message's age: younger than ``FRESH_SECONDS`` is a first delivery.
 from __future__ import annotations
 
 import base64
-import logging
 import re
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from cloudq.adapters.base import Delivery
 from cloudq.errors import CloudqError, ConfigurationError
 from cloudq.execute import execute
+from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer, Outcome
 from cloudq.producer import is_fifo
 from cloudq.settle import HOLDS_BEFORE_RESEND, settle
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DeliveryHeld", "cloud_function", "event_to_delivery", "process_event"]
 
-logger = logging.getLogger("cloudq.pubsub.functions")
+logger = get_logger("cloudq.pubsub.functions")
 
 FRESH_SECONDS = 10.0
 """A message younger than this is taken for a first delivery when the event has no attempt

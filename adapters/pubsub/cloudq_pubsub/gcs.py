@@ -14,7 +14,6 @@ open only.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -23,11 +22,12 @@ from urllib.parse import urlsplit
 from cloudq.adapters.urls import url_flag, url_options
 from cloudq.claimcheck import ObjectStoreClaimChecks
 from cloudq.errors import BrokerError, ClaimCheckMissing, ConfigurationError
+from cloudq.logsafe import get_logger
 from cloudq_pubsub.broker import default_project
 
 __all__ = ["BucketNotFoundError", "ClaimCheckMissing", "GCSClaimCheckStore", "open_gcs_store"]
 
-logger = logging.getLogger("cloudq.gcs")
+logger = get_logger("cloudq.gcs")
 
 _URL_OPTIONS = frozenset({"create", "project"})
 # Bucket names: 3-63 characters (222 with dots), lowercase letters, digits, '-', '_' and '.'.

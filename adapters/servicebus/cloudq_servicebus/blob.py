@@ -13,7 +13,6 @@ see ``cloudq_servicebus.storage``. The azure SDK is imported when the store is o
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,9 +20,10 @@ from urllib.parse import urlsplit
 from cloudq.adapters.urls import url_flag, url_options
 from cloudq.claimcheck import ObjectStoreClaimChecks
 from cloudq.errors import BrokerError, ConfigurationError
+from cloudq.logsafe import get_logger
 from cloudq_servicebus import storage
 
-logger = logging.getLogger("cloudq.servicebus.blob")
+logger = get_logger("cloudq.servicebus.blob")
 
 _CONTAINER = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 _URL_OPTIONS = frozenset({"create", "account_url"})

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import logging
 import math
 import os
 import re
@@ -58,9 +57,10 @@ from cloudq.adapters.base import (
 from cloudq.adapters.urls import url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
+from cloudq.logsafe import get_logger
 from cloudq_servicebus import limits as lim
 
-logger = logging.getLogger("cloudq.servicebus")
+logger = get_logger("cloudq.servicebus")
 
 REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
 NATIVE_REASON = "DeadLetterReason"

@@ -20,12 +20,12 @@ broker's prefix). ``time_limit`` caps each task below the function's own timeout
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
 from cloudq.execute import execute
+from cloudq.logsafe import get_logger
 from cloudq.settle import settle
 from cloudq_servicebus.broker import ServiceBusBroker
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from cloudq.app import App
 
-logger = logging.getLogger("cloudq.servicebus.functions")
+logger = get_logger("cloudq.servicebus.functions")
 
 FunctionsHandler = Callable[["func.ServiceBusMessage | list[func.ServiceBusMessage]"], None]
 

@@ -18,7 +18,6 @@ see ``cloudq_servicebus.storage``. The azure SDK is imported when the backend is
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 import time
@@ -31,11 +30,12 @@ from pydantic import ValidationError
 from cloudq.adapters.urls import url_flag, url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
+from cloudq.logsafe import get_logger
 from cloudq.results.base import READY_STATES, TaskResult, poll_until_ready
 from cloudq_servicebus import storage
 from cloudq_servicebus.table_shared import MAX_PROPERTY_CHARS, AzureTableShared
 
-logger = logging.getLogger("cloudq.servicebus.table")
+logger = get_logger("cloudq.servicebus.table")
 
 ROW_KEY = ""
 CONDITIONAL_TRIES = 50

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 import math
 import os
 import re
@@ -38,9 +37,10 @@ from cloudq.adapters.base import (
 from cloudq.adapters.urls import url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
+from cloudq.logsafe import get_logger
 from cloudq_sqs import limits as lim
 
-logger = logging.getLogger("cloudq.sqs")
+logger = get_logger("cloudq.sqs")
 
 REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
 MESSAGE_ID_ATTRIBUTE = "cloudq-message-id"

@@ -22,7 +22,6 @@ boto3 is imported when a backend is opened, never when ``cloudq`` is: Lambda col
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
@@ -36,12 +35,13 @@ from pydantic import ValidationError
 from cloudq.adapters.urls import url_flag, url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
+from cloudq.logsafe import get_logger
 from cloudq.results.base import READY_STATES, TaskResult, poll_until_ready
 from cloudq_sqs.dynamodb_shared import DynamoDBShared
 
 __all__ = ["DynamoDBBackend", "TableNotFoundError", "open_dynamodb_backend"]
 
-logger = logging.getLogger("cloudq.dynamodb")
+logger = get_logger("cloudq.dynamodb")
 
 KEY = "task_id"
 STATE = "state"

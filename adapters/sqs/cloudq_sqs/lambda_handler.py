@@ -22,7 +22,6 @@ so a Lambda timeout never leaves a record half-done without SQS redelivering it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from cloudq.adapters.base import Delivery
 from cloudq.control.heartbeat import serverless_heartbeat
 from cloudq.errors import ConfigurationError
 from cloudq.execute import execute
+from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer
 from cloudq.producer import is_fifo
 from cloudq.settle import settle
@@ -38,7 +38,7 @@ from cloudq_sqs.broker import MESSAGE_ID_ATTRIBUTE, SQSBroker, decode_body
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = logging.getLogger("cloudq.lambda")
+logger = get_logger("cloudq.lambda")
 
 SAFETY_MARGIN_MS = 1_000
 """Time kept back from each task's limit to apply its outcome before Lambda's own timeout."""

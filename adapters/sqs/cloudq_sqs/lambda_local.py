@@ -10,20 +10,20 @@ visibility timeout. A handler that raises fails the whole batch, as on Lambda.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cloudq.logsafe import get_logger
 from cloudq_sqs.broker import SQSBroker
 from cloudq_sqs.lambda_handler import LambdaHandler
 
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = logging.getLogger("cloudq.lambda_local")
+logger = get_logger("cloudq.lambda_local")
 
 MAX_BATCH = 10
 LONG_POLL_SECONDS = 5

@@ -13,7 +13,6 @@ The bucket is Terraform's to create; ``?create=1`` creates it (tests and demos).
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from typing import Any
@@ -22,10 +21,11 @@ from urllib.parse import urlsplit
 from cloudq.adapters.urls import url_flag, url_options
 from cloudq.claimcheck import ObjectStoreClaimChecks
 from cloudq.errors import BrokerError, ClaimCheckMissing, ConfigurationError
+from cloudq.logsafe import get_logger
 
 __all__ = ["BucketNotFoundError", "ClaimCheckMissing", "S3ClaimCheckStore", "open_s3_store"]
 
-logger = logging.getLogger("cloudq.s3")
+logger = get_logger("cloudq.s3")
 
 _URL_OPTIONS = frozenset({"region", "create", "endpoint_url"})
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
