@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import ClassVar, Protocol, runtime_checkable
 
 from cloudq.adapters import scheme_of
-from cloudq.errors import AdapterNotFound, ClaimCheckMissing, CloudqError
+from cloudq.errors import AdapterNotFound, ClaimCheckMissing, ClaimCheckRefused
 from cloudq.plugins import load_plugin
 
 POINTER_KEY = "cloudq-claim-check"
@@ -103,7 +103,7 @@ class ObjectStoreClaimChecks(ABC):
         head = f"{self.scheme}://{self.bucket}/"
         name = url[len(head) :] if url.startswith(head) else ""
         if not name or (self.prefix and not name.startswith(self.prefix + "/")):
-            raise CloudqError(
+            raise ClaimCheckRefused(
                 f"claim-check URL {url!r} is not under this store ({self.base_url}/): refused, "
                 "so that a forged message cannot reach other objects"
             )

@@ -11,16 +11,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cloudq.errors import EnvelopeError, SignatureError
 
 ENVELOPE_VERSION: Literal[1] = 1
 SIGNATURE_PREFIX = "hmac-sha256:"
+_HEX_MAC = re.compile(r"[0-9a-f]{64}")
+"""What follows the prefix: a SHA-256 hex digest. Checked before comparing: a non-ASCII
+string makes ``hmac.compare_digest`` raise TypeError instead of saying "no match"."""
 
 # Headers the core writes on a dead-lettered envelope.
 HEADER_ERROR_TYPE = "cloudq-error-type"
@@ -84,6 +88,22 @@ class Envelope(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     sig: str | None = None
 
+    @field_validator("eta", "expires", "created_at")
+    @classmethod
+    def _comparable(cls, value: datetime | None) -> datetime | None:
+        """Times the worker compares with its clock and adds delays to: aware, and within the
+        datetime range once in UTC. A naive time (another producer's) is read as UTC; one that
+        overflows in UTC (year 1 at +01:00) would raise in that arithmetic, so it is refused."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("outside the datetime range once converted to UTC") from None
+        return value
+
     def encode(self) -> bytes:
         """The bytes that go on the wire."""
         return self.model_dump_json(exclude_defaults=True).encode()
@@ -114,6 +134,8 @@ def verify(envelope: Envelope, keys: Sequence[str]) -> None:
     if not envelope.sig.startswith(SIGNATURE_PREFIX):
         raise SignatureError("envelope signature has an unknown scheme")
     given = envelope.sig.removeprefix(SIGNATURE_PREFIX)
+    if not _HEX_MAC.fullmatch(given):
+        raise SignatureError("envelope signature is malformed (not a SHA-256 hex digest)")
     if not any(hmac.compare_digest(given, _mac(key, envelope)) for key in keys):
         raise SignatureError("envelope signature does not match any configured key (tampered?)")
 

@@ -30,6 +30,10 @@ class ClaimCheckMissing(CloudqError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ClaimCheckRefused(CloudqError):
+    """A claim-check pointer names an object outside the store (forged, or another store's)."""
+
+
 class EnvelopeError(CloudqError):
     """Bytes taken off a queue are not a valid cloudq envelope (malformed or wrong version)."""
 

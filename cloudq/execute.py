@@ -28,6 +28,7 @@ from cloudq.envelope import (
 )
 from cloudq.errors import (
     ClaimCheckMissing,
+    ClaimCheckRefused,
     EnvelopeError,
     MaxRetriesExceededError,
     Retry,
@@ -41,7 +42,7 @@ from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.ratelimit import RATE_SLOT_HEADER
 from cloudq.request import Request, current_request
 from cloudq.results.base import ErrorInfo, State, TaskResult
-from cloudq.retry import backoff_delay, retries_left
+from cloudq.retry import backoff_delay, delay_out_of_range, retries_left
 from cloudq.timelimits import run_with_limits
 
 if TYPE_CHECKING:
@@ -61,11 +62,19 @@ DONE = Ack()
 Runner = Callable[[Callable[[], Any], float | None, float | None], Any]
 
 
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception's own ``__str__`` raises."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a task's broken exception must not break its failure
+        return f"<unprintable {type(exc).__name__} object>"
+
+
 def error_info(exc: BaseException) -> ErrorInfo:
     kind = type(exc)
     return ErrorInfo(
         type=f"{kind.__module__}.{kind.__qualname__}",
-        message=str(exc),
+        message=_message(exc),
         traceback="".join(traceback.format_exception(exc)),
     )
 
@@ -127,6 +136,11 @@ def retry_or_fail(
         reason = f"max retries ({policy.max_retries}) exceeded: {error.type}: {error.message}"
         return failure_outcome(env, error, reason, clock, keep_result)
     delay = countdown if countdown is not None else backoff_delay(policy, env.attempt)
+    refused = delay_out_of_range(delay)
+    if refused is not None:
+        return failure_outcome(
+            env, error, f"{refused}: {error.type}: {error.message}", clock, keep_result
+        )
     when = clock.now() + timedelta(seconds=delay)
     headers = {k: v for k, v in env.headers.items() if k != RATE_SLOT_HEADER}
     nxt = env.model_copy(
@@ -183,9 +197,14 @@ def _call(
     return runner(lambda: asyncio.run(bounded()), None, hard)
 
 
-def open_envelope(delivery: Delivery, app: App) -> Envelope | DeadLetter:
-    """The delivery's envelope (fetched from claim-check storage if parked), verified; or the
-    DeadLetter that says why it cannot be run. A storage outage raises: the message comes back."""
+def open_body(delivery: Delivery, app: App) -> tuple[Envelope, bytes] | DeadLetter:
+    """The delivery's envelope (fetched from claim-check storage if parked), verified, with the
+    bytes it was read from; or the DeadLetter that says why it cannot be run. A storage outage
+    raises: the message comes back.
+
+    With signing on, the envelope must name the queue it arrived on: the signature covers
+    ``env.queue``, so a captured message re-sent to another queue is refused here.
+    """
     body = delivery.body
     claim = pointer_url(body)
     if claim is not None:
@@ -195,13 +214,29 @@ def open_envelope(delivery: Delivery, app: App) -> Envelope | DeadLetter:
             body = app.claim_checks.get(claim)
         except ClaimCheckMissing as exc:
             return DeadLetter(reason=f"claim-check body missing: {exc}")
+        except ClaimCheckRefused as exc:
+            logger.error("dead-lettering message %s: %s", delivery.message_id, exc)
+            return DeadLetter(reason=str(exc))
     try:
         env = decode(body)
         verify(env, app.signing_keys)
     except EnvelopeError as exc:
         logger.error("dead-lettering message %s: %s", delivery.message_id, exc)
         return DeadLetter(reason=str(exc))
-    return env
+    if app.signing_keys and env.queue != delivery.queue:
+        reason = (
+            f"envelope is signed for queue {env.queue!r} but arrived on {delivery.queue!r}: "
+            "refused (a signed message re-sent to another queue)"
+        )
+        logger.error("dead-lettering message %s: %s", delivery.message_id, reason)
+        return DeadLetter(reason=reason)
+    return env, body
+
+
+def open_envelope(delivery: Delivery, app: App) -> Envelope | DeadLetter:
+    """``open_body`` without the bytes."""
+    opened = open_body(delivery, app)
+    return opened if isinstance(opened, DeadLetter) else opened[0]
 
 
 def _over_rate(app: App, task: Task[Any, Any], env: Envelope, now: datetime) -> Defer | None:
