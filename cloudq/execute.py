@@ -316,7 +316,12 @@ def execute(
         return retry_or_fail(
             env, retry.exc or retry, clock, keep, retry.countdown, retry.max_retries, exhausted
         )
-    except Exception as exc:  # noqa: BLE001 - a task's failure is data, never a worker crash
+    except BaseException as exc:  # a task's failure is data, never a worker crash
+        if eager and isinstance(exc, KeyboardInterrupt):
+            raise  # apply() runs in the caller's thread: a Ctrl-C there stops the caller
+        # BaseException too (SystemExit, KeyboardInterrupt, custom ones): raised by the task,
+        # they end that attempt. Shutdown signals never arrive as exceptions in a pool slot:
+        # the worker's main thread handles them, and processes-pool children ignore SIGINT.
         return outcome_for_error(env, task, exc, clock, keep)
     finally:
         current_request.reset(token)

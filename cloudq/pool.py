@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
+import signal
 import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -95,7 +96,13 @@ def find_app_ref(app: App) -> str:
 
 
 def _child_main(app_ref: str, conn: Connection, log_level: int) -> None:
-    """A pool child: import the app, run deliveries from the pipe, send outcomes back."""
+    """A pool child: import the app, run deliveries from the pipe, send outcomes back.
+
+    SIGINT is ignored: a terminal's Ctrl-C reaches the whole process group, and the parent
+    governs shutdown (it lets running tasks finish); in the child it would fail the task.
+    An error out of ``execute`` (a store outage) is sent as None: the message comes back.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="[%(asctime)s: %(levelname)s/child] %(message)s")
     app = load_app(app_ref)
     conn.send("ready")
@@ -106,7 +113,12 @@ def _child_main(app_ref: str, conn: Connection, log_level: int) -> None:
             return
         if delivery is None:
             return
-        conn.send(execute(delivery, app))
+        outcome: Outcome | None = None
+        try:
+            outcome = execute(delivery, app)
+        except Exception:
+            logger.exception("message %s: outcome unknown; it will come back", delivery.message_id)
+        conn.send(outcome)
 
 
 class ProcessExecutor:
@@ -184,7 +196,7 @@ class ProcessExecutor:
             keep = bool(self.app.conf.result_backend)
             return outcome_for_error(env, task, exc, self.app.clock, keep)
         try:
-            outcome: Outcome = conn.recv()
+            outcome: Outcome | None = conn.recv()
         except (EOFError, OSError):
             pid = self.pid
             if self._proc is not None:

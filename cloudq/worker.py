@@ -524,7 +524,10 @@ class Worker:
                 if info is not None and events.enabled:
                     for event in outcome_events(info, outcome, time.monotonic() - now):
                         events.emit(event.pop("type"), **event)
-        except Exception:
+        except BaseException:  # whatever it was, this slot lives on
+            # Not only Exception: a SystemExit here ended the pool thread for good, and the
+            # worker went on receiving for a slot that would never run anything again.
+            # Shutdown signals are the main thread's (``stop()``), never raised in a slot.
             outcome = None
             logger.exception(
                 "could not settle message %s; it will be redelivered", delivery.message_id
