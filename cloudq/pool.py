@@ -4,6 +4,11 @@ The processes pool gives hard time limits that always hold (the child is killed 
 and ``max_tasks_per_child`` recycling for code that leaks memory. Children are started with
 ``spawn`` (a fork of a threaded parent can deadlock) and import the app by its path (``-A``).
 Only our own Delivery and Outcome objects cross the pipe between parent and child.
+
+Trust: the parent opens and verifies every delivery itself (``open_body``, as ``execute`` does)
+before the child sees it, because the parent builds the follow-ups of a child that dies or
+overruns its hard limit, and ``send_envelopes`` signs them: they must start from a verified
+envelope. What cannot be opened is dead-lettered here without involving the child.
 """
 
 from __future__ import annotations
@@ -17,12 +22,11 @@ import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cloudq.adapters.base import Delivery
-from cloudq.envelope import decode
-from cloudq.errors import ConfigurationError, EnvelopeError, TimeLimitExceeded, WorkerLostError
-from cloudq.execute import execute, outcome_for_error, retry_or_fail
+from cloudq.errors import ConfigurationError, TimeLimitExceeded, WorkerLostError
+from cloudq.execute import execute, open_body, outcome_for_error, retry_or_fail
 from cloudq.idempotency import release_for
 from cloudq.logsafe import get_logger
-from cloudq.outcome import Outcome
+from cloudq.outcome import DeadLetter, Outcome
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -170,16 +174,18 @@ class ProcessExecutor:
         self._proc = self._conn = None
 
     def run(self, delivery: Delivery) -> Outcome | None:
+        opened = open_body(delivery, self.app)
+        if isinstance(opened, DeadLetter):
+            return opened  # forged, malformed, misrouted: the child never sees it
+        env, body = opened
+        task = self.app.tasks.get(env.task)
+        limit = task.time_limit if task else self.app.conf.task_time_limit
         conn = self._conn if self._conn is not None and self._proc.is_alive() else self._start()
-        try:
-            env = decode(delivery.body)
-            task = self.app.tasks.get(env.task)
-            limit = task.time_limit if task else self.app.conf.task_time_limit
-        except EnvelopeError:
-            env, limit = None, self.app.conf.task_time_limit
-        # The adapter's handle stays here (a Service Bus lock holds its receiver and locks,
+        # The child gets the body already fetched (a claim-checked one is not downloaded
+        # twice); the delivery here keeps its own, whose pointer settling deletes. The
+        # adapter's handle stays here too (a Service Bus lock holds its receiver and locks,
         # which do not pickle): the child needs the body and counts only.
-        conn.send(dataclasses.replace(delivery, handle=None))
+        conn.send(dataclasses.replace(delivery, handle=None, body=body))
         # The child enforces the limit itself (SIGALRM); the parent kills it if that fails.
         ready = conn.poll(limit + KILL_GRACE_SECONDS)
         if not ready:
@@ -189,8 +195,6 @@ class ProcessExecutor:
                 limit,
             )
             self._kill()
-            if env is None:
-                return None
             exc = TimeLimitExceeded(f"hard time limit ({limit}s) exceeded; child killed")
             release_for(self.app, task, env.id)  # the body is gone: its retry need not wait
             keep = bool(self.app.conf.result_backend)
@@ -205,9 +209,7 @@ class ProcessExecutor:
             self._kill()
             lost = WorkerLostError(f"pool child pid {pid} died (exit code {code}) running it")
             logger.error("task %s: %s", delivery.message_id, lost)
-            if env is None:
-                return None  # undecodable: the broker's redelivery decides
-            release_for(self.app, self.app.tasks.get(env.task), env.id)
+            release_for(self.app, task, env.id)
             # A crash is a failed attempt: retried by the task's policy, then dead-lettered
             # with this error, never a loop of crashes.
             return retry_or_fail(env, lost, self.app.clock, bool(self.app.conf.result_backend))
