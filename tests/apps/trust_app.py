@@ -62,6 +62,12 @@ def die() -> None:
     os._exit(9)
 
 
+@app.task(name="overrun", time_limit=0.2)
+def overrun() -> None:
+    """Stopped at its hard limit (in the child, by SIGALRM)."""
+    time.sleep(5)
+
+
 @app.task(name="slow", time_limit=20)
 def slow(seconds: float, marker: str) -> None:
     logging.getLogger("tests.trust_app").warning("slow task running")

@@ -35,9 +35,13 @@ from hypothesis import strategies as st
 from cloudq import App
 from cloudq.adapters.base import Delivery, OutgoingMessage, QueueSpec, QueueStats
 from cloudq.adapters.memory import MemoryBroker
-from cloudq.errors import ConfigurationError
-from cloudq.outcome import Defer, Outcome
+from cloudq.envelope import decode, sign, verify
+from cloudq.errors import ConfigurationError, EnvelopeError
+from cloudq.outcome import Ack, Defer, Outcome
+from cloudq.pool import ProcessExecutor
+from cloudq.settle import settle
 from cloudq.testing import FakeClock
+from tests.apps import trust_app
 
 pytest.importorskip("boto3")
 pytest.importorskip("google.pubsub_v1")
@@ -653,3 +657,113 @@ def test_pubsub_publish_time_without_a_zone_is_utc() -> None:
     }
     pubsub_functions.process_event(PUBSUB_APP, event)
     assert PUBSUB_APP.backend.get(env.id).result == 8  # type: ignore[union-attr]
+
+
+# --- the processes pool with signing on ---------------------------------------------------
+# The parent of a processes-pool child builds follow-ups itself (a crashed child's retry, a
+# hard limit's failure) and settling signs them: forged, re-queued, malformed and
+# BaseException-raising messages must never raise out of the pool, and nothing sent for them
+# may verify unless the message it came from verified (issue 26, findings 1, 4, 7).
+POOL_FUZZ = settings(
+    max_examples=300,  # each example crosses the pipe to a real child: keep the file quick
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TRUST = trust_app.app
+POOL_TASKS = st.sampled_from(
+    ["ok", "ok", "raise_base", "raise_base", "raise_base_async", "exit_retried", "pid"]
+)
+RARE_TASKS = st.sampled_from(["die", "overrun"])  # a child replaced, or a limit reached
+BASE_KINDS = st.sampled_from(sorted(trust_app.RAISES))
+FORGERIES = st.sampled_from(
+    ["signed", "signed", "signed", "unsigned", "other key", "non-ascii sig", "not hex",
+     "tampered", "re-queued", "broken"]
+)  # fmt: skip
+CALLBACKS = st.sampled_from([None, "link", "errlink"])
+
+
+def origin_verifies(delivery: Delivery) -> bool:
+    """The test's own oracle: the body decodes, its signature holds, it names its queue."""
+    try:
+        env = decode(delivery.body)
+        verify(env, TRUST.signing_keys)
+    except EnvelopeError:
+        return False
+    return env.queue == delivery.queue
+
+
+def body_verifies(body: bytes) -> bool:
+    try:
+        verify(decode(body), TRUST.signing_keys)
+    except EnvelopeError:
+        return False
+    return True
+
+
+@st.composite
+def pool_deliveries(draw: st.DrawFn) -> Delivery:
+    name = draw(RARE_TASKS) if draw(ONE_IN_THIRTY) == 0 else draw(POOL_TASKS)
+    args: list[Any] = {"ok": [3], "raise_base": [draw(BASE_KINDS)]}.get(name, [])
+    if name == "raise_base_async":
+        args = [draw(BASE_KINDS)]
+    env = TRUST.tasks[name].envelope(args, {}, queue="default")
+    callback = draw(CALLBACKS)
+    if callback is not None:  # what settling would build and sign: the riskiest follow-ups
+        link = TRUST.tasks["ok"].s(1).model_dump(mode="json")
+        env = env.model_copy(update={"links" if callback == "link" else "errlinks": [link]})
+    forgery = draw(FORGERIES)
+    queue = "default"
+    if forgery == "other key":
+        env = sign(env, ["not-the-apps-key"])
+    elif forgery == "non-ascii sig":
+        env = env.model_copy(update={"sig": "hmac-sha256:" + "é" * 64})
+    elif forgery == "not hex":
+        env = env.model_copy(update={"sig": "hmac-sha256:" + "z" * 64})
+    elif forgery != "unsigned":
+        env = sign(env, TRUST.signing_keys)
+    if forgery == "tampered":
+        env = env.model_copy(update={"task": "die", "args": []})
+    if forgery == "re-queued":
+        queue = draw(st.sampled_from(["elsewhere", "default.fifo"]))
+    body = env.encode()
+    if forgery == "broken":
+        data = json.loads(body)
+        _break(draw, data, keep=frozenset({"sig"}))
+        body = json.dumps(data).encode()
+    return Delivery(queue, body, env.id, draw(RECEIVE_COUNTS))
+
+
+@pytest.fixture(scope="module")
+def pool_executor() -> Iterator[ProcessExecutor]:
+    executor = ProcessExecutor(TRUST, "tests.apps.trust_app:app", None)
+    yield executor
+    executor.close()
+
+
+@given(deliveries=st.lists(pool_deliveries(), min_size=1, max_size=3))
+@example(deliveries=[Delivery("default", b"\xff\x00", "junk", 1)])
+@POOL_FUZZ
+def test_processes_pool_never_raises_and_signs_only_what_it_verified(
+    pool_executor: ProcessExecutor, deliveries: list[Delivery]
+) -> None:
+    for delivery in deliveries:
+        sent: list[bytes] = []
+        with pytest.MonkeyPatch.context() as patch:  # what settling sends, not sent for real
+            patch.setattr(TRUST.broker, "send", lambda q, ms: sent.extend(m.body for m in ms))
+            patch.setattr(
+                TRUST.broker, "dead_letter", lambda d, r, body=None: sent.append(body or b"")
+            )
+            patch.setattr(TRUST.broker, "ack", lambda ds: None)
+            patch.setattr(TRUST.broker, "release", lambda ds, delay=0.0: None)
+            try:
+                outcome = pool_executor.run(delivery)
+            except BaseException as exc:  # the property: nothing, BaseException included
+                pytest.fail(f"{type(exc).__name__} out of the pool for {delivery.body!r}")
+            hypothesis.event(f"{type(outcome).__name__}")
+            if outcome is not None:
+                settle(TRUST, delivery, outcome)
+        if not origin_verifies(delivery):
+            hypothesis.event("refused")
+            assert not isinstance(outcome, Ack), outcome
+            signed = [body for body in sent if body != delivery.body and body_verifies(body)]
+            assert not signed, f"signed a follow-up of an unverified message: {signed!r}"
