@@ -114,15 +114,16 @@ def _canonical(envelope: Envelope) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _mac(key: str, envelope: Envelope) -> str:
-    return hmac.new(key.encode(), _canonical(envelope), hashlib.sha256).hexdigest()
+def _mac(key: str, canonical: bytes) -> str:
+    return hmac.new(key.encode(), canonical, hashlib.sha256).hexdigest()
 
 
 def sign(envelope: Envelope, keys: Sequence[str]) -> Envelope:
     """A copy signed with the first key; unchanged when no keys are configured."""
     if not keys:
         return envelope
-    return envelope.model_copy(update={"sig": SIGNATURE_PREFIX + _mac(keys[0], envelope)})
+    mac = _mac(keys[0], _canonical(envelope))
+    return envelope.model_copy(update={"sig": SIGNATURE_PREFIX + mac})
 
 
 def verify(envelope: Envelope, keys: Sequence[str]) -> None:
@@ -136,7 +137,11 @@ def verify(envelope: Envelope, keys: Sequence[str]) -> None:
     given = envelope.sig.removeprefix(SIGNATURE_PREFIX)
     if not _HEX_MAC.fullmatch(given):
         raise SignatureError("envelope signature is malformed (not a SHA-256 hex digest)")
-    if not any(hmac.compare_digest(given, _mac(key, envelope)) for key in keys):
+    try:
+        canonical = _canonical(envelope)
+    except (TypeError, ValueError) as exc:  # serialization errors are ValueErrors
+        raise SignatureError(f"envelope signature cannot be checked: {exc}") from None
+    if not any(hmac.compare_digest(given, _mac(key, canonical)) for key in keys):
         raise SignatureError("envelope signature does not match any configured key (tampered?)")
 
 

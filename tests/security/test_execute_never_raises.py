@@ -242,3 +242,17 @@ def test_a_far_but_representable_eta_is_deferred() -> None:
     data = json.loads(ok.envelope([], {}).encode())
     data["eta"] = "9999-12-31T00:00:00+00:00"
     assert isinstance(execute(delivery_of(json.dumps(data).encode()), app), Defer)
+
+
+def test_verify_raises_only_signature_errors_even_for_an_envelope_it_cannot_canonicalize() -> None:
+    """An envelope built in code (not decoded) may hold what JSON cannot: still a SignatureError."""
+    app = make_app()
+
+    @app.task(name="ok")
+    def ok() -> None: ...
+
+    envelope = ok.envelope([], {}).model_copy(
+        update={"args": [object()], "sig": "hmac-sha256:" + "0" * 64}
+    )
+    with pytest.raises(SignatureError, match="cannot be checked"):
+        verify(envelope, [KEY])
