@@ -205,3 +205,67 @@ def capped_original(real: Any, sizes: list[int]) -> Any:
         real(delivery, reason, None)
 
     return dead_letter
+
+
+# --- the padded-message attack, end to end on moto SQS --------------------------------------------
+@pytest.mark.integration
+@pytest.mark.timeout(90)
+def test_a_padded_forgery_the_broker_dead_letters_is_not_redriven_on_sqs(sqs_env: str) -> None:
+    """Access to the main queue only: a message padded to the queue's size limit makes the
+    worker's dead-letter copy fail; after maxReceiveCount SQS moves the original, with the
+    sender's attributes, to the dead-letter queue. Redrive must not sign and send it."""
+    import boto3  # type: ignore[import-untyped, unused-ignore]
+
+    from cloudq.testing import start_worker, wait_for
+    from cloudq_sqs.broker import wire_size
+
+    prefix = f"t{uuid.uuid4().hex[:10]}-"
+    app = make_app(
+        broker_url=f"sqs://?prefix={prefix}",
+        result_backend=f"memory://{prefix}",
+        signing_keys=KEYS,
+        queue_max_receive_count=2,
+        queue_lease_seconds=2,
+    )
+    try:
+        app.ensure_queue("work")
+        raw = boto3.client("sqs", region_name="us-east-1")
+        url = raw.get_queue_url(QueueName=f"{prefix}work")["QueueUrl"]
+        attributes = {
+            REASON_ATTRIBUTE: "ValueError: failed on purpose",
+            "cloudq-task": "trust.echo",
+        }
+        body = forged(args=[""])
+        # Headers redrive strips: its re-signed copy then fits where the worker's did not.
+        body["headers"][HEADER_ERROR_TRACEBACK] = "t" * 500
+        sizes = raw.get_queue_attributes(QueueUrl=url, AttributeNames=["MaximumMessageSize"])
+        limit = int(sizes["Attributes"]["MaximumMessageSize"])  # the queue's own limit
+        pad = limit - wire_size(json.dumps(body), attributes)
+        body["args"] = ["p" * pad]
+        text = json.dumps(body)
+        assert wire_size(text, attributes) == limit
+        raw.send_message(
+            QueueUrl=url,
+            MessageBody=text,
+            MessageAttributes={
+                k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+            },
+        )
+
+        with start_worker(app, ["work"], concurrency=1, poll_seconds=0.2):
+            wait_for(
+                lambda: app.broker.stats("work").dead_lettered == 1,
+                timeout=60,
+                message="the broker to move the forgery to the dead-letter queue",
+            )
+        stats = app.broker.stats("work")
+        assert (stats.visible, stats.in_flight) == (0, 0)
+
+        result = redrive(app, "work")
+
+        assert result.moved == 0, "the forgery was signed and sent"
+        assert ["unsigned" in why for why in result.skipped.values()] == [True]
+        assert app.broker.receive("work", 10, 1, 30) == []
+        assert app.broker.stats("work").dead_lettered == 1
+    finally:
+        app.close()
