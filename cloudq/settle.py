@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from cloudq.adapters.base import Delivery
 from cloudq.canvas import Signature, build_envelope, signature_from
 from cloudq.claimcheck import acknowledge, pointer_url
-from cloudq.envelope import HEADER_ERROR_TRACEBACK, Envelope, sign
+from cloudq.envelope import HEADER_ERROR_TRACEBACK, Envelope, decode, sign, verify
 from cloudq.errors import CloudqError, MessageTooLarge, SignatureError
 from cloudq.execute import error_info
 from cloudq.ids import new_id
@@ -267,14 +267,14 @@ def _send_follow_ups(app: App, parent: Envelope, envelopes: Sequence[Envelope]) 
 def _dead_letter(app: App, delivery: Delivery, reason: str, envelope: Envelope | None) -> None:
     """Move the delivery to its dead-letter queue.
 
-    An envelope (verified by ``execute``, then given the error headers) goes signed, so that
+    An envelope whose delivery verifies (then given the error headers) goes signed, so that
     redrive can prove the dead letter is the worker's; without one (undecodable, unverified) the
     original bytes go as they came. A copy over the broker's size limit is not left to the
     broker's own redrive: it goes without its traceback header, then as the original bytes
     (the reason still travels as the broker's attribute).
     """
     # A parked body stays parked: the dead letter keeps its pointer (and the object).
-    if envelope is None or pointer_url(delivery.body) is not None:
+    if envelope is None or pointer_url(delivery.body) is not None or not _ours(app, delivery):
         app.broker.dead_letter(delivery, reason, None)
         return
     slim = {k: v for k, v in envelope.headers.items() if k != HEADER_ERROR_TRACEBACK}
@@ -293,6 +293,20 @@ def _dead_letter(app: App, delivery: Delivery, reason: str, envelope: Envelope |
         envelope.id,
     )
     app.broker.dead_letter(delivery, reason, None)
+
+
+def _ours(app: App, delivery: Delivery) -> bool:
+    """Whether the delivery's own envelope verifies, checked here again before its dead letter
+    is signed: not every path to a DeadLetter went through ``execute``'s check (a pool child
+    killed at its time limit is dead-lettered from the parent's unverified decode). Dead
+    letters are rare; one more HMAC for each costs nothing."""
+    if not app.signing_keys:
+        return True
+    try:
+        verify(decode(delivery.body), app.signing_keys)
+    except Exception:  # noqa: BLE001 - untrusted bytes: any failure means "not ours"
+        return False
+    return True
 
 
 def _acknowledge(app: App, delivery: Delivery, ack: AckFn | None) -> None:

@@ -269,3 +269,20 @@ def test_a_padded_forgery_the_broker_dead_letters_is_not_redriven_on_sqs(sqs_env
         assert app.broker.stats("work").dead_lettered == 1
     finally:
         app.close()
+
+
+def test_a_dead_letter_of_an_envelope_that_does_not_verify_is_not_signed(app: App) -> None:
+    """A pool child killed at its time limit is dead-lettered from the parent's own decode,
+    which does not verify: settle checks again before it signs."""
+    from cloudq.execute import outcome_for_error
+    from cloudq.settle import settle
+
+    body = json.dumps(forged()).encode()
+    app.broker.send("work", [OutgoingMessage(body)])
+    [delivery] = app.broker.receive("work", 1, 0, 30)
+    outcome = outcome_for_error(decode(body), None, TimeoutError("killed"), app.clock, False)
+    settle(app, delivery, outcome)
+
+    [dead] = app.broker.receive(dead_letter_queue_name("work"), 1, 0, 30)
+    assert dead.body == body, "the original bytes, unsigned as they came"
+    assert redrive(app, "work").moved == 0
