@@ -31,6 +31,7 @@ from cloudq.producer import is_fifo, send_envelopes
 from cloudq.results.base import ErrorInfo, State, TaskResult
 from cloudq.storeseal import (
     RESULT_SEAL,
+    claimed_task_id,
     open_chord_body,
     open_chord_parts,
     seal_chord_part,
@@ -177,10 +178,7 @@ def _chord_body(
     try:
         body = open_chord_body(keys, chord_id, stored)
     except SignatureError as exc:
-        # Its id (untrusted, like all of it) only names where the waiting caller looks.
-        data = stored.get("value", stored) if isinstance(stored, dict) else None
-        options = data.get("options") if isinstance(data, dict) else None
-        body_id = options.get("task_id") if isinstance(options, dict) else None
+        body_id = claimed_task_id(stored)  # untrusted: it only names where the caller looks
         logger.error(
             "chord %s of %s[%s]: body not sent, the result store's copy is refused: %s",
             chord_id,
@@ -188,7 +186,7 @@ def _chord_body(
             envelope.id,
             exc,
         )
-        if isinstance(body_id, str):
+        if body_id is not None:
             error = ErrorInfo(type="cloudq.errors.SignatureError", message=str(exc))
             _store(
                 app,

@@ -83,6 +83,16 @@ def open_chord_body(keys: Sequence[str], chord_id: str, stored: Any) -> dict[str
     return body
 
 
+def claimed_task_id(stored: Any) -> str | None:
+    """The task id a stored chord body claims, sealed or not, unchecked: only to record its
+    FAILURE where the caller waits when the body is refused (whoever can change the store can
+    write that record anyway)."""
+    data = stored.get(VALUE_KEY, stored) if isinstance(stored, dict) else None
+    options = data.get("options") if isinstance(data, dict) else None
+    task_id = options.get("task_id") if isinstance(options, dict) else None
+    return task_id if isinstance(task_id, str) else None
+
+
 def seal_chord_part(keys: Sequence[str], chord_id: str, index: int, value: Any) -> Any:
     return seal(keys, "chord-part", [chord_id, index], value)
 
