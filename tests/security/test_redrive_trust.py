@@ -286,3 +286,29 @@ def test_a_dead_letter_of_an_envelope_that_does_not_verify_is_not_signed(app: Ap
     [dead] = app.broker.receive(dead_letter_queue_name("work"), 1, 0, 30)
     assert dead.body == body, "the original bytes, unsigned as they came"
     assert redrive(app, "work").moved == 0
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_a_workers_dead_letter_near_the_size_limit_still_goes_on_sqs(sqs_env: str) -> None:
+    """The error headers push a copy over the limit: it goes without the traceback, signed,
+    instead of raising and leaving the message to the broker's own redrive."""
+    limit = 200_000
+    prefix = f"t{uuid.uuid4().hex[:10]}-"
+    app = make_app(
+        broker_url=f"sqs://?prefix={prefix}&max_message_bytes={limit}", signing_keys=KEYS
+    )
+    try:
+        app.ensure_queue("work")
+        label = "x" * (limit - 4_000)
+        sent = app.tasks["trust.fail"].delay(label)
+        assert process_one(app, "work") is not None  # raised MessageTooLarge before
+        got = app.broker.receive(dead_letter_queue_name("work"), 1, 1, 30)
+        assert len(got) == 1
+        env = decode(got[0].body)
+        verify(env, KEYS)
+        assert env.id == sent.id and env.args == [label]
+        assert HEADER_ERROR_TYPE in env.headers and HEADER_ERROR_TRACEBACK not in env.headers
+        assert app.broker.stats("work").in_flight == 0
+    finally:
+        app.close()
