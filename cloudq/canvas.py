@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from cloudq.errors import ConfigurationError
 from cloudq.ids import new_id
+from cloudq.storeseal import seal_chord_body
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -267,7 +268,7 @@ class Chord:
             store.chord_start(
                 chord_id,
                 len(self.header.tasks),
-                body.model_dump(mode="json"),
+                seal_chord_body(app.signing_keys, chord_id, body.model_dump(mode="json")),
                 app.conf.result_expires,
             )
             envelopes = [

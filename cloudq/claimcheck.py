@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from cloudq.adapters import scheme_of
 from cloudq.errors import AdapterNotFound, ClaimCheckMissing, ClaimCheckRefused
+from cloudq.logsafe import get_logger
 from cloudq.plugins import load_plugin
+
+if TYPE_CHECKING:
+    from cloudq.adapters.base import Delivery
+    from cloudq.app import App
+
+logger = get_logger("cloudq.claimcheck")
 
 POINTER_KEY = "cloudq-claim-check"
 _POINTER_MARK = POINTER_KEY.encode()
@@ -66,10 +73,37 @@ def pointer_url(body: bytes) -> str | None:
         return None
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # off a queue: nested 10,000 deep is just not a pointer
         return None
     url = data.get(POINTER_KEY) if isinstance(data, dict) else None
     return url if isinstance(url, str) else None
+
+
+def drop_parked(app: App, deliveries: Sequence[Delivery]) -> None:
+    """Delete the parked bodies of ``deliveries``, which must be acknowledged for good already:
+    deleted earlier, a failed ack's redelivery would find its body gone. Never raises (an
+    orphan object costs storage until the bucket's lifecycle rule, not a task)."""
+    store = app.claim_checks
+    if store is None:
+        return
+    for delivery in deliveries:
+        url = pointer_url(delivery.body)
+        if url is None:
+            continue
+        try:
+            store.delete(url)
+        except Exception as exc:  # noqa: BLE001 - see above
+            logger.warning("could not delete claim-check object %s: %s", url, exc)
+
+
+def acknowledge(
+    app: App, deliveries: Sequence[Delivery], ack: Callable[[Sequence[Delivery]], None]
+) -> None:
+    """``ack(deliveries)``, then, only once it returned, ``drop_parked``. The one rule for
+    every path that acknowledges (settle, the worker's batched acks, redrive); a failed ack
+    raises and deletes nothing."""
+    ack(deliveries)
+    drop_parked(app, deliveries)
 
 
 class ObjectStoreClaimChecks(ABC):

@@ -610,9 +610,17 @@ def dlq_list(obj: _Context, queue: str, limit: int, show_traceback: bool, as_jso
 @dlq.command("redrive")
 @click.option("-Q", "--queue", required=True, help="the queue to move its dead letters back to")
 @click.option("--limit", type=click.IntRange(1), default=None, help="move at most N")
+@click.option(
+    "--trust-unsigned",
+    is_flag=True,
+    help="with signing_keys set, also move (and sign) unsigned dead letters, whose origin "
+    "cannot be proven; a bad signature is never moved",
+)
 @click.pass_obj
-def dlq_redrive(obj: _Context, queue: str, limit: int | None) -> None:
-    """Move dead letters back as fresh first attempts; each is sent before it is deleted."""
+def dlq_redrive(obj: _Context, queue: str, limit: int | None, trust_unsigned: bool) -> None:
+    """Move dead letters back as fresh first attempts; each is sent before it is deleted.
+
+    With signing_keys set, only dead letters whose signature verifies are moved."""
     from cloudq.adapters.base import dead_letter_queue_name
     from cloudq.control.output import progress
     from cloudq.control.redrive import dead_letter_depth, redrive
@@ -621,7 +629,7 @@ def dlq_redrive(obj: _Context, queue: str, limit: int | None) -> None:
     dlq_name = dead_letter_queue_name(queue)
     total = limit if limit is not None else dead_letter_depth(app, queue)
     with progress(total, f"redriving {dlq_name}") as update:
-        result = redrive(app, queue, limit, update)
+        result = redrive(app, queue, limit, update, trust_unsigned=trust_unsigned)
     click.echo(f"Redrove {result.moved} message(s) from {dlq_name} to {queue}.")
     for message_id, why in result.skipped.items():
         click.echo(f"left in {dlq_name}: {message_id}: {why}", err=True)

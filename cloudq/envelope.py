@@ -109,40 +109,51 @@ class Envelope(BaseModel):
         return self.model_dump_json(exclude_defaults=True).encode()
 
 
-def _canonical(envelope: Envelope) -> bytes:
-    data = envelope.model_dump(mode="json", exclude={"sig"})
+def canonical_json(data: Any) -> bytes:
+    """The one canonical form every cloudq HMAC covers: sorted keys, no spaces, UTF-8."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _mac(key: str, canonical: bytes) -> str:
-    return hmac.new(key.encode(), canonical, hashlib.sha256).hexdigest()
+def mac(key: str, payload: bytes) -> str:
+    """The signature of ``payload`` with ``key``, scheme prefix included."""
+    return SIGNATURE_PREFIX + hmac.new(key.encode(), payload, hashlib.sha256).hexdigest()
+
+
+def check_mac(given: str | None, payload: bytes, keys: Sequence[str], what: str) -> None:
+    """Raise ``SignatureError`` unless one of ``keys`` made ``given`` over ``payload`` (the
+    rotation rule: the first key signs, any key verifies). ``given`` is untrusted: any string
+    (non-ASCII, not hex) is refused with a reason, never a TypeError."""
+    if not given:
+        raise SignatureError(f"{what} is unsigned and this app requires signed messages")
+    if not given.startswith(SIGNATURE_PREFIX):
+        raise SignatureError(f"{what} signature has an unknown scheme")
+    if not _HEX_MAC.fullmatch(given.removeprefix(SIGNATURE_PREFIX)):
+        raise SignatureError(f"{what} signature is malformed (not a SHA-256 hex digest)")
+    sent = given.encode("ascii")
+    if not any(hmac.compare_digest(sent, mac(key, payload).encode()) for key in keys):
+        raise SignatureError(f"{what} signature does not match any configured key (tampered?)")
+
+
+def _canonical(envelope: Envelope) -> bytes:
+    return canonical_json(envelope.model_dump(mode="json", exclude={"sig"}))
 
 
 def sign(envelope: Envelope, keys: Sequence[str]) -> Envelope:
     """A copy signed with the first key; unchanged when no keys are configured."""
     if not keys:
         return envelope
-    mac = _mac(keys[0], _canonical(envelope))
-    return envelope.model_copy(update={"sig": SIGNATURE_PREFIX + mac})
+    return envelope.model_copy(update={"sig": mac(keys[0], _canonical(envelope))})
 
 
 def verify(envelope: Envelope, keys: Sequence[str]) -> None:
     """Raise ``SignatureError`` unless a configured key signed this envelope as it is."""
     if not keys:
         return
-    if not envelope.sig:
-        raise SignatureError("envelope is unsigned and this app requires signed messages")
-    if not envelope.sig.startswith(SIGNATURE_PREFIX):
-        raise SignatureError("envelope signature has an unknown scheme")
-    given = envelope.sig.removeprefix(SIGNATURE_PREFIX)
-    if not _HEX_MAC.fullmatch(given):
-        raise SignatureError("envelope signature is malformed (not a SHA-256 hex digest)")
     try:
         canonical = _canonical(envelope)
     except (TypeError, ValueError) as exc:  # serialization errors are ValueErrors
         raise SignatureError(f"envelope signature cannot be checked: {exc}") from None
-    if not any(hmac.compare_digest(given, _mac(key, canonical)) for key in keys):
-        raise SignatureError("envelope signature does not match any configured key (tampered?)")
+    check_mac(envelope.sig, canonical, keys, "envelope")
 
 
 def decode(data: bytes) -> Envelope:

@@ -24,6 +24,15 @@ itself idempotent. On a result backend without claims, step 1 is skipped: two de
 arrive together may both run.
 
 Only tasks that opt in pay for this: two store calls per delivery, none for other tasks.
+
+What the store is trusted with: with ``signing_keys`` set, nothing that is sent. The links of a
+skipped duplicate are sent (and signed) with the stored result, so settle seals a SUCCESS
+record's result (``TaskResult.seal``, ``cloudq.storeseal``, bound to the task id) and the
+duplicate re-fires its links only if the seal verifies; a record whose seal does not verify
+(changed in the store, or stored before signing was on) is no proof of success, and the body
+runs again (at-least-once, as if the record were missing). The store is still trusted to say
+*that* a task without links succeeded: a forged SUCCESS record skips a run but sends nothing,
+which anyone who can write the store could achieve by other means anyway (a deleted claim).
 """
 
 from __future__ import annotations
@@ -33,10 +42,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cloudq.envelope import Envelope
-from cloudq.errors import ConfigurationError
+from cloudq.errors import ConfigurationError, SignatureError
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Ack, Defer
-from cloudq.results.base import State
+from cloudq.results.base import State, TaskResult
+from cloudq.storeseal import RESULT_SEAL, check_seal
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -129,9 +139,9 @@ def admit(app: App, env: Envelope, hard: float, now: datetime) -> Ack | Defer | 
             app.conf.result_backend,
         )
     record = backend.get(env.id)
-    if record is not None and record.state == State.SUCCESS:
+    follows = bool(env.links) or env.chord_id is not None
+    if record is not None and record.state == State.SUCCESS and _sendable(app, env, record):
         logger.info("skipped duplicate delivery of %s[%s]: already succeeded", env.task, env.id)
-        follows = bool(env.links) or env.chord_id is not None
         return Ack(envelope=env if follows else None, value=record.result if follows else None)
     if not held:
         until = now + timedelta(seconds=ttl + CLAIM_SLACK_SECONDS)
@@ -143,6 +153,23 @@ def admit(app: App, env: Envelope, hard: float, now: datetime) -> Ack | Defer | 
         )
         return Defer(envelope=env, until=until)
     return Claim(app, key) if claims is not None else NO_CLAIM
+
+
+def _sendable(app: App, env: Envelope, record: TaskResult) -> bool:
+    """Whether the links may be sent again from this SUCCESS record (see the module doc)."""
+    if not (env.links or env.chord_id is not None):
+        return True
+    try:
+        check_seal(app.signing_keys, record.seal, RESULT_SEAL, [env.id], record.result)
+    except SignatureError as exc:
+        logger.error(
+            "task %s[%s]: its stored SUCCESS record is refused (%s); it runs again",
+            env.task,
+            env.id,
+            exc,
+        )
+        return False
+    return True
 
 
 def release(app: App, key: str | None) -> None:

@@ -1,27 +1,49 @@
 """Applying an Outcome to its delivery: the only place results are written and messages moved.
 
 Order is what makes "nothing lost" hold: record the result, send what must be sent (the retry
-copy, the deferred copy, chain links), and only then acknowledge. A crash in between leads to a
-duplicate run, never a lost task (at-least-once).
+copy, the deferred copy, chain links), and only then acknowledge; a claim-checked body is
+deleted only once its acknowledgement succeeded. A crash in between leads to a duplicate run,
+never a lost task (at-least-once).
+
+Signing (``signing_keys``): what is sent from here is signed by the producer; what this module
+keeps in the result store for later sends (a chord's header results, a SUCCESS record's result)
+is sealed (``cloudq.storeseal``), and what it reads back from there is checked before anything
+is sent from it. A dead letter of an envelope that ``execute`` verified is signed too, so that
+``dlq redrive`` can tell the worker's dead letters from anything else in the dead-letter queue.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cloudq.adapters.base import Delivery
 from cloudq.canvas import Signature, build_envelope, signature_from
-from cloudq.claimcheck import pointer_url
-from cloudq.envelope import Envelope
-from cloudq.errors import CloudqError
+from cloudq.claimcheck import acknowledge, pointer_url
+from cloudq.envelope import (
+    HEADER_DEAD_LETTER_REASON,
+    HEADER_ERROR_TRACEBACK,
+    Envelope,
+    decode,
+    sign,
+    verify,
+)
+from cloudq.errors import CloudqError, MessageTooLarge, SignatureError
 from cloudq.execute import error_info
 from cloudq.ids import new_id
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.producer import is_fifo, send_envelopes
-from cloudq.results.base import State, TaskResult
+from cloudq.results.base import ErrorInfo, State, TaskResult
+from cloudq.storeseal import (
+    RESULT_SEAL,
+    claimed_task_id,
+    open_chord_body,
+    open_chord_parts,
+    seal_chord_part,
+    seal_of,
+)
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -31,9 +53,23 @@ logger = get_logger("cloudq.settle")
 AckFn = Callable[[Delivery], None]
 
 
+@runtime_checkable
+class QueuedAck(Protocol):
+    """An ``ack`` that only queues the acknowledgement (the worker's batching ``_Acker``): it
+    deletes a parked body itself once the ack succeeded (``cloudq.claimcheck.acknowledge``).
+    Any other ``ack`` function counts as done when it returns; the parked body goes then."""
+
+    drops_parked: bool
+
+    def __call__(self, delivery: Delivery) -> None: ...
+
+
 def _store(app: App, result: TaskResult | None) -> None:
     if result is None or app.backend is None:
         return
+    if result.state == State.SUCCESS and app.signing_keys:
+        seal = seal_of(app.signing_keys, RESULT_SEAL, [result.task_id], result.result)
+        result = result.model_copy(update={"seal": seal})
     try:
         app.backend.store(result, app.conf.result_expires)
     except Exception:
@@ -77,24 +113,36 @@ def _follow_up(
         return [build_envelope(app, sig, args)]
     except _UNSENDABLE as exc:
         task_id = str(sig.options.get("task_id") or new_id())
-        logger.error(
-            "follow-up %s[%s] of %s[%s] cannot be sent (%s): it fails here, the chain stops",
-            sig.task,
-            task_id,
-            parent.task,
-            parent.id,
-            exc,
-        )
-        error = error_info(exc)
-        failed = TaskResult(
-            task_id=task_id,
-            state=State.FAILURE,
-            task=sig.task,
-            error=error,
-            date_done=app.clock.now(),
-        )
-        _store(app, failed)
-        return _errbacks(app, parent, sig.errlinks, task_id)
+        return _fail_follow_up(app, parent, sig.task, task_id, sig.errlinks, exc)
+
+
+def _fail_follow_up(
+    app: App,
+    parent: Envelope,
+    task: str,
+    task_id: str,
+    errlinks: Sequence[Any],
+    exc: Exception,
+) -> list[Envelope]:
+    """A follow-up that can never be sent fails here: a FAILURE record under its id, and its
+    error callbacks to send; the chain stops there."""
+    logger.error(
+        "follow-up %s[%s] of %s[%s] cannot be sent (%s): it fails here, the chain stops",
+        task,
+        task_id,
+        parent.task,
+        parent.id,
+        exc,
+    )
+    failed = TaskResult(
+        task_id=task_id,
+        state=State.FAILURE,
+        task=task,
+        error=error_info(exc),
+        date_done=app.clock.now(),
+    )
+    _store(app, failed)
+    return _errbacks(app, parent, errlinks, task_id)
 
 
 def _errbacks(
@@ -116,23 +164,77 @@ def _errbacks(
 def _after_success(app: App, envelope: Envelope, value: Any) -> list[Envelope]:
     """Chain links get the result; a chord header counts, and the last one sends the body."""
     out = [e for link in envelope.links for e in _follow_up(app, envelope, link, [value])]
-    if envelope.chord_id is not None and envelope.chord_index is not None:
-        done = app.chord_store().chord_part_done(envelope.chord_id, envelope.chord_index, value)
+    chord_id, index = envelope.chord_id, envelope.chord_index
+    if chord_id is not None and index is not None:
+        keys = app.signing_keys
+        part = seal_chord_part(keys, chord_id, index, value)
+        done = app.chord_store().chord_part_done(chord_id, index, part)
         if done is not None:
-            body, results = done
-            out += _follow_up(app, envelope, body, [results])
+            out += _chord_body(app, envelope, chord_id, *done)
     family = {"root_id": envelope.root_id or envelope.id, "parent_id": envelope.id}
     return [e.model_copy(update=family) for e in out]
+
+
+def _chord_body(
+    app: App, envelope: Envelope, chord_id: str, stored: Any, parts: Sequence[Any]
+) -> list[Envelope]:
+    """The chord's body with the header results, each read back from the store and checked:
+    a body that does not verify sends nothing (not even its error callbacks, which are part of
+    what failed to verify); results that do not verify fail the (verified) body."""
+    keys = app.signing_keys
+    try:
+        body = open_chord_body(keys, chord_id, stored)
+    except SignatureError as exc:
+        body_id = claimed_task_id(stored)  # untrusted: it only names where the caller looks
+        logger.error(
+            "chord %s of %s[%s]: body not sent, the result store's copy is refused: %s",
+            chord_id,
+            envelope.task,
+            envelope.id,
+            exc,
+        )
+        if body_id is not None:
+            error = ErrorInfo(type="cloudq.errors.SignatureError", message=str(exc))
+            _store(
+                app,
+                TaskResult(
+                    task_id=body_id, state=State.FAILURE, error=error, date_done=app.clock.now()
+                ),
+            )
+        return []
+    try:
+        results = open_chord_parts(keys, chord_id, parts)
+    except SignatureError as exc:
+        try:
+            sig = signature_from(body, app)
+        except _UNSENDABLE as bad:
+            logger.error("chord body of %s[%s] is malformed: %s", envelope.task, envelope.id, bad)
+            return []
+        task_id = str(sig.options.get("task_id") or new_id())
+        return _fail_follow_up(app, envelope, sig.task, task_id, sig.errlinks, exc)
+    return _follow_up(app, envelope, body, [results])
 
 
 def _after_failure(app: App, envelope: Envelope) -> list[Envelope]:
     """Error callbacks get the failed task's id; a chord's run once, for its first failure."""
     errlinks: list[Any] = list(envelope.errlinks)
-    if envelope.chord_id is not None:
-        body = app.chord_store().chord_fail(envelope.chord_id)
-        if body is not None:
+    chord_id = envelope.chord_id
+    if chord_id is not None:
+        stored = app.chord_store().chord_fail(chord_id)
+        if stored is not None:
             try:
-                errlinks += signature_from(body, app).errlinks
+                errlinks += signature_from(
+                    open_chord_body(app.signing_keys, chord_id, stored), app
+                ).errlinks
+            except SignatureError as exc:
+                logger.error(
+                    "chord %s of %s[%s]: its body's error callbacks are not sent, the result "
+                    "store's copy is refused: %s",
+                    chord_id,
+                    envelope.task,
+                    envelope.id,
+                    exc,
+                )
             except _UNSENDABLE as exc:
                 logger.error(
                     "chord body of %s[%s] is malformed: %s", envelope.task, envelope.id, exc
@@ -140,22 +242,102 @@ def _after_failure(app: App, envelope: Envelope) -> list[Envelope]:
     return _errbacks(app, envelope, errlinks, envelope.id)
 
 
-def _acknowledge(app: App, delivery: Delivery, ack: AckFn | None) -> None:
-    """Acknowledge, then delete the parked body of a claim-checked message (it is done)."""
-    if ack is None:
-        app.broker.ack([delivery])
-    else:
-        ack(delivery)
-    claim = pointer_url(delivery.body)
-    if claim is not None and app.claim_checks is not None:
+def _send_follow_ups(app: App, parent: Envelope, envelopes: Sequence[Envelope]) -> None:
+    """Send what follows ``parent``. One too large to send (and no claim-check store to park
+    it) is treated as one that cannot be built: it fails, its error callbacks go, and the parent
+    is still acknowledged (raising would run the parent again on every delivery)."""
+    try:
+        send_envelopes(app, envelopes)
+        return
+    except MessageTooLarge:
+        pass
+    for env in envelopes:  # one by one, to tell which one does not fit
         try:
-            app.claim_checks.delete(claim)
-        except Exception:
-            logger.exception("could not delete claim-check object %s", claim)
+            send_envelopes(app, [env])
+        except MessageTooLarge as exc:
+            for errback in _fail_follow_up(app, parent, env.task, env.id, env.errlinks, exc):
+                try:
+                    send_envelopes(app, [errback])
+                except MessageTooLarge as too_big:
+                    logger.error(
+                        "error callback %s[%s] of %s[%s] cannot be sent, dropped: %s",
+                        errback.task,
+                        errback.id,
+                        env.task,
+                        env.id,
+                        too_big,
+                    )
+
+
+SLIM_REASON_CHARS = 1_000
+"""A dead letter too large with its headers keeps this much of the reason header (the reason
+holds the error message whole, and that may be as large as the arguments)."""
+
+
+def _dead_letter(app: App, delivery: Delivery, reason: str, envelope: Envelope | None) -> None:
+    """Move the delivery to its dead-letter queue.
+
+    An envelope whose delivery verifies (then given the error headers) goes signed, so that
+    redrive can prove the dead letter is the worker's; without one (undecodable, unverified) the
+    original bytes go as they came. A copy over the broker's size limit is not left to the
+    broker's own redrive: it goes without its traceback header (and with the reason header
+    cut short), then as the original bytes (the reason still travels as the broker's attribute).
+    """
+    # A parked body stays parked: the dead letter keeps its pointer (and the object).
+    if envelope is None or pointer_url(delivery.body) is not None or not _ours(app, delivery):
+        app.broker.dead_letter(delivery, reason, None)
+        return
+    slim = {k: v for k, v in envelope.headers.items() if k != HEADER_ERROR_TRACEBACK}
+    if HEADER_DEAD_LETTER_REASON in slim:
+        slim[HEADER_DEAD_LETTER_REASON] = slim[HEADER_DEAD_LETTER_REASON][:SLIM_REASON_CHARS]
+    copies = [envelope, envelope.model_copy(update={"headers": slim})]
+    for copy in copies:
+        try:
+            app.broker.dead_letter(delivery, reason, sign(copy, app.signing_keys).encode())
+            return
+        except MessageTooLarge as exc:
+            logger.warning(
+                "dead letter of %s[%s] is too large: %s", envelope.task, envelope.id, exc
+            )
+    logger.warning(
+        "dead letter of %s[%s] goes as the original message, the reason as an attribute only",
+        envelope.task,
+        envelope.id,
+    )
+    app.broker.dead_letter(delivery, reason, None)
+
+
+def _ours(app: App, delivery: Delivery) -> bool:
+    """Whether the delivery's own envelope verifies, checked here again before its dead letter
+    is signed: not every path to a DeadLetter went through ``execute``'s check (a pool child
+    killed at its time limit is dead-lettered from the parent's unverified decode). Dead
+    letters are rare; one more HMAC for each costs nothing."""
+    if not app.signing_keys:
+        return True
+    try:
+        verify(decode(delivery.body), app.signing_keys)
+    except Exception:  # noqa: BLE001 - untrusted bytes: any failure means "not ours"
+        return False
+    return True
+
+
+def _acknowledge(app: App, delivery: Delivery, ack: AckFn | None) -> None:
+    """Acknowledge; a parked body is deleted once the acknowledgement succeeded (see
+    ``QueuedAck``)."""
+    if ack is None:
+        acknowledge(app, [delivery], app.broker.ack)
+    elif isinstance(ack, QueuedAck) and ack.drops_parked:
+        ack(delivery)
+    else:
+        acknowledge(app, [delivery], lambda deliveries: ack(deliveries[0]))
 
 
 def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = None) -> None:
     """Apply ``outcome``. ``ack`` lets a worker batch acknowledgements; default: ack now.
+
+    A parked (claim-checked) body is deleted after ``ack`` returns, unless ``ack`` is a
+    ``QueuedAck``: that one calls ``cloudq.claimcheck.acknowledge`` (or ``drop_parked``) itself
+    once the acknowledgement really happened.
 
     Raises if a send fails: the delivery is then left alone and the broker redelivers it.
     """
@@ -165,7 +347,9 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
             nexts = list(follow_ups)
             if envelope is not None:
                 nexts += _after_success(app, envelope, value)
-            if nexts:
+            if nexts and envelope is not None:
+                _send_follow_ups(app, envelope, nexts)
+            elif nexts:
                 send_envelopes(app, nexts)
             _acknowledge(app, delivery, ack)
         case RetryAt(envelope=envelope, result=result):
@@ -194,8 +378,5 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
                 errbacks = _after_failure(app, envelope)
                 if errbacks:
                     send_envelopes(app, errbacks)
-            # A parked body stays parked: the dead letter keeps its pointer (and the object).
-            parked = pointer_url(delivery.body) is not None
-            body = envelope.encode() if envelope is not None and not parked else None
-            app.broker.dead_letter(delivery, reason, body)
+            _dead_letter(app, delivery, reason, envelope)
             app.reporter.report(envelope, reason, delivery.queue)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from cloudq.adapters.base import Delivery
+from cloudq.claimcheck import acknowledge
 from cloudq.control.events import TaskInfo, not_yet_due, outcome_events, peek
 from cloudq.control.heartbeat import WorkerControl, task_entry
 from cloudq.control.store import HEARTBEAT_SECONDS
@@ -89,7 +90,11 @@ class _Acker:
     A delivery whose lease is already in its second half (a heartbeat would be due) is acked at
     once, with whatever is pending, instead of waiting for the flush: a housekeeping thread held
     up by a slow call must not let a finished task's lease lapse, running it a second time.
+    A claim-checked body is deleted only after its batch's ack succeeded (a ``QueuedAck``).
     """
+
+    drops_parked = True
+    """``settle`` leaves parked bodies to ``flush``, which deletes them after the ack."""
 
     def __init__(self, app: App, lease: float) -> None:
         self.app = app
@@ -125,7 +130,7 @@ class _Acker:
         for deliveries in pending.values():
             for start in range(0, len(deliveries), batch):
                 try:
-                    self.app.broker.ack(deliveries[start : start + batch])
+                    acknowledge(self.app, deliveries[start : start + batch], self.app.broker.ack)
                 except Exception:
                     logger.exception(
                         "ack of %d message(s) failed; they will be redelivered",

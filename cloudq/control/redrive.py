@@ -5,9 +5,15 @@ dead-letter queue only once the send succeeded, so a redrive killed at any point
 message in the queue, in the dead-letter queue (visible again when its short lease ends), or in
 both. Duplicates are possible, loss is not.
 
-With ``signing_keys`` set, redrive re-signs what it sends, so it refuses what it cannot trust:
-an envelope whose own signature does not verify, and an unsigned one unless the core itself
-dead-lettered it after running it (its reason says so, and is not a rejected signature).
+With ``signing_keys`` set, redrive re-signs what it sends, so it moves only what it can prove
+came from us: an envelope whose signature verifies (a worker signs the dead letters of the
+envelopes it verified; a message it could not verify keeps its own bytes). The reason attribute
+and headers are never evidence: the sender writes them, and on SQS a sender can get a message
+of theirs into the dead-letter queue with them (padded to the size limit, the worker's copy
+cannot be sent, and the broker moves the original after maxReceiveCount). An unsigned dead
+letter stays put unless the operator passes ``trust_unsigned`` (``--trust-unsigned``); one
+whose signature does not verify always stays. A dead letter that cannot be read, checked or
+turned into a message stays too, with its reason: redrive goes on with the others.
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cloudq.adapters.base import Delivery, dead_letter_queue_name
-from cloudq.claimcheck import pointer_url
+from cloudq.adapters.base import Delivery, OutgoingMessage, dead_letter_queue_name
+from cloudq.claimcheck import acknowledge, pointer_url
 from cloudq.control.events import TASK_HEADER
 from cloudq.envelope import (
     HEADER_DEAD_LETTER_REASON,
@@ -53,8 +59,7 @@ STRIPPED_HEADERS = frozenset(
         RATE_SLOT_HEADER,
     }
 )
-_REJECTED_SIGNATURE = "envelope "
-"""How the core's signature rejections start (``cloudq.envelope.verify``)."""
+UNSIGNED = "unsigned, so its origin cannot be proven (--trust-unsigned moves unsigned ones)"
 
 
 # --- queues ---------------------------------------------------------------------------------------
@@ -197,30 +202,58 @@ def reset(env: Envelope, queue: str) -> Envelope:
     return env.model_copy(update={"attempt": 1, "headers": headers, "sig": None, "queue": queue})
 
 
-def untrusted(app: App, env: Envelope, delivery: Delivery) -> str | None:
-    """Why a dead letter must not be re-signed and sent, or None (see the module docstring)."""
+def untrusted(app: App, env: Envelope, trust_unsigned: bool = False) -> str | None:
+    """Why a dead letter must not be re-signed and sent, or None (see the module docstring).
+
+    Only the envelope's own signature counts; nothing the sender could have written does."""
     keys = app.signing_keys
     if not keys:
         return None
-    if env.sig is not None:
-        try:
-            verify(env, keys)
-        except EnvelopeError as exc:
-            return str(exc)
-        return None
-    reason = delivery.attributes.get(REASON_ATTRIBUTE)
-    if reason is None or HEADER_DEAD_LETTER_REASON not in env.headers:
-        return "unsigned, and not dead-lettered by a worker after running it"
-    if reason.startswith(_REJECTED_SIGNATURE):
-        return f"rejected by a worker: {reason}"
+    if env.sig is None:
+        return None if trust_unsigned else UNSIGNED
+    try:
+        verify(env, keys)
+    except EnvelopeError as exc:
+        return str(exc)
     return None
 
 
-def _send_batch(app: App, envelopes: Sequence[Envelope]) -> None:
-    """Sign and send (a fresh FIFO deduplication id: the original id was seen before)."""
-    from cloudq.producer import send_envelopes
+@dataclass(frozen=True)
+class _Ready:
+    """A dead letter made ready to send: the fresh envelope and its message."""
 
-    send_envelopes(app, envelopes, dedup_suffix=f"-r{uuid.uuid4().hex[:8]}")
+    envelope: Envelope
+    message: OutgoingMessage
+
+
+def _prepare(app: App, delivery: Delivery, queue: str, trust_unsigned: bool) -> _Ready | str:
+    """The dead letter as the fresh first attempt to send, or why it stays. Never raises: a
+    dead letter is untrusted input (bytes, claim-check pointer, dates, signature)."""
+    from cloudq.producer import to_message
+
+    try:
+        env = decode(_body(app, delivery))
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        return f"not a readable envelope: {type(exc).__name__}: {exc}"
+    try:
+        why = untrusted(app, env, trust_unsigned)
+    except Exception as exc:  # noqa: BLE001
+        why = f"signature cannot be checked: {type(exc).__name__}: {exc}"
+    if why is not None:
+        return why
+    fresh = reset(env, queue)
+    try:
+        # A fresh FIFO deduplication id: the original id was seen before.
+        return _Ready(fresh, to_message(app, fresh, dedup_suffix=f"-r{uuid.uuid4().hex[:8]}"))
+    except Exception as exc:  # noqa: BLE001 - dates that overflow, a size over the limit...
+        return f"cannot be sent: {type(exc).__name__}: {exc}"
+
+
+def _send_batch(app: App, batch: Sequence[_Ready]) -> None:
+    """Send one batch (one queue, prepared one by one): raises on failure, nothing deleted."""
+    queue = batch[0].envelope.queue
+    app.ensure_queue(queue)
+    app.broker.send(queue, [r.message for r in batch])
 
 
 @dataclass
@@ -244,6 +277,7 @@ def redrive(
     queue: str,
     limit: int | None = None,
     update: Callable[[int], None] = lambda n: None,
+    trust_unsigned: bool = False,
 ) -> RedriveResult:
     """Move dead letters of ``queue`` back to it as fresh first attempts; see the module doc.
 
@@ -268,44 +302,27 @@ def redrive(
             got = broker.receive(dlq, want, RECEIVE_WAIT_SECONDS, lease)
             if not got:
                 break
-            envelopes: list[Envelope] = []
+            batch: list[_Ready] = []
             originals: list[Delivery] = []
             for delivery in got:
-                why: str | None
-                try:
-                    env = decode(_body(app, delivery))
-                    why = untrusted(app, env, delivery)
-                except CloudqError as exc:
-                    env, why = None, f"not a readable envelope: {exc}"
-                if env is not None and why is None and env.id in seen:
-                    why = "dead-lettered again during this redrive"
-                if env is None or why is not None:
-                    result.skipped[delivery.message_id] = why or "?"
+                ready = _prepare(app, delivery, queue, trust_unsigned)
+                if not isinstance(ready, str) and ready.envelope.id in seen:
+                    ready = "dead-lettered again during this redrive"
+                if isinstance(ready, str):
+                    result.skipped[delivery.message_id] = ready
                     kept.append(delivery)
                     continue
-                seen.add(env.id)
-                envelopes.append(reset(env, queue))
+                seen.add(ready.envelope.id)
+                batch.append(ready)
                 originals.append(delivery)
-            if envelopes:
-                _send_batch(app, envelopes)  # raises on failure: then nothing is deleted
-                broker.ack(originals)
-                _drop_parked(app, originals)
-                result.moved += len(envelopes)
-                update(len(envelopes))
+            if batch:
+                _send_batch(app, batch)  # raises on failure: then nothing is deleted
+                acknowledge(app, originals, broker.ack)  # parked bodies go once acked
+                result.moved += len(batch)
+                update(len(batch))
     finally:
         if kept:
             _release(app, kept)
     for message_id, why in result.skipped.items():
         logger.warning("dead letter %s left in %s: %s", message_id, dlq, why)
     return result
-
-
-def _drop_parked(app: App, deliveries: Sequence[Delivery]) -> None:
-    """Delete the claim-check objects of redriven dead letters (the new copies have their own)."""
-    for d in deliveries:
-        claim = pointer_url(d.body)
-        if claim is not None and app.claim_checks is not None:
-            try:
-                app.claim_checks.delete(claim)
-            except Exception as exc:  # noqa: BLE001 - an orphan object costs storage, not a task
-                logger.warning("could not delete claim-check object %s: %s", claim, exc)

@@ -47,6 +47,9 @@ class TaskResult(BaseModel):
     error: ErrorInfo | None = None
     attempt: int = 1
     date_done: datetime | None = None
+    seal: str | None = None
+    """With ``signing_keys``: the seal over a SUCCESS record's result (``cloudq.storeseal``),
+    checked before links are sent again from it (``cloudq.idempotency``)."""
 
     @property
     def ready(self) -> bool:
