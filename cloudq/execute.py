@@ -55,6 +55,9 @@ RATE_SLACK_SECONDS = 0.005
 """A rate slot this close is taken as now: deferring costs more than the wait."""
 MAX_TRACEBACK_HEADER_CHARS = 4_000
 """Tracebacks in dead-letter headers keep their last lines: providers cap message sizes."""
+MAX_ERROR_HEADER_CHARS = 1_000
+"""Error messages and reasons in dead-letter headers keep their first characters: an error
+message may quote the arguments whole, and the dead letter must still fit the broker."""
 
 DONE = Ack()
 """The outcome of most tasks (no result kept, nothing follows): one shared, frozen instance."""
@@ -103,9 +106,9 @@ def failure_outcome(
     """Dead-letter ``env`` with the error in its headers (and a FAILURE record)."""
     headers = {
         **env.headers,
-        HEADER_DEAD_LETTER_REASON: reason,
+        HEADER_DEAD_LETTER_REASON: reason[:MAX_ERROR_HEADER_CHARS],
         HEADER_ERROR_TYPE: error.type,
-        HEADER_ERROR_MESSAGE: error.message[:1_000],
+        HEADER_ERROR_MESSAGE: error.message[:MAX_ERROR_HEADER_CHARS],
         HEADER_ERROR_TRACEBACK: error.traceback[-MAX_TRACEBACK_HEADER_CHARS:],
     }
     dead = env.model_copy(update={"headers": headers, "sig": None})

@@ -22,7 +22,6 @@ from cloudq.adapters.base import Delivery
 from cloudq.canvas import Signature, build_envelope, signature_from
 from cloudq.claimcheck import acknowledge, pointer_url
 from cloudq.envelope import (
-    HEADER_DEAD_LETTER_REASON,
     HEADER_ERROR_TRACEBACK,
     Envelope,
     decode,
@@ -269,27 +268,21 @@ def _send_follow_ups(app: App, parent: Envelope, envelopes: Sequence[Envelope]) 
                     )
 
 
-SLIM_REASON_CHARS = 1_000
-"""A dead letter too large with its headers keeps this much of the reason header (the reason
-holds the error message whole, and that may be as large as the arguments)."""
-
-
 def _dead_letter(app: App, delivery: Delivery, reason: str, envelope: Envelope | None) -> None:
     """Move the delivery to its dead-letter queue.
 
     An envelope whose delivery verifies (then given the error headers) goes signed, so that
     redrive can prove the dead letter is the worker's; without one (undecodable, unverified) the
     original bytes go as they came. A copy over the broker's size limit is not left to the
-    broker's own redrive: it goes without its traceback header (and with the reason header
-    cut short), then as the original bytes (the reason still travels as the broker's attribute).
+    broker's own redrive: it goes without its traceback header (the reason and error
+    headers are capped by ``execute``), then as the original bytes (the reason still travels
+    as the broker's attribute).
     """
     # A parked body stays parked: the dead letter keeps its pointer (and the object).
     if envelope is None or pointer_url(delivery.body) is not None or not _ours(app, delivery):
         app.broker.dead_letter(delivery, reason, None)
         return
     slim = {k: v for k, v in envelope.headers.items() if k != HEADER_ERROR_TRACEBACK}
-    if HEADER_DEAD_LETTER_REASON in slim:
-        slim[HEADER_DEAD_LETTER_REASON] = slim[HEADER_DEAD_LETTER_REASON][:SLIM_REASON_CHARS]
     copies = [envelope, envelope.model_copy(update={"headers": slim})]
     for copy in copies:
         try:
