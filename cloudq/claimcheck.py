@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import ClassVar, Protocol, runtime_checkable
 
 from cloudq.adapters import scheme_of
+from cloudq.adapters.urls import redact_url
 from cloudq.errors import AdapterNotFound, ClaimCheckMissing, CloudqError
 from cloudq.plugins import load_plugin
 
@@ -91,7 +92,7 @@ class ObjectStoreClaimChecks(ABC):
         self.prefix = prefix.strip("/")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.base_url!r})"
+        return f"{type(self).__name__}({redact_url(self.base_url)!r})"
 
     @property
     def base_url(self) -> str:
@@ -104,7 +105,8 @@ class ObjectStoreClaimChecks(ABC):
         name = url[len(head) :] if url.startswith(head) else ""
         if not name or (self.prefix and not name.startswith(self.prefix + "/")):
             raise CloudqError(
-                f"claim-check URL {url!r} is not under this store ({self.base_url}/): refused, "
+                f"claim-check URL {redact_url(url)!r} is not under this store "
+                f"({redact_url(self.base_url)}/): refused, "
                 "so that a forged message cannot reach other objects"
             )
         return name
@@ -120,7 +122,8 @@ class ObjectStoreClaimChecks(ABC):
         body = self._download(self.object_name(url), url)
         if body is None:
             raise ClaimCheckMissing(
-                f"claim-check object {url} is gone (deleted after an earlier delivery, or "
+                f"claim-check object {redact_url(url)} is gone (deleted after an earlier "
+                "delivery, or "
                 f"expired by the {self.bucket_word}'s lifecycle rule)"
             )
         return body
@@ -158,7 +161,7 @@ class MemoryClaimCheckStore:
         try:
             return self.objects[url]
         except KeyError:
-            raise ClaimCheckMissing(f"claim-check object {url} is gone") from None
+            raise ClaimCheckMissing(f"claim-check object {redact_url(url)} is gone") from None
 
     def delete(self, url: str) -> None:
         self.objects.pop(url, None)
