@@ -159,6 +159,7 @@ def _flag(url: str) -> Any:
 
 BAD_URLS: list[tuple[Callable[[str], Any], str]] = [
     (scheme_of, f"//AKIA:{SECRET}@host"),
+    (scheme_of, SECRET_URLS["connection string"]),  # given as a broker URL by mistake
     (_flag, SECRET_URLS["encoded sas"]),
     (_sqs, f"sqs://AKIAEXAMPLE:{SECRET}@"),
     (_sqs, f"sqs://{SECRET}@"),
