@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from cloudq.adapters import open_broker
 from cloudq.adapters.base import Broker, QueueSpec
+from cloudq.adapters.urls import redact_url
 from cloudq.claimcheck import ClaimCheckStore, open_claim_check_store
 from cloudq.clock import SYSTEM_CLOCK, Clock
 from cloudq.config import Settings, make_settings
@@ -58,7 +59,7 @@ class App:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<App {self.main} broker={self.conf.broker_url}>"
+        return f"<App {self.main} broker={redact_url(self.conf.broker_url)}>"
 
     # --- tasks ---------------------------------------------------------------------------
     @overload

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cloudq.adapters.urls import redact_url
 from cloudq.errors import ConfigurationError
 from cloudq.logsafe import get_logger
 
@@ -192,7 +193,7 @@ class Beat:
                 logger.warning(
                     "no shared store (result backend %r): run one beat only, or "
                     "ticks are sent once per beat",
-                    app.conf.result_backend,
+                    redact_url(app.conf.result_backend or ""),
                 )
                 store = LocalBeatStore()
         self.store = store

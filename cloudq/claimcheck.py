@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from cloudq.adapters import scheme_of
+from cloudq.adapters.urls import redact_url
 from cloudq.errors import AdapterNotFound, ClaimCheckMissing, ClaimCheckRefused
 from cloudq.logsafe import get_logger
 from cloudq.plugins import load_plugin
@@ -125,7 +126,7 @@ class ObjectStoreClaimChecks(ABC):
         self.prefix = prefix.strip("/")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.base_url!r})"
+        return f"{type(self).__name__}({redact_url(self.base_url)!r})"
 
     @property
     def base_url(self) -> str:
@@ -138,7 +139,8 @@ class ObjectStoreClaimChecks(ABC):
         name = url[len(head) :] if url.startswith(head) else ""
         if not name or (self.prefix and not name.startswith(self.prefix + "/")):
             raise ClaimCheckRefused(
-                f"claim-check URL {url!r} is not under this store ({self.base_url}/): refused, "
+                f"claim-check URL {redact_url(url)!r} is not under this store "
+                f"({redact_url(self.base_url)}/): refused, "
                 "so that a forged message cannot reach other objects"
             )
         return name
@@ -154,7 +156,8 @@ class ObjectStoreClaimChecks(ABC):
         body = self._download(self.object_name(url), url)
         if body is None:
             raise ClaimCheckMissing(
-                f"claim-check object {url} is gone (deleted after an earlier delivery, or "
+                f"claim-check object {redact_url(url)} is gone (deleted after an earlier "
+                "delivery, or "
                 f"expired by the {self.bucket_word}'s lifecycle rule)"
             )
         return body
@@ -192,7 +195,7 @@ class MemoryClaimCheckStore:
         try:
             return self.objects[url]
         except KeyError:
-            raise ClaimCheckMissing(f"claim-check object {url} is gone") from None
+            raise ClaimCheckMissing(f"claim-check object {redact_url(url)} is gone") from None
 
     def delete(self, url: str) -> None:
         self.objects.pop(url, None)

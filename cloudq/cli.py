@@ -206,7 +206,7 @@ def call(
 def status(ctx: click.Context, as_json: bool) -> None:
     """Live workers, from their heartbeats in the result backend (Celery's status)."""
     from cloudq.control.commands import live_workers
-    from cloudq.control.output import ago, echo_json
+    from cloudq.control.output import ago, echo_json, shown
     from cloudq.control.store import control_store
 
     app = ctx.obj.app()
@@ -218,20 +218,25 @@ def status(ctx: click.Context, as_json: bool) -> None:
         return
     for hostname, record in workers.items():
         kind = record.get("kind", "worker")
-        extra = f"  ({kind}, seen {ago(record.get('timestamp'))})" if kind != "worker" else ""
-        click.echo(f"->  {hostname}: OK{extra}")
+        extra = (
+            f"  ({shown(kind)}, seen {ago(record.get('timestamp'))})" if kind != "worker" else ""
+        )
+        click.echo(f"->  {shown(hostname)}: OK{extra}")
     _online(len(workers))
 
 
 def _task_line(method: str, item: dict[str, Any]) -> str:
+    """One task of a worker record (the sender's name and id: escaped)."""
     import time
 
-    label = f"{item.get('name', '?')}[{item.get('id', '?')}]"
+    from cloudq.control.output import shown
+
+    label = f"{shown(item.get('name', '?'))}[{shown(item.get('id', '?'))}]"
     attempt = item.get("attempt")
     tail = f" attempt {attempt}" if attempt is not None else ""
     if method == "active" and item.get("started") is not None:
         tail += f", running {time.time() - float(item['started']):.1f}s"
-    return f"{label}{tail} ({item.get('queue', '?')})"
+    return f"{label}{tail} ({shown(item.get('queue', '?'))})"
 
 
 @main.command()
@@ -246,7 +251,7 @@ def inspect(
     """What workers are doing: active, reserved, scheduled, registered, stats, active_queues,
     ping (read from their heartbeat records; ping is a command round trip)."""
     from cloudq.control.commands import inspect_view, live_workers, select, send_command
-    from cloudq.control.output import echo_json
+    from cloudq.control.output import echo_json, json_text, shown
     from cloudq.control.store import control_store
 
     app = ctx.obj.app()
@@ -265,11 +270,11 @@ def inspect(
         return
     for hostname, answer in answers.items():
         failed = isinstance(answer, dict) and "error" in answer
-        click.echo(f"->  {hostname}: {'ERROR' if failed else 'OK'}")
+        click.echo(f"->  {shown(hostname)}: {'ERROR' if failed else 'OK'}")
         if method == "ping":
-            click.echo(f"        {answer.get('ok') or answer.get('error')}")
+            click.echo(f"        {shown(answer.get('ok') or answer.get('error'))}")
         elif method == "stats":
-            for line in json.dumps(answer, indent=4, sort_keys=True, default=str).splitlines():
+            for line in json_text(answer, indent=4).splitlines():
                 click.echo(f"    {line}")
         elif not answer:
             click.echo("    - empty -")
@@ -278,7 +283,9 @@ def inspect(
                 if isinstance(item, dict) and method in ("active", "reserved"):
                     click.echo(f"    * {_task_line(method, item)}")
                 else:
-                    click.echo(f"    * {item.get('name') if isinstance(item, dict) else item}")
+                    click.echo(
+                        f"    * {shown(item.get('name') if isinstance(item, dict) else item)}"
+                    )
     if method == "scheduled":
         click.echo(
             "note: cloudq workers never hold tasks with an eta; the broker does until they are "
@@ -308,7 +315,7 @@ def control(
     Each worker reads the command on its next heartbeat and replies in its record.
     """
     from cloudq.control.commands import live_workers, select, send_command
-    from cloudq.control.output import echo_json
+    from cloudq.control.output import echo_json, shown
     from cloudq.control.store import control_store
 
     if n is not None and not method.startswith("pool_"):
@@ -327,7 +334,7 @@ def control(
     else:
         for r in replies:
             state = {True: "OK", False: "ERROR", None: "NO REPLY"}[r.ok]
-            click.echo(f"->  {r.hostname}: {state}\n        {r.reply}")
+            click.echo(f"->  {shown(r.hostname)}: {state}\n        {shown(r.reply)}")
     if not all(r.ok for r in replies):
         ctx.exit(1)
 
@@ -342,6 +349,7 @@ def events(obj: _Context, dump: bool, duration: float | None, refresh: float) ->
     `cloudq control enable_events` (or when started with -E)."""
     from cloudq.control.commands import live_workers
     from cloudq.control.events import follow
+    from cloudq.control.output import json_text
     from cloudq.control.store import event_store, find_control_store
 
     app = obj.app()
@@ -359,7 +367,7 @@ def events(obj: _Context, dump: bool, duration: float | None, refresh: float) ->
         if dump:
             for event in follow(stream, duration, poll=refresh):
                 if event is not None:
-                    click.echo(json.dumps(event, default=str, sort_keys=True))
+                    click.echo(json_text(event))
                     sys.stdout.flush()
         else:
             _watch(app, follow(stream, duration, poll=refresh), refresh)
@@ -583,7 +591,7 @@ def dlq() -> None:
 def dlq_list(obj: _Context, queue: str, limit: int, show_traceback: bool, as_json: bool) -> None:
     """Each dead letter with its task, attempt and error (read, then released at once)."""
     from cloudq.adapters.base import dead_letter_queue_name
-    from cloudq.control.output import echo_json, table
+    from cloudq.control.output import echo_json, shown, shown_lines, table
     from cloudq.control.redrive import list_dead_letters
 
     app = obj.app()
@@ -602,7 +610,8 @@ def dlq_list(obj: _Context, queue: str, limit: int, show_traceback: bool, as_jso
     if show_traceback:
         for d in found:
             if d.traceback:
-                click.echo(f"\n--- {d.task}[{d.task_id}] ---\n{d.traceback.rstrip()}")
+                head = f"{shown(d.task)}[{shown(d.task_id)}]"
+                click.echo(f"\n--- {head} ---\n{shown_lines(d.traceback.rstrip())}")
     more = " (or more: raise --limit)" if len(found) == limit else ""
     click.echo(f"\n{len(found)} dead letter(s) in {dead_letter_queue_name(queue)}{more}.")
 
@@ -641,7 +650,7 @@ def dlq_redrive(obj: _Context, queue: str, limit: int | None, trust_unsigned: bo
 @click.pass_obj
 def result(obj: _Context, task_id: str, as_json: bool) -> None:
     """A task's state and result, or its error and traceback (from the result backend)."""
-    from cloudq.control.output import echo_json
+    from cloudq.control.output import echo_json, json_text, shown, shown_lines
     from cloudq.errors import ConfigurationError
 
     app = obj.app()
@@ -659,20 +668,22 @@ def result(obj: _Context, task_id: str, as_json: bool) -> None:
         )
         return
     if record is None:
-        click.echo(f"state: PENDING\n(no record of {task_id}: not finished, expired, or unknown)")
+        click.echo(
+            f"state: PENDING\n(no record of {shown(task_id)}: not finished, expired, or unknown)"
+        )
         return
-    click.echo(f"state: {record.state}")
+    click.echo(f"state: {shown(record.state)}")
     if record.task:
-        click.echo(f"task: {record.task}")
+        click.echo(f"task: {shown(record.task)}")
     click.echo(f"attempt: {record.attempt}")
     if record.date_done is not None:
         click.echo(f"done: {record.date_done.isoformat()}")
     if record.error is not None:
-        click.echo(f"error: {record.error.type}: {record.error.message}")
+        click.echo(f"error: {shown(record.error.type)}: {shown(record.error.message)}")
         if record.error.traceback:
-            click.echo(record.error.traceback.rstrip())
+            click.echo(shown_lines(record.error.traceback.rstrip()))
     else:
-        click.echo(f"result: {json.dumps(record.result, default=str)}")
+        click.echo(f"result: {json_text(record.result)}")
 
 
 @main.command()
@@ -707,7 +718,9 @@ def run() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except CloudqError as exc:
-        click.echo(f"error: {exc}", err=True)
+        from cloudq.logsafe import printable
+
+        click.echo(f"error: {printable(str(exc))}", err=True)
         sys.exit(2)
     if isinstance(code, int) and code:  # ctx.exit(n) returns n without standalone mode
         sys.exit(code)

@@ -10,11 +10,12 @@ import json
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cloudq.adapters.urls import redact_url, secret_name
 from cloudq.errors import ConfigurationError
 from cloudq.limits import parse_rate_limit
 
@@ -76,6 +77,12 @@ class Settings(BaseModel):
     """Every Nth receive round starts at the next queue in turn so no queue starves."""
     worker_max_tasks_per_child: int | None = Field(default=None, ge=1)
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """URLs redacted and signing keys hidden: a repr of the settings ends up in logs,
+        tracebacks and bug reports."""
+        for name, value in super().__repr_args__():
+            yield name, _shown(name, value)
+
     @field_validator("error_reports")
     @classmethod
     def _check_reports(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -91,6 +98,25 @@ class Settings(BaseModel):
         if value is not None:
             parse_rate_limit(value)
         return value
+
+
+_URL_FIELDS = frozenset({"broker_url", "result_backend", "claim_check_url"})
+
+
+def _shown(field: str | None, value: Any) -> Any:
+    if field in _URL_FIELDS and isinstance(value, str):
+        return redact_url(value)
+    if field == "signing_keys" and isinstance(value, list):
+        return ["***"] * len(value)
+    if field == "error_reports" and isinstance(value, dict):
+        return {k: _redacted(k, v) for k, v in value.items()}
+    return value
+
+
+def _redacted(name: str, value: Any) -> Any:
+    if secret_name(name):
+        return "***"
+    return redact_url(value) if isinstance(value, str) else value
 
 
 def _structured(annotation: Any) -> bool:

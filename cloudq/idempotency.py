@@ -41,6 +41,7 @@ import math
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from cloudq.adapters.urls import redact_url
 from cloudq.envelope import Envelope
 from cloudq.errors import ConfigurationError, SignatureError
 from cloudq.logsafe import get_logger
@@ -136,7 +137,7 @@ def admit(app: App, env: Envelope, hard: float, now: datetime) -> Ack | Defer | 
         logger.warning(
             "idempotent tasks: result backend %r has no claims; a duplicate delivered while the "
             "first still runs is not held back (a backend with claims, e.g. redis://, does)",
-            app.conf.result_backend,
+            redact_url(app.conf.result_backend or ""),
         )
     record = backend.get(env.id)
     follows = bool(env.links) or env.chord_id is not None

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from cloudq.adapters.base import Broker
+from cloudq.adapters.urls import redact_url
 from cloudq.clock import Clock
 from cloudq.errors import AdapterNotFound, ConfigurationError
 from cloudq.logsafe import get_logger
@@ -35,7 +36,9 @@ def _builtin(scheme: str) -> BrokerFactory | None:
 def scheme_of(url: str) -> str:
     scheme = urlsplit(url).scheme
     if not scheme:
-        raise ConfigurationError(f"broker URL {url!r} has no scheme; expected e.g. 'memory://'")
+        raise ConfigurationError(
+            f"broker URL {redact_url(url)!r} has no scheme; expected e.g. 'memory://'"
+        )
     return scheme
 
 
@@ -62,5 +65,5 @@ def find_factory(scheme: str) -> BrokerFactory:
 def open_broker(url: str, clock: Clock) -> Broker:
     """Open a broker connection for ``url``."""
     broker = find_factory(scheme_of(url))(url, clock)
-    logger.debug("opened broker %s for %s", type(broker).__name__, url)
+    logger.debug("opened broker %s for %s", type(broker).__name__, redact_url(url))
     return broker

@@ -1,13 +1,54 @@
-"""URL options of brokers, result backends and stores: one parser, one set of error messages."""
+"""URLs of brokers, result backends and stores: one option parser, one set of error messages,
+and the one ``redact_url`` that every message, log line and ``repr`` showing a URL goes through.
+"""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs
 
 from cloudq.errors import ConfigurationError
 
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off", ""})
+
+_USERINFO = re.compile(r"(?<=//)[^\s?#]*@")
+"""Everything between ``//`` and the host's ``@``: ``user:password``, or a bare token or
+access key id, which cannot be told from a user name. A ``/`` is allowed in it, so a password
+with an unencoded slash (a URL the parser gets wrong, so one that ends in an error) is hidden too.
+"""
+
+_SECRET_WORD = r"(?:pass|pwd|secret|token|sig|key|auth|credential)"
+"""What the name of a field holding a secret contains (case-insensitive); it over-matches on
+purpose (``keyspace``, ``SharedAccessKeyName``): hiding one harmless value costs nothing."""
+_SECRET_NAME = re.compile(_SECRET_WORD, re.IGNORECASE)
+
+_SEP = r"(?:[?&;#]|%26|%3[bBfF]|%23)"
+_EQ = r"(?:=|%3[dD])"
+_SECRET_PARAM = re.compile(
+    rf"((?:^|{_SEP})\s*[\w.-]*?{_SECRET_WORD}[\w.-]*{_EQ})"
+    rf"(.*?)(?={_SEP}|\s|$)",
+    re.IGNORECASE,
+)
+"""A query parameter or connection-string field whose name says it holds a secret
+(``?password=``, ``sig=``, ``token=``, ``SharedAccessKey=``, ``AccountKey=``), with its separators
+also matched percent-encoded: a SAS URL inside an ``account_url=`` option is hidden too."""
+
+
+def secret_name(name: str) -> bool:
+    """Whether a parameter, field or option called ``name`` may hold a secret."""
+    return _SECRET_NAME.search(name) is not None
+
+
+def redact_url(url: str) -> str:
+    """``url`` (or a connection string) with its secrets written as ``***``.
+
+    For error messages, log lines, ``repr`` and CLI output. It is a text rewrite, not a parse,
+    so it never raises, even on a URL too broken to parse (the one most likely to end in an
+    error message), and it over-hides rather than under-hides: the whole user part goes (it may
+    be a token), and so does any parameter named like a secret.
+    """
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub("***@", url))
 
 
 def url_options(query: str, known: frozenset[str], scheme: str) -> dict[str, str]:
@@ -28,4 +69,4 @@ def url_flag(name: str, value: str, url: str) -> bool:
         return True
     if lowered in FALSE:
         return False
-    raise ConfigurationError(f"{url!r}: {name} must be 1 or 0, got {value!r}")
+    raise ConfigurationError(f"{redact_url(url)!r}: {name} must be 1 or 0, got {value!r}")

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from cloudq.adapters.urls import redact_url
 from cloudq.control.events import EventSink, TaskInfo
 from cloudq.control.store import (
     HEARTBEAT_SECONDS,
@@ -108,11 +109,14 @@ class WorkerControl:
             logger.info(
                 "no shared state store (result_backend %r): status, inspect and control will "
                 "not see this worker",
-                app.conf.result_backend,
+                redact_url(app.conf.result_backend or ""),
             )
             return
         if self._want_events and not self.events.enable(True):
-            logger.warning("-E: result backend %r keeps no event stream", app.conf.result_backend)
+            logger.warning(
+                "-E: result backend %r keeps no event stream",
+                redact_url(app.conf.result_backend or ""),
+            )
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="cloudq-control")
         self.events.emit("worker-online", **self._worker_fields())
         self._beat_safely()

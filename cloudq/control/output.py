@@ -2,6 +2,14 @@
 
 No dependency beyond click: a progress bar is click's, drawn on stderr and only when stderr is a
 terminal, so piped output stays plain (one summary line at the end, printed by the command).
+
+Most of what the commands print came from messages (task names, ids, errors, tracebacks, dead
+letter reasons, worker records), so it is the sender's text: a control character in it could
+retitle, clear or rewrite the operator's terminal. Human-readable output goes through ``shown``
+(one line), ``shown_lines`` (a traceback) or ``table``, which write control characters as
+visible escapes whether or not stdout is a terminal (a pipe may end in ``less -R`` or a log
+viewer). JSON goes through ``json_text``, whose ASCII-only encoding escapes every control
+character inside its strings, so it stays valid JSON and decodes to the sender's exact text.
 """
 
 from __future__ import annotations
@@ -15,9 +23,28 @@ from typing import Any
 
 import click
 
+from cloudq.logsafe import printable
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """``value`` as JSON with only printable ASCII in it: ``ensure_ascii`` writes every control
+    character (C0, DEL, C1) and every non-ASCII one as a ``\\u`` escape."""
+    return json.dumps(value, indent=indent, default=str, sort_keys=True, ensure_ascii=True)
+
 
 def echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str, sort_keys=True))
+    click.echo(json_text(value, indent=2))
+
+
+def shown(value: Any) -> str:
+    """``value`` as one line of text, its control characters (newlines too) escaped."""
+    return printable(str(value))
+
+
+def shown_lines(text: str) -> str:
+    """A multi-line text such as a traceback, kept as lines: only ``\\n`` breaks a line, each line
+    is escaped as by ``shown`` (a ``\\r`` could overwrite a printed line, so it is escaped too)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def cell(value: Any) -> str:
@@ -25,7 +52,7 @@ def cell(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.3f}"
-    return str(value)
+    return shown(value)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from cloudq.adapters.urls import redact_url
 from cloudq.clock import SYSTEM_CLOCK, Clock
 from cloudq.errors import ConfigurationError
 
@@ -85,8 +86,9 @@ def control_store(app: App, what: str = "this command") -> ControlStore:
     if not isinstance(backend, ControlStore):
         raise ConfigurationError(
             f"{what} needs a shared state store, and result backend "
-            f"{app.conf.result_backend!r} keeps no control records: set result_backend to "
-            "redis://, dynamodb://, firestore://, azuretable:// or memory:// (one process)"
+            f"{redact_url(app.conf.result_backend or '')!r} keeps no control records: set "
+            "result_backend to redis://, dynamodb://, firestore://, azuretable:// or memory:// "
+            "(one process)"
         )
     return backend
 
@@ -96,7 +98,8 @@ def event_store(app: App, what: str = "this command") -> EventStore:
     backend = _need_backend(app, what)
     if not isinstance(backend, EventStore):
         raise ConfigurationError(
-            f"{what} needs an event stream, and result backend {app.conf.result_backend!r} "
+            f"{what} needs an event stream, and result backend "
+            f"{redact_url(app.conf.result_backend or '')!r} "
             "keeps none (a stream costs too much there): set result_backend to redis:// "
             "(or memory:// in one process)"
         )

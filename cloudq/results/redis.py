@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
+from cloudq.adapters.urls import redact_url
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.results.base import TaskResult, poll_until_ready
@@ -34,7 +35,6 @@ __all__ = [
     "DEFAULT_PREFIX",
     "RedisBackend",
     "open_redis_backend",
-    "redact_url",
     "redis_client",
     "split_url",
 ]
@@ -48,18 +48,6 @@ CLOUDQ_PARAMS = frozenset({"prefix"})
 DEFAULT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
 _EVENTS_TTL_SECONDS = 86_400
 """The event stream disappears a day after the last event (events were switched off)."""
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password hidden, for error messages and logs."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{hostport}"
-    query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, True)]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*:/"), ""))
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:

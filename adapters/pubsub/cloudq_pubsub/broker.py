@@ -39,7 +39,7 @@ from cloudq.adapters.base import (
     QueueStats,
     dead_letter_queue_name,
 )
-from cloudq.adapters.urls import url_options
+from cloudq.adapters.urls import redact_url, url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.logsafe import get_logger
@@ -720,9 +720,11 @@ def _number(options: dict[str, str], name: str, url: str) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigurationError(f"{url!r}: {name} must be a number, got {raw!r}") from None
+        raise ConfigurationError(
+            f"{redact_url(url)!r}: {name} must be a number, got {raw!r}"
+        ) from None
     if value <= 0:
-        raise ConfigurationError(f"{url!r}: {name} must be positive, got {raw!r}")
+        raise ConfigurationError(f"{redact_url(url)!r}: {name} must be positive, got {raw!r}")
     return value
 
 
@@ -731,14 +733,15 @@ def open_pubsub_broker(url: str, clock: Clock) -> PubSubBroker:
     parts = urlsplit(url)
     if parts.username or parts.password or parts.path not in ("", "/"):
         raise ConfigurationError(
-            f"expected pubsub://PROJECT[?prefix=..], got {url!r}: credentials come from "
-            "Application Default Credentials, never from the URL"
+            f"expected pubsub://PROJECT[?prefix=..], got {redact_url(url)!r}: credentials come "
+            "from Application Default Credentials, never from the URL"
         )
     options = url_options(parts.query, _URL_OPTIONS, "pubsub")
     project = parts.netloc or default_project()
     if not project:
         raise ConfigurationError(
-            f"{url!r} names no project: use pubsub://PROJECT or set GOOGLE_CLOUD_PROJECT"
+            f"{redact_url(url)!r} names no project: use pubsub://PROJECT or set "
+            "GOOGLE_CLOUD_PROJECT"
         )
     max_batch = _number(options, "max_batch", url)
     timeout = _number(options, "timeout", url)

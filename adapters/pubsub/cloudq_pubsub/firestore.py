@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
-from cloudq.adapters.urls import url_options
+from cloudq.adapters.urls import redact_url, url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.logsafe import get_logger
@@ -236,20 +236,20 @@ def open_firestore_backend(url: str, clock: Clock) -> FirestoreBackend:
     parts = urlsplit(url)
     if parts.scheme != "firestore" or parts.username or parts.password:
         raise ConfigurationError(
-            f"expected firestore://PROJECT/COLLECTION[?database=..], got {url!r}; credentials "
-            "come from Application Default Credentials"
+            f"expected firestore://PROJECT/COLLECTION[?database=..], got {redact_url(url)!r}; "
+            "credentials come from Application Default Credentials"
         )
     options = url_options(parts.query, _URL_OPTIONS, "firestore")
     project = parts.netloc or default_project()
     if not project:
         raise ConfigurationError(
-            f"{url!r} names no project: use firestore://PROJECT/COLLECTION or set "
+            f"{redact_url(url)!r} names no project: use firestore://PROJECT/COLLECTION or set "
             "GOOGLE_CLOUD_PROJECT"
         )
     collection = unquote(parts.path.strip("/")) or DEFAULT_COLLECTION
     if "/" in collection:
         raise ConfigurationError(
-            f"{url!r}: the path is one collection id, not {collection!r} (subcollections are "
-            "not supported)"
+            f"{redact_url(url)!r}: the path is one collection id, not {collection!r} "
+            "(subcollections are not supported)"
         )
     return FirestoreBackend(project, collection, clock, database=options.get("database") or None)

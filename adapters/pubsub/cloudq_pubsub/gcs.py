@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from cloudq.adapters.urls import url_flag, url_options
+from cloudq.adapters.urls import redact_url, url_flag, url_options
 from cloudq.claimcheck import ObjectStoreClaimChecks
 from cloudq.errors import BrokerError, ClaimCheckMissing, ConfigurationError
 from cloudq.logsafe import get_logger
@@ -139,8 +139,8 @@ def open_gcs_store(url: str) -> GCSClaimCheckStore:
     parts = urlsplit(url)
     if parts.scheme != "gs" or not parts.netloc or parts.username or parts.password:
         raise ConfigurationError(
-            f"expected gs://BUCKET/PREFIX[?create=1], got {url!r}; credentials come from "
-            "Application Default Credentials"
+            f"expected gs://BUCKET/PREFIX[?create=1], got {redact_url(url)!r}; credentials come "
+            "from Application Default Credentials"
         )
     options = url_options(parts.query, _URL_OPTIONS, "gs")
     return GCSClaimCheckStore(

@@ -17,7 +17,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from cloudq.adapters.urls import url_flag, url_options
+from cloudq.adapters.urls import redact_url, url_flag, url_options
 from cloudq.claimcheck import ObjectStoreClaimChecks
 from cloudq.errors import BrokerError, ConfigurationError
 from cloudq.logsafe import get_logger
@@ -77,7 +77,8 @@ class BlobClaimCheckStore(ObjectStoreClaimChecks):
                 f"blob container {self.bucket!r} does not exist ({operation} of {url}): "
                 f"containers are created by Terraform, or by {self.base_url}?create=1"
             )
-        return BrokerError(f"Azure Blob {operation} of {url} failed: {exc}")
+        # A SAS account_url may be echoed in the SDK's text: its sig= must not be.
+        return BrokerError(f"Azure Blob {operation} of {url} failed: {redact_url(str(exc))}")
 
     def create_container(self) -> None:
         from azure.core.exceptions import ResourceExistsError
@@ -128,9 +129,10 @@ class BlobClaimCheckStore(ObjectStoreClaimChecks):
 def open_blob_store(url: str) -> BlobClaimCheckStore:
     """The ``cloudq.claimchecks`` entry point for ``azblob://CONTAINER/PREFIX[?create=1]``."""
     parts = urlsplit(url)
-    if parts.scheme != "azblob" or not parts.netloc:
+    if parts.scheme != "azblob" or not parts.netloc or "@" in parts.netloc:
         raise ConfigurationError(
-            f"expected azblob://CONTAINER/PREFIX[?create=1&account_url=...], got {url!r}; the "
+            "expected azblob://CONTAINER/PREFIX[?create=1&account_url=...], got "
+            f"{redact_url(url)!r}; the "
             "account comes from AZURE_STORAGE_CONNECTION_STRING or account_url"
         )
     opts = url_options(parts.query, _URL_OPTIONS, "azblob")

@@ -54,7 +54,7 @@ from cloudq.adapters.base import (
     QueueStats,
     dead_letter_queue_name,
 )
-from cloudq.adapters.urls import url_options
+from cloudq.adapters.urls import redact_url, url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.logsafe import get_logger
@@ -216,7 +216,9 @@ class ServiceBusBroker:
                     self._admin = ServiceBusAdministrationClient(namespace, credential)
                 self.namespace = namespace
         except (ValueError, *self._errors) as exc:
-            raise ConfigurationError(f"cannot open the Service Bus namespace: {exc}") from exc
+            raise ConfigurationError(
+                f"cannot open the Service Bus namespace: {redact_url(str(exc))}"
+            ) from exc
         self._lock = threading.Lock()
         self._senders: dict[str, tuple[Any, threading.Lock]] = {}
         self._receivers: dict[str, _Receiver] = {}
@@ -822,7 +824,8 @@ def open_servicebus_broker(url: str, clock: Clock) -> ServiceBusBroker:
     parts = urlsplit(url)
     if parts.path not in ("", "/") or "@" in parts.netloc:
         raise ConfigurationError(
-            f"expected servicebus://[NAMESPACE.servicebus.windows.net][?prefix=...], got {url!r}: "
+            "expected servicebus://[NAMESPACE.servicebus.windows.net][?prefix=...], got "
+            f"{redact_url(url)!r}: "
             "secrets never go in the URL (use CLOUDQ_SERVICEBUS_CONNECTION)"
         )
     options = url_options(parts.query, _URL_OPTIONS, "servicebus")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from cloudq.adapters.urls import redact_url
 from cloudq.errors import ConfigurationError
 
 CONNECTION_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage")
@@ -20,6 +21,6 @@ def connection_string(url: str) -> str:
         if value:
             return value
     raise ConfigurationError(
-        f"{url}: no storage account: set AZURE_STORAGE_CONNECTION_STRING, or give "
+        f"{redact_url(url)}: no storage account: set AZURE_STORAGE_CONNECTION_STRING, or give "
         "?account_url=https://ACCOUNT.<service>.core.windows.net to use DefaultAzureCredential"
     )

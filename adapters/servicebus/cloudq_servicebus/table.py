@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from cloudq.adapters.urls import url_flag, url_options
+from cloudq.adapters.urls import redact_url, url_flag, url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.logsafe import get_logger
@@ -100,7 +100,9 @@ class AzureTableBackend(AzureTableShared):
                 f"Azure table {self.table!r} does not exist ({operation}{what}): result tables "
                 f"are created by Terraform, or by azuretable://{self.table}?create=1"
             )
-        return BrokerError(f"Azure Tables {operation}{what} on table {self.table!r} failed: {exc}")
+        return BrokerError(
+            f"Azure Tables {operation}{what} on table {self.table!r} failed: {redact_url(str(exc))}"
+        )
 
     def create_table(self) -> None:
         from azure.core.exceptions import ResourceExistsError
@@ -254,10 +256,12 @@ class AzureTableBackend(AzureTableShared):
 def open_table_backend(url: str, clock: Clock) -> AzureTableBackend:
     """The ``cloudq.backends`` entry point for ``azuretable://TABLE[?create=1&account_url=..]``."""
     parts = urlsplit(url)
-    if parts.scheme != "azuretable" or not parts.netloc or parts.path not in ("", "/"):
+    bad_host = not parts.netloc or "@" in parts.netloc
+    if parts.scheme != "azuretable" or bad_host or parts.path not in ("", "/"):
         raise ConfigurationError(
-            f"expected azuretable://TABLE[?create=1&account_url=...], got {url!r}: the table "
-            "name is the host part; the account comes from AZURE_STORAGE_CONNECTION_STRING or "
+            f"expected azuretable://TABLE[?create=1&account_url=...], got {redact_url(url)!r}: "
+            "the table name is the host part; the account comes from "
+            "AZURE_STORAGE_CONNECTION_STRING or "
             "account_url"
         )
     opts = url_options(parts.query, _URL_OPTIONS, "azuretable")

@@ -34,7 +34,7 @@ from cloudq.adapters.base import (
     QueueStats,
     dead_letter_queue_name,
 )
-from cloudq.adapters.urls import url_options
+from cloudq.adapters.urls import redact_url, url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.logsafe import get_logger
@@ -678,8 +678,8 @@ def open_sqs_broker(url: str, clock: Clock) -> SQSBroker:
     parts = urlsplit(url)
     if parts.netloc or parts.path not in ("", "/"):
         raise ConfigurationError(
-            f"sqs:// takes options only ({url!r}): credentials, region and endpoint come from the "
-            "AWS environment, e.g. sqs://?region=eu-west-1&prefix=myapp-"
+            f"sqs:// takes options only ({redact_url(url)!r}): credentials, region and endpoint "
+            "come from the AWS environment, e.g. sqs://?region=eu-west-1&prefix=myapp-"
         )
     options = url_options(parts.query, _URL_OPTIONS, "sqs")
     max_delay = options.get("max_delay_seconds")

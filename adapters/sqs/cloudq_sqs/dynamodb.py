@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from cloudq.adapters.urls import url_flag, url_options
+from cloudq.adapters.urls import redact_url, url_flag, url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.logsafe import get_logger
@@ -276,10 +276,11 @@ class DynamoDBBackend(DynamoDBShared):
 def open_dynamodb_backend(url: str, clock: Clock) -> DynamoDBBackend:
     """The ``cloudq.backends`` entry point for ``dynamodb://TABLE?region=..&create=1``."""
     parts = urlsplit(url)
-    if parts.scheme != "dynamodb" or not parts.netloc or parts.path not in ("", "/"):
+    bad_host = not parts.netloc or "@" in parts.netloc
+    if parts.scheme != "dynamodb" or bad_host or parts.path not in ("", "/"):
         raise ConfigurationError(
-            f"expected dynamodb://TABLE[?region=..&create=1], got {url!r}: the table name is the "
-            "host part; credentials, region and endpoint come from the AWS environment"
+            f"expected dynamodb://TABLE[?region=..&create=1], got {redact_url(url)!r}: the table "
+            "name is the host part; credentials, region and endpoint come from the AWS environment"
         )
     options = url_options(parts.query, _URL_OPTIONS, "dynamodb")
     return DynamoDBBackend(

@@ -18,7 +18,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from cloudq.adapters.urls import url_flag, url_options
+from cloudq.adapters.urls import redact_url, url_flag, url_options
 from cloudq.claimcheck import ObjectStoreClaimChecks
 from cloudq.errors import BrokerError, ClaimCheckMissing, ConfigurationError
 from cloudq.logsafe import get_logger
@@ -147,10 +147,10 @@ class S3ClaimCheckStore(ObjectStoreClaimChecks):
 def open_s3_store(url: str) -> S3ClaimCheckStore:
     """The ``cloudq.claimchecks`` entry point for ``s3://BUCKET/PREFIX?region=..&create=1``."""
     parts = urlsplit(url)
-    if parts.scheme != "s3" or not parts.netloc:
+    if parts.scheme != "s3" or not parts.netloc or "@" in parts.netloc:
         raise ConfigurationError(
-            f"expected s3://BUCKET/PREFIX[?region=..&create=1], got {url!r}; credentials, region "
-            "and endpoint come from the AWS environment"
+            f"expected s3://BUCKET/PREFIX[?region=..&create=1], got {redact_url(url)!r}; "
+            "credentials, region and endpoint come from the AWS environment"
         )
     options = url_options(parts.query, _URL_OPTIONS, "s3")
     return S3ClaimCheckStore(
