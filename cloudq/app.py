@@ -214,7 +214,7 @@ class App:
         logger.warning(
             "rate limits are enforced per worker: result backend %r has no shared rate limiter"
             " (use redis:// to limit across all workers and handlers)",
-            self.conf.result_backend,
+            redact_url(self.conf.result_backend or ""),
         )
         return LocalRateLimiter()
 
@@ -241,8 +241,8 @@ class App:
             )
         if not isinstance(backend, ChordStore):
             raise ConfigurationError(
-                f"result backend {self.conf.result_backend!r} cannot run chords (no atomic "
-                "counter); use redis://, dynamodb://, firestore://, azuretable:// or memory://"
+                f"result backend {redact_url(self.conf.result_backend or '')!r} cannot run "
+                "chords (no atomic counter); use redis://, dynamodb://, firestore://, azuretable:// or memory://"
             )
         return backend
 

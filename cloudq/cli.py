@@ -631,7 +631,7 @@ def dlq_redrive(obj: _Context, queue: str, limit: int | None, trust_unsigned: bo
 
     With signing_keys set, only dead letters whose signature verifies are moved."""
     from cloudq.adapters.base import dead_letter_queue_name
-    from cloudq.control.output import progress
+    from cloudq.control.output import progress, shown
     from cloudq.control.redrive import dead_letter_depth, redrive
 
     app = obj.app()
@@ -641,7 +641,7 @@ def dlq_redrive(obj: _Context, queue: str, limit: int | None, trust_unsigned: bo
         result = redrive(app, queue, limit, update, trust_unsigned=trust_unsigned)
     click.echo(f"Redrove {result.moved} message(s) from {dlq_name} to {queue}.")
     for message_id, why in result.skipped.items():
-        click.echo(f"left in {dlq_name}: {message_id}: {why}", err=True)
+        click.echo(f"left in {dlq_name}: {shown(message_id)}: {shown(why)}", err=True)
 
 
 @main.command()
