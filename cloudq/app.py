@@ -242,7 +242,8 @@ class App:
         if not isinstance(backend, ChordStore):
             raise ConfigurationError(
                 f"result backend {redact_url(self.conf.result_backend or '')!r} cannot run "
-                "chords (no atomic counter); use redis://, dynamodb://, firestore://, azuretable:// or memory://"
+                "chords (no atomic counter); use redis://, dynamodb://, firestore://, "
+                "azuretable:// or memory://"
             )
         return backend
 
