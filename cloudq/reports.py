@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloudq.adapters.urls import redact_url
 from cloudq.envelope import HEADER_ERROR_TRACEBACK, HEADER_ERROR_TYPE, Envelope
 from cloudq.logsafe import get_logger
 
@@ -45,6 +46,11 @@ class ErrorReportSettings(BaseModel):
     """STARTTLS on a plain ``smtp://`` connection."""
     window_seconds: float = Field(default=3600.0, gt=0)
     subject_prefix: str = "[cloudq]"
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """The SMTP URL redacted: it may hold the mail account's password."""
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "smtp" else value
 
 
 @dataclass(frozen=True)

@@ -238,3 +238,13 @@ def test_worker_and_beat_warnings_hide_the_backend_credentials(
     assert any("no shared state store" in m for m in shown), shown
     assert any("no shared store" in m for m in shown), shown
     assert all(SECRET not in m for m in shown), shown
+
+
+def test_error_report_settings_repr_hides_the_smtp_password() -> None:
+    from cloudq.reports import ErrorReportSettings
+
+    settings = ErrorReportSettings.model_validate(
+        {"to": ["ops@x.example"], "from": "q@x.example", "smtp": "smtp://u:hunter2@mail:587"}
+    )
+    assert "hunter2" not in repr(settings)
+    assert "mail:587" in repr(settings)
