@@ -47,14 +47,24 @@ class TaskRegistry(dict[str, Task[Any, Any]]):
         super().__init__()
         self._finalize = finalize
 
+    def _finalized_now(self) -> bool:
+        """Finalize on a miss. The name may come from a message, so a failure (a broken
+        include, a failing receiver) is logged, not raised: the lookup just misses, and the
+        next miss tries again."""
+        try:
+            return self._finalize()
+        except Exception as exc:
+            logger.error("could not finalize the app: %s", exc, exc_info=True)
+            return False
+
     def __missing__(self, name: str) -> Task[Any, Any]:
-        if self._finalize() and dict.__contains__(self, name):
+        if self._finalized_now() and dict.__contains__(self, name):
             return dict.__getitem__(self, name)
         raise KeyError(name)
 
     def get(self, name: str, default: None = None) -> Task[Any, Any] | None:  # type: ignore[override]
         task = dict.get(self, name)
-        if task is None and self._finalize():
+        if task is None and self._finalized_now():
             task = dict.get(self, name)
         return task
 

@@ -173,3 +173,24 @@ def test_eager_failure_without_propagation_is_in_the_result() -> None:
     result = fail.delay()
     with pytest.raises((KeyError, TaskFailed)):
         result.get()
+
+
+def test_a_message_for_an_unknown_task_never_raises_out_of_the_worker_when_finalize_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An app not yet finalized looks up a message's unknown task name: a broken include (or
+    a failing on_after_configure receiver) is logged and the message dead-lettered, never
+    raised out of the worker."""
+    from cloudq.outcome import DeadLetter
+
+    app = App("broken", broker="memory://broken-finalize", include=["no_such_module.tasks"])
+    sender = App("sender", broker="memory://broken-finalize")
+
+    @sender.task(name="not.here")
+    def not_here() -> None: ...
+
+    not_here.delay()
+    outcome = process_one(app)
+    assert isinstance(outcome, DeadLetter)
+    assert "unknown task 'not.here'" in outcome.reason
+    assert any("cannot import include module" in r.getMessage() for r in caplog.records)
