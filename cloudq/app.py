@@ -207,6 +207,33 @@ class App:
 
     set_default = set_current
 
+    def start(self, argv: Sequence[str] | None = None) -> None:
+        """``app.start()`` under ``if __name__ == "__main__"`` (Celery's ``proj/celery.py``):
+        the cloudq command for this app, ``python -m proj.celery worker -Q default``."""
+        import sys
+
+        from cloudq.cli import run
+
+        args = list(sys.argv[1:] if argv is None else argv)
+        run(["-A", self._import_ref(), *args])
+
+    def _import_ref(self) -> str:
+        """``module:attribute`` of this app, also when its module runs as ``__main__``
+        (``python -m proj.celery``): workers import it by that name."""
+        import sys
+
+        from cloudq.pool import find_app_ref
+
+        try:
+            return find_app_ref(self)
+        except ConfigurationError:
+            main = sys.modules.get("__main__")
+            spec = getattr(main, "__spec__", None)
+            for attr, value in vars(main).items() if main is not None else ():
+                if value is self and spec is not None and spec.name != "__main__":
+                    return f"{spec.name}:{attr}"
+            raise
+
     # --- configuration, Celery's ways ----------------------------------------------------
     def config_from_object(
         self, obj: Any, *, silent: bool = False, force: bool = False, namespace: str | None = None

@@ -192,7 +192,19 @@ def test_django_first_steps_celery_py(example: Example, capsys: pytest.CaptureFi
     assert "Request: <" in capsys.readouterr().out
 
 
-EXAMPLES_PORTED = 12
+EXAMPLES_PORTED = 13
 """first steps: tasks.py, celeryconfig.py, conf.update, routing, annotations; next steps:
 proj/celery.py, include lookup, routing; configuration guide: example file, '*' annotations;
 Django first steps; plus tests/compat/test_app_routes.py and test_periodic_celery_guide.py."""
+
+
+def test_next_steps_app_start_runs_the_cloudq_command(
+    example: Example, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """next-steps: `if __name__ == '__main__': app.start()` gives the command for the app."""
+    example("next_steps")
+    app = importlib.import_module("proj.celery").app
+    app.start(["call", "proj.tasks.add", "--args", "[1, 2]"])
+    task_id = capsys.readouterr().out.strip()
+    run_one(app)
+    assert app.AsyncResult(task_id).get(timeout=1) == 3
