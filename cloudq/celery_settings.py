@@ -127,7 +127,7 @@ TRANSPORT_OPTIONS: dict[str, str | None] = {
 }
 """``broker_transport_options`` keys cloudq takes: to a cloudq setting, or None (no effect)."""
 TRANSPORT_OPTIONS_REFUSED = {
-    "region": "set AWS_REGION (or the broker URL's region) instead",
+    "region": "write it in the broker URL instead: sqs://?region=eu-west-1 (or set AWS_REGION)",
     "queue_name_prefix": "write the prefix in the broker URL instead: sqs://?prefix=shop-",
     "predefined_queues": "name queues in task_routes / -Q; cloudq creates them and their DLQs",
 }

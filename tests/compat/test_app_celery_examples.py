@@ -1,7 +1,8 @@
 """Celery's documented examples, changed only in the import and the broker URL (issue 24).
 
 Each test imports the example from ``examples/`` by the names Celery's docs use and runs what
-the docs run next, on ``memory://``. ``EXAMPLES_PORTED`` counts them for the report.
+the docs run next, on ``memory://``. The routing and periodic-tasks guides' examples are in
+``test_app_routes.py`` and ``test_periodic_celery_guide.py``.
 """
 
 from __future__ import annotations
@@ -190,12 +191,6 @@ def test_django_first_steps_celery_py(example: Example, capsys: pytest.CaptureFi
     assert isinstance(outcome, Ack)
     assert outcome.result is None  # ignore_result=True: nothing stored
     assert "Request: <" in capsys.readouterr().out
-
-
-EXAMPLES_PORTED = 13
-"""first steps: tasks.py, celeryconfig.py, conf.update, routing, annotations; next steps:
-proj/celery.py, include lookup, routing; configuration guide: example file, '*' annotations;
-Django first steps; plus tests/compat/test_app_routes.py and test_periodic_celery_guide.py."""
 
 
 def test_next_steps_app_start_runs_the_cloudq_command(

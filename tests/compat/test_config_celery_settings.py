@@ -81,6 +81,15 @@ def test_worker_concurrency_none_is_the_cpu_count() -> None:
     assert make(worker_concurrency=None).conf.worker_concurrency == (os.cpu_count() or 1)
 
 
+def test_sqs_guide_transport_options() -> None:
+    """Celery's SQS guide: visibility_timeout (1 hour) and polling_interval (no effect here:
+    cloudq long-polls, worker_poll_seconds bounds it)."""
+    app = make()
+    app.conf.broker_transport_options = {"visibility_timeout": 3600, "polling_interval": 0.3}
+    assert app.conf.queue_lease_seconds == 3600.0
+    assert app.conf.worker_poll_seconds == 5.0
+
+
 def test_prefetch_multiplier_counts_the_running_tasks_as_celery_does() -> None:
     app = make(worker_prefetch_multiplier=3)
     assert Worker(app, ["default"], concurrency=4).prefetch == 8  # 3 x 4 held, 4 of them running
@@ -117,7 +126,7 @@ def test_no_effect_settings_are_accepted_with_one_log_line(
         ("result_expires", None, "give seconds"),
         ("task_time_limit", None, "give seconds"),
         ("worker_prefetch_multiplier", 0, "worker_prefetch"),
-        ("broker_transport_options", {"region": "eu-west-1"}, "AWS_REGION"),
+        ("broker_transport_options", {"region": "eu-west-1"}, "sqs://?region=eu-west-1"),
         ("broker_transport_options", {"queue_name_prefix": "p-"}, "sqs://?prefix="),
         ("broker_transport_options", {"confirm_publish": True}, "visibility_timeout"),
         ("security_key", "key.pem", "signing_keys"),
