@@ -250,8 +250,8 @@ class App:
             if silent:
                 return False
             raise
-        self._config_source = source
         self.conf.update(settings_in(source, namespace, type(self.conf).model_fields))
+        self._config_source = source
         return True
 
     def autodiscover_tasks(

@@ -105,19 +105,29 @@ class Settings(BaseModel):
         if name.startswith("_"):
             super().__setattr__(name, value)
             return
-        for key, converted in translate(name, value, type(self).model_fields).items():
+        self._apply(translate(name, value, type(self).model_fields))
+
+    def update(self, mapping: Mapping[str, Any] | None = None, /, **settings: Any) -> None:
+        """``app.conf.update(task_serializer="json", ...)``, as Celery's ``conf.update``. All
+        or nothing: every value is checked on a copy before any is set here."""
+        converted: dict[str, Any] = {}
+        for name, value in {**(mapping or {}), **settings}.items():
+            converted.update(translate(name, value, type(self).model_fields))
+        trial = self.model_copy()
+        trial._on_change = None
+        trial._apply(converted)
+        self._apply(converted)
+
+    def _apply(self, converted: Mapping[str, Any]) -> None:
+        """Set cloudq settings (already translated); a refused value names its setting."""
+        for key, value in converted.items():
             try:
-                super().__setattr__(key, converted)
+                super().__setattr__(key, value)
             except ValidationError as exc:
                 problems = "; ".join(e["msg"] for e in exc.errors())
                 raise ConfigurationError(f"invalid cloudq setting {key}: {problems}") from None
             if self._on_change is not None:
                 self._on_change(key)
-
-    def update(self, mapping: Mapping[str, Any] | None = None, /, **settings: Any) -> None:
-        """``app.conf.update(task_serializer="json", ...)``, as Celery's ``conf.update``."""
-        for name, value in {**(mapping or {}), **settings}.items():
-            setattr(self, name, value)
 
     def __getitem__(self, name: str) -> Any:
         if name not in type(self).model_fields:

@@ -252,3 +252,21 @@ def test_migration_guide_lists_the_table() -> None:
         "docs/migrating-from-celery.md is out of date: paste the output of "
         "`scripts/celery-settings-table` between its table markers"
     )
+
+
+def test_a_refused_update_changes_nothing() -> None:
+    """conf.update and config_from_object apply all their settings or none: a project whose
+    config fails halfway does not run on half of it."""
+    app = make()
+    before = app.conf.model_dump()
+    bad_updates: list[dict[str, object]] = [
+        {"task_default_queue": "changed", "task_serializer": "pickle"},
+        {"task_default_queue": "changed", "task_time_limit": -5},
+        {"task_default_queue": "changed", "task_serialiser": "json"},
+    ]
+    for bad in bad_updates:
+        with pytest.raises(ConfigurationError):
+            app.conf.update(bad)
+        with pytest.raises(ConfigurationError):
+            app.config_from_object(SimpleNamespace(**bad))
+    assert app.conf.model_dump() == before
