@@ -96,13 +96,37 @@ class Routes(dict[str, str]):
     """The compiled chain. As a dict it holds the statically known entries (name or glob →
     queue), so code listing an app's queues reads ``.values()``; ``route()`` asks the chain."""
 
-    def __init__(self, routers: Sequence[RouterFn | MapRouter] = ()) -> None:
+    def __init__(self, routers: Sequence[RouterFn | MapRouter] = (), source: Any = None) -> None:
         super().__init__()
         self.routers = list(routers)
+        self.source: Any = {} if source is None else source
+        """What was assigned; a mapping can be changed in place (``routes["x"] = "q"``)."""
         for router in self.routers:
             if isinstance(router, MapRouter):
                 for key, queue in router.static.items():
                     self.setdefault(key, queue)
+
+    def _replace(self, change: Callable[[dict[Any, Any]], None]) -> None:
+        if not isinstance(self.source, Mapping):
+            raise ConfigurationError(
+                "task_routes is a list of routers: assign app.conf.task_routes = [...] anew "
+                "to change it"
+            )
+        source = dict(self.source)
+        change(source)
+        fresh = compile_routes(source)
+        self.routers, self.source = fresh.routers, fresh.source
+        dict.clear(self)
+        dict.update(self, fresh)
+
+    def __setitem__(self, key: Any, route: Any) -> None:
+        self._replace(lambda source: source.__setitem__(key, route))
+
+    def __delitem__(self, key: Any) -> None:
+        self._replace(lambda source: source.__delitem__(key))
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._replace(lambda source: source.update(*args, **kwargs))
 
     def route(
         self,
@@ -152,4 +176,4 @@ def compile_routes(value: Any) -> Routes:
                 f"task_routes: {item!r} is not a router; give a dict, a function "
                 "(name, args, kwargs, options, task=None, **kw) or a list of those"
             )
-    return Routes(routers)
+    return Routes(routers, source=value)

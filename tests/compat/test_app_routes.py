@@ -149,3 +149,17 @@ def test_bad_routes_fail_when_set(routes: object, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         app.conf.task_routes = routes
     assert app.conf.task_routes == {}
+
+
+def test_routes_mapping_can_be_changed_in_place() -> None:
+    """``app.conf.task_routes["x"] = "q"`` keeps working, as when task_routes was a dict."""
+    app = make()
+    app.conf.task_routes = {"a.*": "first"}
+    app.conf.task_routes["b.task"] = {"queue": "second"}
+    app.conf.task_routes.update({"c.*": "third"})
+    assert [app.route(n) for n in ("a.x", "b.task", "c.y")] == ["first", "second", "third"]
+    del app.conf.task_routes["a.*"]
+    assert app.route("a.x") == "default"
+    app.conf.task_routes = [{"a.*": "q"}]
+    with pytest.raises(ConfigurationError, match=r"assign app\.conf\.task_routes"):
+        app.conf.task_routes["b.*"] = "r"
