@@ -297,7 +297,7 @@ class App:
                 return False
             self._finalized = True
             try:
-                for module in self.conf.include:
+                for module in dict.fromkeys([*self.conf.imports, *self.conf.include]):
                     try:
                         importlib.import_module(module)
                     except ImportError as exc:

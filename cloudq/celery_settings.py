@@ -190,7 +190,7 @@ CELERY_SETTINGS: tuple[CelerySetting, ...] = (
     ),
     CelerySetting(
         "task_annotations",
-        "maps",
+        "same",
         "name, glob or '*' -> task options (rate_limit, time_limit, ...)",
         ("CELERY_ANNOTATIONS",),
     ),
@@ -320,7 +320,7 @@ CELERY_SETTINGS: tuple[CelerySetting, ...] = (
     CelerySetting(
         "include", "same", "modules imported when the app is finalized", ("CELERY_INCLUDE",)
     ),
-    CelerySetting("imports", "maps", "as include", ("CELERY_IMPORTS",), _to("include")),
+    CelerySetting("imports", "same", "imported at finalize, before include", ("CELERY_IMPORTS",)),
     CelerySetting(
         "task_acks_late",
         "none",

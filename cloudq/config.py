@@ -55,9 +55,11 @@ class Settings(BaseModel):
     """An eager task's error is raised in the caller instead of returned in the result."""
     timezone: str = "UTC"
     """The zone of ``crontab()`` and cron strings in ``beat_schedule``."""
+    imports: list[str] = Field(default_factory=list)
+    """Celery's ``imports``: modules imported at finalize, before ``include``."""
     include: list[str] = Field(default_factory=list)
     """Task modules imported when the app is finalized (first lookup of an unknown task, or the
-    CLI loading the app): Celery's ``include`` / ``imports``."""
+    CLI loading the app): Celery's ``include``."""
     task_time_limit: float = Field(default=DEFAULT_TIME_LIMIT_SECONDS, gt=0)
     task_soft_time_limit: float | None = Field(default=None, gt=0)
     task_max_retries: int | None = Field(default=3, ge=0)

@@ -133,7 +133,7 @@ def test_configuration_guide_example_file(example: Example) -> None:
 
     app = Celery("configuration")
     app.config_from_object("celeryconfig")
-    assert app.conf.include == ["myapp.tasks"]
+    assert app.conf.imports == ["myapp.tasks"]
     add = app.tasks["myapp.tasks.add"]  # imported through imports=
     assert add.options.rate_limit is None  # the annotation names tasks.add, not this one
     app.conf.task_annotations = {"myapp.tasks.add": {"rate_limit": "10/s"}}

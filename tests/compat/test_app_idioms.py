@@ -194,3 +194,13 @@ def test_a_message_for_an_unknown_task_never_raises_out_of_the_worker_when_final
     assert isinstance(outcome, DeadLetter)
     assert "unknown task 'not.here'" in outcome.reason
     assert any("cannot import include module" in r.getMessage() for r in caplog.records)
+
+
+def test_imports_setting_adds_to_include_given_to_the_app(example: Example) -> None:
+    """Celery imports both ``imports`` and ``include``: a config's imports= must not drop the
+    App's include=."""
+    example("discover")
+    app = App("both", broker="memory://both", include=["pkg_with_tasks.tasks"])
+    app.config_from_object({"imports": ("pkg_with_tasks.jobs",)})
+    app.finalize()
+    assert {"pkg_with_tasks.tasks.ping", "pkg_with_tasks.jobs.job"} <= set(dict(app.tasks))
