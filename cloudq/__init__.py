@@ -16,6 +16,7 @@ from cloudq.errors import (
 )
 from cloudq.result import AsyncResult, EagerResult
 from cloudq.results.base import State
+from cloudq.shared import current_app, shared_task
 from cloudq.task import Task
 
 __version__ = "0.1.0"
@@ -37,5 +38,7 @@ __all__ = [
     "__version__",
     "chain",
     "chord",
+    "current_app",
     "group",
+    "shared_task",
 ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from cloudq.adapters import open_broker
 from cloudq.adapters.base import Broker, QueueSpec
 from cloudq.adapters.urls import redact_url
+from cloudq.app_signals import Signal
 from cloudq.claimcheck import ClaimCheckStore, open_claim_check_store
 from cloudq.clock import SYSTEM_CLOCK, Clock
 from cloudq.config import Settings, make_settings
@@ -22,11 +24,14 @@ from cloudq.ratelimit import LocalRateLimiter, RateLimiter
 from cloudq.result import AsyncResult
 from cloudq.results import ResultBackend, open_backend
 from cloudq.results.base import ChordStore
+from cloudq.routes import Routes
 from cloudq.task import Task, TaskOptions
 
 if TYPE_CHECKING:
     from cloudq.beat import ScheduleEntry
+    from cloudq.canvas import Signature
     from cloudq.reports import FailureReport, Reporter
+    from cloudq.schedules import BaseSchedule
 
 logger = get_logger("cloudq")
 
@@ -34,29 +39,87 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class TaskRegistry(dict[str, Task[Any, Any]]):
+    """``app.tasks``: a lookup that misses finalizes the app once (imports ``include`` and
+    autodiscovered modules) and looks again, so a worker finds tasks of modules nobody imported
+    yet, as Celery's does. A hit costs what a dict lookup costs."""
+
+    def __init__(self, finalize: Callable[[], bool]) -> None:
+        super().__init__()
+        self._finalize = finalize
+
+    def _finalized_now(self) -> bool:
+        """Finalize on a miss. The name may come from a message, so a failure (a broken
+        include, a failing receiver) is logged, not raised: the lookup just misses, and the
+        next miss tries again."""
+        try:
+            return self._finalize()
+        except Exception as exc:
+            logger.error("could not finalize the app: %s", exc, exc_info=True)
+            return False
+
+    def __missing__(self, name: str) -> Task[Any, Any]:
+        if self._finalized_now() and dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        raise KeyError(name)
+
+    def get(self, name: str, default: None = None) -> Task[Any, Any] | None:  # type: ignore[override]
+        task = dict.get(self, name)
+        if task is None and self._finalized_now():
+            task = dict.get(self, name)
+        return task
+
+
 class App:
     """``App("shop", broker="sqs://", backend="redis://localhost")``: Celery's ``Celery(...)``."""
 
     def __init__(
         self,
-        main: str = "cloudq",
+        main: str | None = None,
         broker: str | None = None,
         backend: str | None = None,
         *,
+        include: Iterable[str] | None = None,
+        config_source: Any = None,
+        namespace: str | None = None,
+        set_as_current: bool = True,
         clock: Clock | None = None,
         **settings: Any,
     ) -> None:
+        """Celery's keywords: ``include=`` modules imported at finalize, ``config_source=`` as
+        ``config_from_object``, and any setting in Celery's or cloudq's name."""
         if broker is not None:
             settings["broker_url"] = broker
         if backend is not None:
             settings["result_backend"] = backend
-        self.main = main
+        if include is not None:
+            settings["include"] = list(include)
+        self.main = main or "cloudq"
+        self._named = main is not None
+        """Tasks defined in ``__main__`` are named after ``main`` (Celery's gen_task_name)."""
         self.conf: Settings = make_settings(settings)
         self.clock: Clock = clock or SYSTEM_CLOCK
-        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.tasks: TaskRegistry = TaskRegistry(self.finalize)
         self._ensured: set[str] = set()
         self._periodic: dict[str, ScheduleEntry] = {}
         self._lock = threading.Lock()
+        self._finalize_lock = threading.RLock()
+        self._finalized = False
+        self._discover: list[tuple[Any, str]] = []
+        self._config_source: Any = None
+        self._declared: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
+        """Task name -> (function, options as declared), to re-derive options when
+        ``task_annotations`` or ``task_ignore_result`` change."""
+        self._shared_tasks: dict[Callable[..., Any], Task[Any, Any]] = {}
+        self.on_configure = Signal("on_configure")
+        self.on_after_configure = Signal("on_after_configure")
+        self.on_after_finalize = Signal("on_after_finalize")
+        self.conf._on_change = self._setting_changed
+        if config_source is not None:
+            self.config_from_object(config_source, namespace=namespace)
+        from cloudq.shared import register_app
+
+        register_app(self, set_as_current)
 
     def __repr__(self) -> str:
         return f"<App {self.main} broker={redact_url(self.conf.broker_url)}>"
@@ -76,22 +139,200 @@ class App:
         """Register a task: ``@app.task`` or ``@app.task(queue="high", max_retries=5)``."""
 
         def register(func: Callable[P, R]) -> Task[P, R]:
-            name = options.pop("name", None) or f"{func.__module__}.{func.__qualname__}"
-            try:
-                opts = TaskOptions(name=name, **options)
-            except TypeError as exc:
-                raise ConfigurationError(f"@app.task on {name}: {exc}") from None
-            if opts.max_retries is not None and opts.max_retries < -1:
-                raise ConfigurationError(f"@app.task on {name}: max_retries must be >= 0")
-            task: Task[P, R] = Task(self, func, opts)
+            declared = dict(options)
+            name = declared.pop("name", None) or self.gen_task_name(func)
+            task: Task[P, R] = Task(self, func, self._task_options(name, declared))
             if name in self.tasks and self.tasks[name].fn is not func:
                 logger.warning("task %s registered twice; the later definition wins", name)
             self.tasks[name] = task
+            self._declared[name] = (func, declared)
             return task
 
         if fn is not None:
             return register(fn)
         return register
+
+    def gen_task_name(self, func: Callable[..., Any]) -> str:
+        """``module.qualname``; a task defined in the script run as ``__main__`` is named after
+        the app's ``main`` instead, so the worker, which imports the module, finds it."""
+        module = func.__module__
+        if module == "__main__" and self._named:
+            module = self.main
+        return f"{module}.{func.__qualname__}"
+
+    def _task_options(self, name: str, declared: Mapping[str, Any]) -> TaskOptions:
+        """Declared options under ``task_annotations`` (which win, as in Celery), with
+        ``task_ignore_result`` for tasks that do not say."""
+        values = dict(declared)
+        values.setdefault("ignore_result", self.conf.task_ignore_result)
+        values.update(self._annotations_for(name))
+        try:
+            opts = TaskOptions(name=name, **values)
+        except TypeError as exc:
+            raise ConfigurationError(f"@app.task on {name}: {exc}") from None
+        if opts.max_retries is not None and opts.max_retries < -1:
+            raise ConfigurationError(f"@app.task on {name}: max_retries must be >= 0")
+        return opts
+
+    def _annotations_for(self, name: str) -> dict[str, Any]:
+        """Celery's ``task_annotations``: ``*`` first, then globs, then the exact name."""
+        found: dict[str, Any] = {}
+        annotations = self.conf.task_annotations
+        for pattern in sorted(annotations, key=lambda p: (p != "*", p == name)):
+            if pattern == "*" or fnmatch.fnmatchcase(name, pattern):
+                found.update(annotations[pattern])
+        return found
+
+    def _setting_changed(self, name: str) -> None:
+        if name in ("task_annotations", "task_ignore_result"):
+            for task_name, (_, declared) in list(self._declared.items()):
+                task = dict.get(self.tasks, task_name)
+                if task is not None:
+                    task.reconfigure(self._task_options(task_name, declared))
+
+    def register_shared(
+        self, func: Callable[..., Any], options: Mapping[str, Any]
+    ) -> Task[Any, Any]:
+        """This app's task for a ``@shared_task`` function (registered on first need)."""
+        with self._finalize_lock:
+            task = self._shared_tasks.get(func)
+            if task is None:
+                task = self._shared_tasks[func] = self.task(**dict(options))(func)
+            return task
+
+    def set_current(self) -> None:
+        """Make this the app ``@shared_task`` objects act on (Celery's ``set_current``)."""
+        from cloudq.shared import set_current
+
+        set_current(self)
+
+    set_default = set_current
+
+    def start(self, argv: Sequence[str] | None = None) -> None:
+        """``app.start()`` under ``if __name__ == "__main__"`` (Celery's ``proj/celery.py``):
+        the cloudq command for this app, ``python -m proj.celery worker -Q default``."""
+        import sys
+
+        from cloudq.cli import run
+
+        args = list(sys.argv[1:] if argv is None else argv)
+        run(["-A", self._import_ref(), *args])
+
+    def _import_ref(self) -> str:
+        """``module:attribute`` of this app, also when its module runs as ``__main__``
+        (``python -m proj.celery``): workers import it by that name."""
+        import sys
+
+        from cloudq.pool import find_app_ref
+
+        try:
+            return find_app_ref(self)
+        except ConfigurationError:
+            main = sys.modules.get("__main__")
+            spec = getattr(main, "__spec__", None)
+            for attr, value in vars(main).items() if main is not None else ():
+                if value is self and spec is not None and spec.name != "__main__":
+                    return f"{spec.name}:{attr}"
+            raise
+
+    # --- configuration, Celery's ways ----------------------------------------------------
+    def config_from_object(
+        self, obj: Any, *, silent: bool = False, force: bool = False, namespace: str | None = None
+    ) -> bool:
+        """Read settings from a module, an object or ``"module:attribute"``
+        (``"celeryconfig"``, ``"django.conf:settings"``). With ``namespace="CELERY"`` only
+        ``CELERY_*`` names are read (``CELERY_BROKER_URL`` for ``broker_url``). Settings read
+        here are applied over what is set already; ``force`` is accepted for Celery's sake."""
+        from cloudq.config_source import load_config_object, settings_in
+
+        try:
+            source = load_config_object(obj) if isinstance(obj, str) else obj
+        except ConfigurationError:
+            if silent:
+                return False
+            raise
+        self.conf.update(settings_in(source, namespace, type(self.conf).model_fields))
+        self._config_source = source
+        return True
+
+    def autodiscover_tasks(
+        self,
+        packages: Iterable[str] | Callable[[], Iterable[str]] | None = None,
+        related_name: str = "tasks",
+        force: bool = False,
+    ) -> None:
+        """Import ``<package>.tasks`` for each package (or what a callable returns, such as
+        ``lambda: settings.INSTALLED_APPS``) when the app is finalized, or now with ``force``.
+        Without packages, the ``INSTALLED_APPS`` of the object given to
+        ``config_from_object``. A package without that module is skipped; any other import
+        error is raised."""
+        self._discover.append((packages, related_name))
+        if force or self._finalized:
+            self._run_discovery()
+
+    def _run_discovery(self) -> None:
+        from cloudq.config_source import import_related
+
+        while self._discover:
+            packages, related_name = self._discover.pop(0)
+            if callable(packages):
+                packages = packages()
+            if packages is None:
+                packages = getattr(self._config_source, "INSTALLED_APPS", None)
+                if packages is None:
+                    raise ConfigurationError(
+                        "autodiscover_tasks() needs packages: autodiscover_tasks(['shop', "
+                        "'billing']) or a callable returning them"
+                    )
+            for package in packages:
+                import_related(package, related_name)
+
+    def finalize(self) -> bool:
+        """Import ``include`` modules and autodiscovered task modules, then send
+        ``on_after_configure`` and ``on_after_finalize``: once, when the app is first used by
+        a worker, beat or the CLI, or a task lookup misses. True if it ran now."""
+        if self._finalized:
+            return False
+        with self._finalize_lock:
+            if self._finalized:
+                return False
+            self._finalized = True
+            try:
+                for module in dict.fromkeys([*self.conf.imports, *self.conf.include]):
+                    try:
+                        importlib.import_module(module)
+                    except ImportError as exc:
+                        raise ConfigurationError(
+                            f"app {self.main!r}: cannot import include module {module!r}: {exc}"
+                        ) from exc
+                self._run_discovery()
+                self.on_after_configure.send(sender=self, source=self.conf)
+                self.on_after_finalize.send(sender=self)
+            except BaseException:
+                self._finalized = False
+                raise
+        return True
+
+    def add_periodic_task(
+        self,
+        schedule: float | timedelta | str | BaseSchedule,
+        sig: Signature,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        **options: Any,
+    ) -> str:
+        """Celery's ``sender.add_periodic_task(10.0, add.s(2, 2), name="add every 10")``: an
+        entry in ``beat_schedule``; returns its name."""
+        key = name or f"{sig.task}{tuple(args or sig.args)!r}"
+        self.conf.beat_schedule[key] = {
+            "task": sig.task,
+            "schedule": schedule,
+            "args": list(args or sig.args),
+            "kwargs": dict(kwargs or sig.kwargs),
+            "options": {**sig.options, **options},
+        }
+        return key
 
     def periodic(
         self,
@@ -133,7 +374,9 @@ class App:
         """``beat_schedule`` and ``@app.periodic`` entries together (names must differ)."""
         from cloudq.beat import parse_beat_schedule
 
-        entries = {e.name: e for e in parse_beat_schedule(self.conf.beat_schedule)}
+        self.finalize()  # on_after_configure receivers add their entries
+        schedule = parse_beat_schedule(self.conf.beat_schedule, timezone=self.conf.timezone)
+        entries = {e.name: e for e in schedule}
         for name, entry in self._periodic.items():
             if name in entries:
                 raise ConfigurationError(f"periodic task {name!r} is defined twice")
@@ -146,16 +389,22 @@ class App:
         except KeyError:
             raise NotRegistered(f"task {name!r} is not registered with app {self.main!r}") from None
 
-    def route(self, task_name: str) -> str:
-        """The queue for a task: its ``queue`` option, then ``task_routes``, then the default."""
+    def route(
+        self,
+        task_name: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> str:
+        """The queue for a task: its ``queue`` option, then ``task_routes`` (every router in
+        order, called with the call's arguments), then the default."""
         task = self.tasks.get(task_name)
         if task is not None and task.options.queue:
             return task.options.queue
-        routes = self.conf.task_routes
-        if task_name in routes:
-            return routes[task_name]
-        for pattern, queue in routes.items():
-            if fnmatch.fnmatchcase(task_name, pattern):
+        routes: Routes = self.conf.task_routes
+        if routes.routers:
+            queue = routes.route(task_name, args, kwargs, options, task=task)
+            if queue is not None:
                 return queue
         return self.conf.task_default_queue
 

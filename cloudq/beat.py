@@ -95,15 +95,22 @@ class ScheduleEntry(BaseModel):
         return last
 
 
-def parse_beat_schedule(schedule: dict[str, Any]) -> list[ScheduleEntry]:
+def parse_beat_schedule(schedule: dict[str, Any], timezone: str = "UTC") -> list[ScheduleEntry]:
     """Celery's ``beat_schedule`` dict: ``{"name": {"task": ..., "schedule": 30 | timedelta |
-    "*/5 * * * *", "args": ..., "kwargs": ..., "options": {"queue": ...}}}``."""
+    "*/5 * * * *" | crontab(...) | schedule(...), "args": ..., "kwargs": ..., "options":
+    {"queue": ...}}}``. Cron entries without their own ``timezone`` run in ``timezone`` (the
+    app's, as Celery's crontab does)."""
+    from cloudq.schedules import BaseSchedule
+
     entries = []
     for name, spec in schedule.items():
         raw = dict(spec)
         when = raw.pop("schedule", None)
         options = raw.pop("options", {}) or {}
-        if isinstance(when, timedelta):
+        raw.setdefault("timezone", timezone)
+        if isinstance(when, BaseSchedule):
+            raw.update(when.beat_fields())
+        elif isinstance(when, timedelta):
             raw["every"] = when.total_seconds()
         elif isinstance(when, int | float):
             raw["every"] = float(when)
@@ -111,7 +118,8 @@ def parse_beat_schedule(schedule: dict[str, Any]) -> list[ScheduleEntry]:
             raw["cron"] = when
         elif when is not None:
             raise ConfigurationError(
-                f"beat entry {name!r}: schedule must be seconds, a timedelta or a cron string"
+                f"beat entry {name!r}: schedule must be seconds, a timedelta, a cron string, "
+                "crontab(...) or schedule(...)"
             )
         if "queue" in options:
             raw["queue"] = options["queue"]

@@ -707,11 +707,11 @@ def _add_plugin_commands() -> None:
                 logging.getLogger("cloudq.cli").warning("command %s not loaded: %s", ep.name, exc)
 
 
-def run() -> None:
+def run(argv: list[str] | None = None) -> None:
     """Entry point with clean errors: a CloudqError is a message, not a traceback."""
     _add_plugin_commands()
     try:
-        code = main(standalone_mode=False)
+        code = main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(1)
     except click.ClickException as exc:

@@ -82,6 +82,7 @@ def load_app(ref: str) -> App:
         raise ConfigurationError(
             f"no cloudq App found in {ref!r}: name it 'app' or pass -A {module_name}:attribute"
         )
+    app.finalize()  # include= and autodiscovered task modules, before the first task runs
     return app
 
 

@@ -100,6 +100,12 @@ class Task(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
 
+    def reconfigure(self, options: TaskOptions) -> None:
+        """New options from the app's settings (``task_annotations``, ``task_ignore_result``)."""
+        self.options = options
+        self._rate = parse_rate_limit(options.rate_limit) if options.rate_limit else None
+        self._policy = None
+
     # --- policy --------------------------------------------------------------------------
     @property
     def rate(self) -> RateLimit | None:
@@ -220,7 +226,15 @@ class Task(Generic[P, R]):
         kwargs: Mapping[str, Any] | None = None,
         **options: Unpack[SendOptions],
     ) -> AsyncResult:
-        """Send with options: ``add.apply_async((2, 2), queue="low", countdown=10)``."""
+        """Send with options: ``add.apply_async((2, 2), queue="low", countdown=10)``.
+
+        With ``task_always_eager`` the task runs here instead, as ``apply()`` (Celery's test
+        mode); ``task_eager_propagates`` raises its error."""
+        conf = self.app.conf
+        if conf.task_always_eager:
+            return self.apply(  # type: ignore[return-value]
+                args, kwargs, task_id=options.get("task_id"), throw=conf.task_eager_propagates
+            )
         envelope = self.envelope(args or (), kwargs or {}, **options)
         self.app.send_envelopes([envelope])
         return self.app.AsyncResult(envelope.id, task_name=self.name)
@@ -251,7 +265,7 @@ class Task(Generic[P, R]):
         if isinstance(expires, int | float):
             expires = now + timedelta(seconds=expires)
         parent = current_request.get()
-        queue = queue or self.app.route(self.name)
+        queue = queue or self.app.route(self.name, args, kwargs)
         group = fifo_group or self._fifo_group(args, kwargs)
         if group is not None and not queue.endswith(".fifo"):
             raise ConfigurationError(

@@ -200,6 +200,9 @@ class Worker:
         self.pool_kind: PoolKind = pool
         if prefetch is None:
             prefetch = conf.worker_prefetch
+        if prefetch is None and conf.worker_prefetch_multiplier is not None:
+            # Celery's multiplier counts the running tasks too; cloudq's prefetch does not.
+            prefetch = (conf.worker_prefetch_multiplier - 1) * self.concurrency
         if prefetch is None:
             # Room for one full receive batch beside the running tasks: the next batch arrives
             # while the pool works through this one, and every receive call is a full one.

@@ -1,0 +1,1 @@
+task_annotations = {"tasks.add": {"rate_limit": "10/m"}}

@@ -1,0 +1,1 @@
+task_routes = {"tasks.add": "low-priority"}
