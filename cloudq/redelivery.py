@@ -63,7 +63,8 @@ def fresh_starts(delivery: Delivery) -> int:
     """The delivery's fresh starts so far; anything but a small number counts as none (only
     cloudq raises it, one at a time, so a forged value cannot lift the bound)."""
     raw = delivery.attributes.get(FRESH_STARTS_ATTRIBUTE, "")
-    return min(int(raw), MAX_FRESH_STARTS) if raw.isdigit() and len(raw) <= 3 else 0
+    plain = raw.isascii() and raw.isdigit() and len(raw) <= 3
+    return min(int(raw), MAX_FRESH_STARTS) if plain else 0
 
 
 def screen(app: App, deliveries: Sequence[Delivery], first: int) -> list[Delivery]:

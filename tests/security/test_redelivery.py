@@ -164,3 +164,22 @@ def test_held_deferrals_on_a_broker_without_native_delay_are_not_taken_for_lost_
     _live_worker(app, clock, rounds=200)
     assert ran == [5]
     assert _dead_letters(app) == []
+
+
+def test_a_forged_fresh_start_count_cannot_lift_the_bound() -> None:
+    from cloudq.redelivery import fresh_starts
+
+    def count(value: str) -> int:
+        return fresh_starts(Delivery("q", b"", "m", 9, attributes={FRESH_STARTS_ATTRIBUTE: value}))
+
+    assert [count(v) for v in ["0", "1", "2", "7", "-1", "x", "1e9", "", "\u0663"]] == [
+        0,
+        1,
+        2,
+        MAX_FRESH_STARTS,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]
