@@ -36,6 +36,7 @@ from cloudq.control.store import HEARTBEAT_SECONDS
 from cloudq.errors import BrokerError, ConfigurationError
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
+from cloudq.redelivery import first_fresh_start, screen
 from cloudq.settle import settle
 
 if TYPE_CHECKING:
@@ -218,6 +219,8 @@ class Worker:
         cap = app.broker.limits.max_lease_seconds
         if cap is not None:
             self.lease = min(self.lease, cap)
+        self._fresh_from = first_fresh_start(app)
+        """Receive count from which a delivery is re-sent fresh (``cloudq.redelivery``)."""
         self._long_poll_first = (
             len(self.queues) == 1 and app.broker.limits.long_poll_returns_at_once
         )
@@ -434,6 +437,13 @@ class Worker:
         if self._stopping.is_set():
             self.app.broker.release(deliveries, 0)
             return 0
+        first = self._fresh_from
+        if first is not None and any(d.receive_count >= first for d in deliveries):
+            # Near the broker's max receive count without a failure: kills elsewhere took its
+            # receives. Started fresh, not held: a kill now would hand it to the dead letters.
+            deliveries = screen(self.app, deliveries, first)
+            if not deliveries:
+                return 0
         held = [_Held(d) for d in deliveries]
         with self._held_lock:
             for h in held:

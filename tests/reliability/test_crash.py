@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.reliability.conftest import SLOW
+from tests.reliability.figures import write_row
 from tests.reliability.harness import Ledger, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -25,7 +26,9 @@ SIGKILL_RUNS = {
 }
 
 
-def _kill_mid_task(ledger: Ledger, n: int, kills: int, seconds: float, timeout: float) -> None:
+def _kill_mid_task(
+    ledger: Ledger, n: int, kills: int, seconds: float, timeout: float, set_: str = "ci"
+) -> None:
     producer = ledger.producer(queue_lease_seconds=LEASE)
     producer.ensure_queue(QUEUE)
     workers = [ledger.worker(QUEUE, 4, queue_lease_seconds=LEASE) for _ in range(3)]
@@ -47,9 +50,12 @@ def _kill_mid_task(ledger: Ledger, n: int, kills: int, seconds: float, timeout: 
     elapsed = time.monotonic() - started
     events = ledger.events()
     at_once = [i for i in acc.duplicates if not _ran_in(events, i, victims)]
+    logs = ledger.logs()
+    fresh = logs.count("re-sent fresh (")
     print(
         f"\n{ledger.broker.name} SIGKILL x{kills}, N={n}: {acc.row()} in {elapsed:.1f}s "
-        f"(of the duplicates, {len(at_once)} handed out twice at once by the broker)"
+        f"(of the duplicates, {len(at_once)} handed out twice at once by the broker; "
+        f"{fresh} deliveries re-sent fresh near the max receive count)"
     )
 
     assert acc.lost == [], f"LOST {len(acc.lost)}: {acc.lost[:20]}"
@@ -62,7 +68,6 @@ def _kill_mid_task(ledger: Ledger, n: int, kills: int, seconds: float, timeout: 
     # consumer may run it first, from its prefetch, so the order of the runs does not tell that
     # from a lease cloudq let lapse. The worker does: it logs a task it acknowledges after the
     # task's lease ran out. No duplicate may be one of those.
-    logs = ledger.logs()
     for task_id in at_once:
         runs = [e for e in events if e[1] == task_id]
         assert f"task {task_id} finished" not in logs, f"{task_id} outlived its lease: {runs}"
@@ -72,6 +77,8 @@ def _kill_mid_task(ledger: Ledger, n: int, kills: int, seconds: float, timeout: 
     assert interrupted, "no task was interrupted by the kills"
     for w in workers:
         assert w.alive(), w.log()
+    fault = f"SIGKILL mid-task \N{MULTIPLICATION SIGN}{kills}, 3 workers"
+    write_row(set_, ledger.broker.name, fault, acc, elapsed)
 
 
 Event = tuple[str, str, int, int, int]
@@ -87,12 +94,14 @@ def test_sigkill_mid_task_repeatedly_loses_nothing(ledger: Ledger) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2000)
 @SLOW
 def test_sigkill_mid_task_repeatedly_loses_nothing_10k(ledger: Ledger) -> None:
-    _kill_mid_task(ledger, n=10_000, kills=40, seconds=0.05, timeout=1800)
+    _kill_mid_task(ledger, n=10_000, kills=40, seconds=0.05, timeout=1800, set_="slow")
 
 
 def test_sigterm_during_load_finishes_running_releases_prefetched(ledger: Ledger) -> None:
+    started = time.monotonic()
     lease = 60  # long: a prefetched message coming back soon can only be a release
     n = 80
     producer = ledger.producer(queue_lease_seconds=lease)
@@ -119,3 +128,4 @@ def test_sigterm_during_load_finishes_running_releases_prefetched(ledger: Ledger
     assert acc.duplicates == {}, "a task that had finished ran again"
     assert acc.done_once == n
     assert released and released[0] > 0, first.log()
+    write_row("ci", ledger.broker.name, "SIGTERM during load", acc, time.monotonic() - started)

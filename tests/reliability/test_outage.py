@@ -41,6 +41,7 @@ from cloudq import State
 from cloudq.errors import BrokerError
 from tests.fixtures.servers import free_port, stop_process
 from tests.processes import wait_for
+from tests.reliability.figures import write_row
 from tests.reliability.harness import Ledger
 from tests.reliability.proxy import Forwarder
 from tests.tools import missing_tool
@@ -57,6 +58,7 @@ BACKOFF = re.compile(r"receive failed; retrying in (\d+\.\d+)s")
 def test_broker_outage_mid_run_loses_nothing_delay_accepted(
     outage_ledger: tuple[Ledger, Forwarder],
 ) -> None:
+    started = time.monotonic()
     ledger, forwarder = outage_ledger
     name = ledger.broker.name
     producer = ledger.producer(queue_lease_seconds=LEASE)
@@ -148,6 +150,8 @@ def test_broker_outage_mid_run_loses_nothing_delay_accepted(
     for ps in pauses:
         assert len(ps) >= 2 and ps[-1] > ps[0], pauses
     assert max(flat) <= 30.0
+    fault = f"broker cut {outage:.1f} s mid-run; {len(during)} `delay()`s refused"
+    write_row("ci", name, fault, acc, time.monotonic() - started)
     assert any(p < 0.95 * steps[k] for ps in pauses for k, p in enumerate(ps)), pauses
 
 
@@ -202,6 +206,7 @@ def test_result_store_down_tasks_still_run_and_nothing_is_lost(
 
 
 def _result_store_outage(ledger: Ledger, store: RedisProcess) -> None:
+    started = time.monotonic()
     n = 40
     settings: dict[str, Any] = {"result_backend": store.url, "queue_lease_seconds": LEASE}
     producer = ledger.producer(**settings)
@@ -259,3 +264,5 @@ def _result_store_outage(ledger: Ledger, store: RedisProcess) -> None:
     assert missing == down, "a result written during the outage (the store came back empty)"
     for w in workers:
         assert w.alive(), w.log()
+    fault = "Redis results: store down, restarted empty"
+    write_row("ci", "sqs", fault, acc, time.monotonic() - started)

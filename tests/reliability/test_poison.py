@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from cloudq.adapters.base import OutgoingMessage
 from cloudq.envelope import sign
 from cloudq.errors import MessageTooLarge, TaskArgumentError
 from tests.apps.ledger_app import POISON_MAX_RETRIES
+from tests.reliability.figures import write_row
 from tests.reliability.harness import Ledger, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -41,6 +43,7 @@ def test_poison_tasks_end_in_the_dlq_after_max_retries_never_a_crash_loop(ledger
     """Raising, child-crashing and over-time tasks: 1 + max_retries runs each, then the DLQ
     with their error (a crashed child is a failed attempt with ``WorkerLostError``); the good
     tasks around them run once and the worker stays up."""
+    started = time.monotonic()
     queue = "poison"
     producer, worker = _poison_setup(ledger, queue)
     expected = {
@@ -70,6 +73,8 @@ def test_poison_tasks_end_in_the_dlq_after_max_retries_never_a_crash_loop(ledger
         # Exactly 1 + max_retries runs: retried as configured, then stopped (no crash loop).
         assert starts.get(i) == POISON_MAX_RETRIES + 1, (task, starts.get(i), worker.log())
     assert worker.alive(), worker.log()
+    fault = "poison (raise / child crash / hard limit) + good"
+    write_row("ci", ledger.broker.name, fault, acc, time.monotonic() - started)
 
 
 def test_bad_input_is_dead_lettered_with_its_reason_and_the_worker_goes_on(
@@ -80,6 +85,7 @@ def test_bad_input_is_dead_lettered_with_its_reason_and_the_worker_goes_on(
     Dead-lettered with its reason: what reaches the queue anyway, from another producer or
     an attacker (malformed, unknown version, unknown task, tampered, unsigned, arguments
     that fail validation in the worker)."""
+    started = time.monotonic()
     queue = "bad"
     keys = ["k-new", "k-old"]
     producer = ledger.producer(signing_keys=keys)
@@ -150,3 +156,8 @@ def test_bad_input_is_dead_lettered_with_its_reason_and_the_worker_goes_on(
     sent = {*ledger.dead_seen, *ledger.counts("start")}
     assert not sent & set(refused), "a delay() that raised sent its message"
     assert worker.alive(), worker.log()
+    fault = f"bad input ({len(bodies)} kinds) + good; {len(refused)} refused by `delay()`"
+    seconds = time.monotonic() - started
+    arrived = len(good) + len(bodies)
+    dead = len(acc.dead) + undecodable
+    write_row("ci", ledger.broker.name, fault, acc, seconds, sent=arrived, dead=dead)
