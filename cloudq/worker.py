@@ -169,6 +169,21 @@ class _Activity:
         self.since, self.processed, self.failed = now, w.processed, w.failed
 
 
+def _prefetch(app: App, concurrency: int, given: int | None) -> int:
+    """Messages held beside the running ones: ``given``, else the settings, else room for one
+    full receive batch (the next batch arrives while the pool works through this one, and every
+    receive call is a full one)."""
+    conf = app.conf
+    if given is None:
+        given = conf.worker_prefetch
+    if given is None and conf.worker_prefetch_multiplier is not None:
+        # Celery's multiplier counts the running tasks too; cloudq's prefetch does not.
+        given = (conf.worker_prefetch_multiplier - 1) * concurrency
+    if given is None:
+        given = max(concurrency, app.broker.limits.max_batch)
+    return given
+
+
 class Worker:
     """``cloudq -A tasks worker -Q high,default -c 8``."""
 
@@ -199,16 +214,7 @@ class Worker:
         self.queues = list(dict.fromkeys(queues))
         self.concurrency = concurrency or conf.worker_concurrency
         self.pool_kind: PoolKind = pool
-        if prefetch is None:
-            prefetch = conf.worker_prefetch
-        if prefetch is None and conf.worker_prefetch_multiplier is not None:
-            # Celery's multiplier counts the running tasks too; cloudq's prefetch does not.
-            prefetch = (conf.worker_prefetch_multiplier - 1) * self.concurrency
-        if prefetch is None:
-            # Room for one full receive batch beside the running tasks: the next batch arrives
-            # while the pool works through this one, and every receive call is a full one.
-            prefetch = max(self.concurrency, app.broker.limits.max_batch)
-        self.prefetch = prefetch
+        self.prefetch = _prefetch(app, self.concurrency, prefetch)
         self._receive_threshold = 1
         """Receive only once this many slots are free (or none is held): full batches, not
         one-message polls (a receive call costs as much CPU and money for 1 message as for 10)."""
