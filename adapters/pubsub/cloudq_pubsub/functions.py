@@ -13,7 +13,9 @@ retry backoff. So each outcome is applied as a worker would, except acknowledgin
   re-published fresh (a hop, eta kept) and acknowledged. A long eta thus costs one delivery
   attempt per hop and never reaches ``max_delivery_attempts``, and no instance sleeps on it;
 - an outcome that could not be applied (a publish failed): the exception propagates and Pub/Sub
-  redelivers the message (at-least-once).
+  redelivers the message (at-least-once). A ``BaseException`` out of the task (``SystemExit``...)
+  propagates as ``RecordInterrupted``, an ordinary error: the push is nacked, and the
+  functions-framework's process is not ended by it.
 
 The queue is the topic named in the event's ``source``
 (``//pubsub.googleapis.com/projects/P/topics/PREFIX+QUEUE``). Pub/Sub's delivery attempt is
@@ -29,6 +31,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
@@ -37,6 +40,7 @@ from cloudq.execute import execute
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer, Outcome
 from cloudq.producer import is_fifo
+from cloudq.serverless import contained
 from cloudq.settle import HOLDS_BEFORE_RESEND, settle
 from cloudq_pubsub.broker import MESSAGE_ID_ATTRIBUTE, PubSubBroker
 
@@ -147,7 +151,7 @@ def process_event(app: App, event: Any, deadline: float | None = None) -> Outcom
     limit = None
     if deadline is not None:
         limit = max(0.0, deadline - time.monotonic() - SAFETY_MARGIN_SECONDS)
-    outcome = execute(delivery, app, hard_limit=limit)
+    outcome = contained(partial(execute, delivery, app, hard_limit=limit))
     if isinstance(outcome, Defer) and (
         is_fifo(delivery.queue) or delivery.receive_count <= HOLDS_BEFORE_RESEND
     ):
@@ -161,7 +165,7 @@ def process_event(app: App, event: Any, deadline: float | None = None) -> Outcom
             f"task {outcome.envelope.task}[{outcome.envelope.id}] is due at "
             f"{outcome.until.isoformat()}: nacked so that Pub/Sub redelivers it later"
         )
-    settle(app, delivery, outcome, ack=_left_to_the_response)
+    contained(partial(settle, app, delivery, outcome, ack=_left_to_the_response))
     return outcome
 
 

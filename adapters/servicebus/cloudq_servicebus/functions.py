@@ -21,11 +21,13 @@ broker's prefix). ``time_limit`` caps each task below the function's own timeout
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
 from cloudq.execute import execute
 from cloudq.logsafe import get_logger
+from cloudq.serverless import contained
 from cloudq.settle import settle
 from cloudq_servicebus.broker import ServiceBusBroker
 
@@ -78,14 +80,18 @@ def process_messages(
     for message in messages:
         delivery = message_to_delivery(queue, message)
         try:
-            outcome = execute(delivery, app, hard_limit=time_limit)
-            settle(app, delivery, outcome, ack=_left_to_host)
+            contained(partial(_run, app, delivery, time_limit))
         except Exception:
             logger.exception(
                 "message %s could not be processed; it will come back", delivery.message_id
             )
             failed.append(delivery.message_id)
     return failed
+
+
+def _run(app: App, delivery: Delivery, time_limit: float | None) -> None:
+    outcome = execute(delivery, app, hard_limit=time_limit)
+    settle(app, delivery, outcome, ack=_left_to_host)
 
 
 def functions_handler(app: App, queue: str, time_limit: float | None = None) -> FunctionsHandler:

@@ -9,8 +9,10 @@ event source mapping (it deletes the records the handler reports as successful):
 - dead letter: sent to the DLQ (and deleted), reported as success;
 - deferred (eta in the future): re-sent with the remaining delay, reported as success (on a
   FIFO queue: held invisible until due and reported as failed, so the mapping keeps it);
-- an outcome that could not be applied (a send failed, the claim-check store was down): the record
-  goes into ``batchItemFailures`` and SQS redelivers it after its visibility timeout.
+- an outcome that could not be applied (a send failed, the claim-check store was down), or a
+  ``BaseException`` out of the record's task (``SystemExit``...): the record goes into
+  ``batchItemFailures`` and SQS redelivers it after its visibility timeout; the other records
+  keep their own outcomes.
 
 An event that is not an SQS event at all (not a mapping, ``Records`` not a list of mappings)
 raises ``ConfigurationError`` before any record runs: the function's trigger is wrong.
@@ -23,6 +25,7 @@ so a Lambda timeout never leaves a record half-done without SQS redelivering it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
@@ -30,8 +33,9 @@ from cloudq.control.heartbeat import serverless_heartbeat
 from cloudq.errors import ConfigurationError
 from cloudq.execute import execute
 from cloudq.logsafe import get_logger
-from cloudq.outcome import Defer
+from cloudq.outcome import Defer, Outcome
 from cloudq.producer import is_fifo
+from cloudq.serverless import contained
 from cloudq.settle import settle
 from cloudq_sqs.broker import MESSAGE_ID_ATTRIBUTE, SQSBroker, decode_body
 
@@ -85,6 +89,15 @@ def event_records(event: Any) -> list[dict[str, Any]]:
     return list(records or [])
 
 
+def _run(
+    app: App, broker: SQSBroker, record: dict[str, Any], limit: float | None
+) -> tuple[Delivery, Outcome]:
+    delivery = record_to_delivery(broker, record)
+    outcome = execute(delivery, app, hard_limit=limit)
+    settle(app, delivery, outcome, ack=_left_by_mapping)
+    return delivery, outcome
+
+
 def process_event(app: App, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run every record; return the partial-batch response Lambda expects."""
     broker = app.broker
@@ -101,11 +114,9 @@ def process_event(app: App, event: dict[str, Any], context: Any) -> dict[str, An
             logger.warning("%d ms left: %d record(s) left for redelivery", left_ms, len(rest))
             failed.extend(rest)
             break
+        limit = None if left_ms is None else (left_ms - SAFETY_MARGIN_MS) / 1000
         try:
-            delivery = record_to_delivery(broker, record)
-            limit = None if left_ms is None else (left_ms - SAFETY_MARGIN_MS) / 1000
-            outcome = execute(delivery, app, hard_limit=limit)
-            settle(app, delivery, outcome, ack=_left_by_mapping)
+            delivery, outcome = contained(partial(_run, app, broker, record, limit))
             if isinstance(outcome, Defer) and is_fifo(delivery.queue):
                 # Held invisible until due by settle(); the mapping must not delete it.
                 failed.append(message_id)
