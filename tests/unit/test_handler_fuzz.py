@@ -374,6 +374,7 @@ def test_lambda_handler_settles_or_reports_every_record(event: Any, left_ms: int
         not isinstance(event, dict)
         or not isinstance(records, list | None)
         or not all(isinstance(r, dict) for r in records or [])
+        or not all(isinstance(r.get("messageId"), str) and r["messageId"] for r in records or [])
     ):
         with pytest.raises(ConfigurationError, match="not an SQS event"):
             handler(event, context)

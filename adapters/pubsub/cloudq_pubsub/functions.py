@@ -13,11 +13,15 @@ retry backoff. So each outcome is applied as a worker would, except acknowledgin
   re-published fresh (a hop, eta kept) and acknowledged. A long eta thus costs one delivery
   attempt per hop and never reaches ``max_delivery_attempts``, and no instance sleeps on it;
 - an outcome that could not be applied (a publish failed): the exception propagates and Pub/Sub
-  redelivers the message (at-least-once).
+  redelivers the message (at-least-once). A ``BaseException`` out of the task (``SystemExit``...)
+  propagates as ``RecordInterrupted``, an ordinary error: the push is nacked, and the
+  functions-framework's process is not ended by it.
 
 The queue is the topic named in the event's ``source``
-(``//pubsub.googleapis.com/projects/P/topics/PREFIX+QUEUE``). Pub/Sub's delivery attempt is
-used where the event carries it (``deliveryAttempt``); Eventarc's events and the
+(``//pubsub.googleapis.com/projects/P/topics/PREFIX+QUEUE``); an event from a topic that is not
+this broker's (another project or prefix) is not run: it raises ``ConfigurationError``, so
+Pub/Sub redelivers it until that subscription's dead-letter policy takes it. Pub/Sub's delivery
+attempt is used where the event carries it (``deliveryAttempt``); Eventarc's events and the
 functions-framework's conversion of a raw push do not, so the attempt is then judged by the
 message's age: younger than ``FRESH_SECONDS`` is a first delivery.
 """
@@ -29,6 +33,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
@@ -37,6 +42,7 @@ from cloudq.execute import execute
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer, Outcome
 from cloudq.producer import is_fifo
+from cloudq.serverless import contained, require_broker
 from cloudq.settle import HOLDS_BEFORE_RESEND, settle
 from cloudq_pubsub.broker import MESSAGE_ID_ATTRIBUTE, PubSubBroker
 
@@ -53,8 +59,8 @@ count: Pub/Sub's default minimum retry backoff is 10 s, so a redelivery is older
 SAFETY_MARGIN_SECONDS = 1.0
 """Time kept back from the function's timeout to apply the outcome before it is killed."""
 
-_TOPIC = re.compile(r"projects/[^/]+/topics/([^/?#]+)")
-_SUBSCRIPTION = re.compile(r"projects/[^/]+/subscriptions/([^/?#]+)")
+_TOPIC = re.compile(r"projects/([^/]+)/topics/([^/?#]+)")
+_SUBSCRIPTION = re.compile(r"projects/([^/]+)/subscriptions/([^/?#]+)")
 
 CloudEventFunction = Callable[[Any], None]
 
@@ -82,6 +88,18 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+def _own_queue(broker: PubSubBroker, project: str, name: str) -> str | None:
+    """The cloudq queue of topic (or subscription) ``name`` in ``project``, if it is this
+    broker's: the same project, the broker's prefix, a name the broker would give."""
+    if project != broker.project or not name.startswith(broker.prefix):
+        return None
+    queue = broker.logical_name(name)
+    try:
+        return queue if broker.physical_name(queue) == name else None
+    except ConfigurationError:
+        return None
+
+
 def event_to_delivery(broker: PubSubBroker, event: Any, now: datetime) -> Delivery:
     """The Delivery a worker would have pulled, from a Pub/Sub CloudEvent (no ack id)."""
     data = getattr(event, "data", None)
@@ -98,6 +116,19 @@ def event_to_delivery(broker: PubSubBroker, event: Any, now: datetime) -> Delive
     if found is None:
         raise ConfigurationError(
             f"the event names no Pub/Sub topic (source {source!r}): cannot tell the queue"
+        )
+    queue = _own_queue(broker, found.group(1), found.group(2))
+    if queue is None:
+        logger.warning(
+            "event from %r is not from this app's broker's topics (project %r, prefix %r): not run",
+            found.group(0),
+            broker.project,
+            broker.prefix,
+        )
+        raise ConfigurationError(
+            f"{found.group(0)!r} is not this app's broker's (project {broker.project!r}, prefix "
+            f"{broker.prefix!r}): not run; Pub/Sub redelivers it until its subscription's "
+            "dead-letter policy takes it"
         )
     try:
         attributes = {str(k): str(v) for k, v in (message.get("attributes") or {}).items()}
@@ -119,7 +150,7 @@ def event_to_delivery(broker: PubSubBroker, event: Any, now: datetime) -> Delive
             "until its dead-letter policy takes it"
         ) from exc
     return Delivery(
-        queue=broker.logical_name(found.group(1)),
+        queue=queue,
         body=body,
         message_id=attributes.pop(MESSAGE_ID_ATTRIBUTE, "") or message_id,
         receive_count=receive_count,
@@ -138,16 +169,12 @@ def process_event(app: App, event: Any, deadline: float | None = None) -> Outcom
 
     ``deadline`` is the ``time.monotonic()`` the invocation is killed at, if known.
     """
-    broker = app.broker
-    if not isinstance(broker, PubSubBroker):
-        raise ConfigurationError(
-            f"the Cloud Functions handler needs a pubsub:// broker: {broker!r}"
-        )
+    broker = require_broker(app, PubSubBroker, "the Cloud Functions handler", "pubsub://")
     delivery = event_to_delivery(broker, event, app.clock.now())
     limit = None
     if deadline is not None:
         limit = max(0.0, deadline - time.monotonic() - SAFETY_MARGIN_SECONDS)
-    outcome = execute(delivery, app, hard_limit=limit)
+    outcome = contained(partial(execute, delivery, app, hard_limit=limit))
     if isinstance(outcome, Defer) and (
         is_fifo(delivery.queue) or delivery.receive_count <= HOLDS_BEFORE_RESEND
     ):
@@ -161,7 +188,7 @@ def process_event(app: App, event: Any, deadline: float | None = None) -> Outcom
             f"task {outcome.envelope.task}[{outcome.envelope.id}] is due at "
             f"{outcome.until.isoformat()}: nacked so that Pub/Sub redelivers it later"
         )
-    settle(app, delivery, outcome, ack=_left_to_the_response)
+    contained(partial(settle, app, delivery, outcome, ack=_left_to_the_response))
     return outcome
 
 

@@ -9,11 +9,16 @@ event source mapping (it deletes the records the handler reports as successful):
 - dead letter: sent to the DLQ (and deleted), reported as success;
 - deferred (eta in the future): re-sent with the remaining delay, reported as success (on a
   FIFO queue: held invisible until due and reported as failed, so the mapping keeps it);
-- an outcome that could not be applied (a send failed, the claim-check store was down): the record
-  goes into ``batchItemFailures`` and SQS redelivers it after its visibility timeout.
+- an outcome that could not be applied (a send failed, the claim-check store was down), or a
+  ``BaseException`` out of the record's task (``SystemExit``...): the record goes into
+  ``batchItemFailures`` and SQS redelivers it after its visibility timeout; the other records
+  keep their own outcomes.
 
-An event that is not an SQS event at all (not a mapping, ``Records`` not a list of mappings)
-raises ``ConfigurationError`` before any record runs: the function's trigger is wrong.
+An event that is not an SQS event at all (not a mapping, ``Records`` not a list of mappings, a
+record without a ``messageId`` to report it by) raises ``ConfigurationError`` before any record
+runs: the function's trigger is wrong. A record whose ``eventSourceARN`` is not one of this
+broker's queues (another prefix, another region) is not run: it is logged and reported as
+failed, so it ends in that queue's own dead-letter queue.
 
 The mapping must have ``ReportBatchItemFailures`` on (the Terraform module sets it). A record is
 not started when too little of the invocation's time is left; it is reported as failed instead,
@@ -23,6 +28,7 @@ so a Lambda timeout never leaves a record half-done without SQS redelivering it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
@@ -30,8 +36,9 @@ from cloudq.control.heartbeat import serverless_heartbeat
 from cloudq.errors import ConfigurationError
 from cloudq.execute import execute
 from cloudq.logsafe import get_logger
-from cloudq.outcome import Defer
+from cloudq.outcome import Defer, Outcome
 from cloudq.producer import is_fifo
+from cloudq.serverless import contained, require_broker
 from cloudq.settle import settle
 from cloudq_sqs.broker import MESSAGE_ID_ATTRIBUTE, SQSBroker, decode_body
 
@@ -40,20 +47,42 @@ if TYPE_CHECKING:
 
 logger = get_logger("cloudq.lambda")
 
+ARN_PARTS = 6
+"""``arn:PARTITION:sqs:REGION:ACCOUNT:QUEUE``"""
 SAFETY_MARGIN_MS = 1_000
 """Time kept back from each task's limit to apply its outcome before Lambda's own timeout."""
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def record_to_delivery(broker: SQSBroker, record: dict[str, Any]) -> Delivery:
-    """One record of an SQS event as the Delivery a worker would have received."""
+def source_queue(broker: SQSBroker, record: Mapping[str, Any]) -> str | None:
+    """The cloudq queue a record came from, or ``None`` if its ``eventSourceARN`` is not one of
+    this broker's queues: not an SQS ARN, another region (when the broker's client names one),
+    or a name outside the broker's prefix. The broker does not know its account: not checked.
+    """
+    parts = str(record.get("eventSourceARN") or "").split(":")
+    if len(parts) != ARN_PARTS or parts[0] != "arn" or parts[2] != "sqs":
+        return None
+    region = getattr(getattr(getattr(broker, "client", None), "meta", None), "region_name", None)
+    if isinstance(region, str) and region and parts[3] != region:
+        return None
+    name = parts[5]
+    if not name.startswith(broker.prefix):
+        return None
+    queue = broker.logical_name(name)
+    try:
+        return queue if broker.physical_name(queue) == name else None
+    except ConfigurationError:
+        return None
+
+
+def record_to_delivery(broker: SQSBroker, record: dict[str, Any], queue: str) -> Delivery:
+    """One record of an SQS event (from ``queue``) as the Delivery a worker would have got."""
     attributes = {
         name: value["stringValue"]
         for name, value in (record.get("messageAttributes") or {}).items()
         if isinstance(value, dict) and "stringValue" in value
     }
-    queue = broker.logical_name(str(record["eventSourceARN"]).rsplit(":", 1)[-1])
     return Delivery(
         queue=queue,
         body=decode_body(record["body"], attributes),
@@ -70,7 +99,8 @@ def _left_by_mapping(delivery: Delivery) -> None:
 
 
 def event_records(event: Any) -> list[dict[str, Any]]:
-    """The event's records; ``ConfigurationError`` if it is not an SQS event at all."""
+    """The event's records; ``ConfigurationError`` if it is not an SQS event at all, or if a
+    record has no ``messageId`` (it could not be reported: Lambda would fail the whole batch)."""
     records = event.get("Records") if isinstance(event, Mapping) else None
     if (
         not isinstance(event, Mapping)
@@ -82,41 +112,65 @@ def event_records(event: Any) -> list[dict[str, Any]]:
             f"{type(event).__name__}{'' if records is None else ' with ' + type(records).__name__}"
             "; the function's trigger must be an SQS event source mapping"
         )
+    for index, record in enumerate(records or []):
+        message_id = record.get("messageId")
+        if not isinstance(message_id, str) or not message_id:
+            raise ConfigurationError(
+                f"not an SQS event: record {index} has no messageId (got {message_id!r}), so "
+                "its outcome could not be reported; no record was run"
+            )
     return list(records or [])
+
+
+def _run(
+    app: App, broker: SQSBroker, record: dict[str, Any], queue: str, limit: float | None
+) -> tuple[Delivery, Outcome]:
+    delivery = record_to_delivery(broker, record, queue)
+    outcome = execute(delivery, app, hard_limit=limit)
+    settle(app, delivery, outcome, ack=_left_by_mapping)
+    return delivery, outcome
 
 
 def process_event(app: App, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run every record; return the partial-batch response Lambda expects."""
-    broker = app.broker
-    if not isinstance(broker, SQSBroker):
-        raise TypeError(f"the Lambda SQS handler needs an sqs:// broker, not {broker!r}")
+    broker = require_broker(app, SQSBroker, "the Lambda SQS handler", "sqs://")
     records = event_records(event)
+    queues = [source_queue(broker, record) for record in records]
     serverless_heartbeat(app, "lambda", context, len(records))
     failed: list[str] = []
     for index, record in enumerate(records):
-        message_id = str(record.get("messageId", ""))
+        message_id = str(record["messageId"])
         left_ms = context.get_remaining_time_in_millis() if context is not None else None
         if left_ms is not None and left_ms < 2 * SAFETY_MARGIN_MS:
-            rest = [str(r.get("messageId", "")) for r in records[index:]]
+            rest = [str(r["messageId"]) for r in records[index:]]
             logger.warning("%d ms left: %d record(s) left for redelivery", left_ms, len(rest))
             failed.extend(rest)
             break
+        limit = None if left_ms is None else (left_ms - SAFETY_MARGIN_MS) / 1000
+        queue = queues[index]
+        if queue is None:
+            logger.warning(
+                "record %s comes from %r, not this app's broker's queues (prefix %r): not run; "
+                "reported as failed, so it ends in that queue's own dead-letter queue",
+                message_id,
+                record.get("eventSourceARN"),
+                broker.prefix,
+            )
+            failed.append(message_id)
+            continue
         try:
-            delivery = record_to_delivery(broker, record)
-            limit = None if left_ms is None else (left_ms - SAFETY_MARGIN_MS) / 1000
-            outcome = execute(delivery, app, hard_limit=limit)
-            settle(app, delivery, outcome, ack=_left_by_mapping)
+            delivery, outcome = contained(partial(_run, app, broker, record, queue, limit))
             if isinstance(outcome, Defer) and is_fifo(delivery.queue):
                 # Held invisible until due by settle(); the mapping must not delete it.
                 failed.append(message_id)
-                failed.extend(str(r.get("messageId", "")) for r in records[index + 1 :])
+                failed.extend(str(r["messageId"]) for r in records[index + 1 :])
                 break
         except Exception:
             logger.exception("record %s could not be processed; SQS will redeliver it", message_id)
             failed.append(message_id)
             if str(record.get("eventSourceARN", "")).endswith(".fifo"):
                 # FIFO order: nothing after a failed record may run before it does.
-                rest = [str(r.get("messageId", "")) for r in records[index + 1 :]]
+                rest = [str(r["messageId"]) for r in records[index + 1 :]]
                 failed.extend(rest)
                 break
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}

@@ -5,7 +5,8 @@ here, and how users try it before deploying. It does what the mapping does: long
 (the queue's own visibility timeout applies), builds the event in Lambda's exact shape, invokes
 the handler with a context whose clock runs down from the function timeout, deletes the records
 that were not reported in ``batchItemFailures``, and leaves the others to come back after their
-visibility timeout. A handler that raises fails the whole batch, as on Lambda.
+visibility timeout. A handler that raises, or reports an ``itemIdentifier`` that is empty or
+names no record of the batch, fails the whole batch, as on Lambda.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cloudq.logsafe import get_logger
+from cloudq.serverless import require_broker
 from cloudq_sqs.broker import SQSBroker
 from cloudq_sqs.lambda_handler import LambdaHandler
 
@@ -89,9 +91,7 @@ class LocalEventSource:
         timeout_seconds: float = 30.0,
         function_name: str = "cloudq-local",
     ) -> None:
-        broker = app.broker
-        if not isinstance(broker, SQSBroker):
-            raise TypeError("lambda-local needs an sqs:// broker")
+        broker = require_broker(app, SQSBroker, "lambda-local", "sqs://")
         self.broker = broker
         self.handler = handler
         self.queues = queues
@@ -124,13 +124,22 @@ class LocalEventSource:
         context = LocalContext(self.function_name, self.timeout_seconds)
         self.stats.invocations += 1
         self.stats.records += len(messages)
+        ids = {m["MessageId"] for m in messages}
         try:
             response = self.handler(event, context)
             failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
         except Exception as exc:
             logger.exception("handler raised: all %d record(s) come back", len(messages))
             self.stats.errors.append(repr(exc))
-            failed = {m["MessageId"] for m in messages}
+            failed = ids
+        if not failed <= ids:
+            logger.error(
+                "batchItemFailures names %s, not a record of the batch: Lambda fails the whole "
+                "batch, all %d record(s) come back",
+                sorted(str(f) for f in failed - ids),
+                len(messages),
+            )
+            failed = ids
         done = [m for m in messages if m["MessageId"] not in failed]
         self.stats.failed += len(messages) - len(done)
         if done:

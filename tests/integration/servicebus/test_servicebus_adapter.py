@@ -19,7 +19,7 @@ from cloudq.adapters.base import OutgoingMessage, QueueSpec
 from cloudq.errors import MessageTooLarge
 from cloudq.testing import start_worker, wait_for
 from cloudq_servicebus.broker import REASON_ATTRIBUTE, QueueNotFoundError, ServiceBusBroker
-from cloudq_servicebus.functions import BatchFailed, functions_handler
+from cloudq_servicebus.functions import REDELIVERY_ATTRIBUTE, functions_handler
 from tests.fixtures.servicebus_endpoint import ServiceBusEndpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -129,7 +129,7 @@ def test_functions_handler_batch_then_single(app: App, servicebus_env: ServiceBu
     receiver.close()
 
 
-def test_functions_handler_raises_when_an_outcome_cannot_be_applied(
+def test_functions_handler_sends_back_a_message_whose_outcome_cannot_be_applied(
     app: App, servicebus_env: ServiceBusEndpoint
 ) -> None:
     from azure.servicebus.management import ServiceBusAdministrationClient
@@ -149,13 +149,13 @@ def test_functions_handler_raises_when_an_outcome_cannot_be_applied(
     admin.delete_queue(app.broker.physical_name("default-dlq"))
 
     receiver, messages = _receive_raw(app, servicebus_env.connection, 2)
-    with pytest.raises(BatchFailed, match="1 of 2 message"):
-        handler([_as_trigger(m) for m in messages])
-    for m in messages:  # the host abandons a batch whose function raised
-        receiver.abandon_message(m)
+    handler([_as_trigger(m) for m in messages])  # returns: nothing for the host to abandon
+    for m in messages:  # the host completes a batch whose function returned
+        receiver.complete_message(m)
     assert ok.get(timeout=5) == 2
-    _, again = _receive_raw(app, servicebus_env.connection, 2)
-    assert sorted(m.delivery_count for m in again) == [1, 1], "both came back, counted"
+    _, [again] = _receive_raw(app, servicebus_env.connection, 1)
+    assert again.message_id == fails.id, "only the poison message comes back"
+    assert again.application_properties[REDELIVERY_ATTRIBUTE.encode()] == b"1", "counted"
     assert fails.state != State.SUCCESS
     receiver.close()
     admin.close()
