@@ -44,7 +44,9 @@ def test_countdown_past_the_native_cap_hops_and_is_never_early(
         result.get(timeout=20)
     assert ran[0] - sent >= 5.0 - 0.05
     hops = [r for r in caplog.records if "delay hop" in r.getMessage()]
-    assert len(hops) >= 2, "a 5 s countdown under a 2 s cap needs at least two hops"
+    # Two hops when every receive is on time; one when the first receive came a second late
+    # (a loaded machine), since the rest of the wait then fits the cap. Never none.
+    assert hops, "a 5 s countdown under a 2 s cap must hop"
     assert len(ran) == 1
 
 
