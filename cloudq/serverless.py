@@ -11,7 +11,7 @@ an ordinary error the handler reports for that record alone.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from cloudq.errors import CloudqError, ConfigurationError
 
@@ -20,6 +20,28 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 B = TypeVar("B")
+
+
+class NamedQueues(Protocol):
+    """A broker that maps cloudq queue names to its provider's names under a prefix."""
+
+    prefix: str
+
+    def logical_name(self, physical: str) -> str: ...
+
+    def physical_name(self, queue: str) -> str: ...
+
+
+def own_queue(broker: NamedQueues, name: str) -> str | None:
+    """The cloudq queue whose provider name is ``name``, or None if the broker would never
+    give that name (outside its prefix, or not a name it makes): that record is not ours."""
+    if not name.startswith(broker.prefix):
+        return None
+    queue = broker.logical_name(name)
+    try:
+        return queue if broker.physical_name(queue) == name else None
+    except ConfigurationError:
+        return None
 
 
 class RecordInterrupted(CloudqError):

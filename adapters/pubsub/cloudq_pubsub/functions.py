@@ -42,7 +42,7 @@ from cloudq.execute import execute
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer, Outcome
 from cloudq.producer import is_fifo
-from cloudq.serverless import contained, require_broker
+from cloudq.serverless import contained, own_queue, require_broker
 from cloudq.settle import HOLDS_BEFORE_RESEND, settle
 from cloudq_pubsub.broker import MESSAGE_ID_ATTRIBUTE, PubSubBroker
 
@@ -91,13 +91,7 @@ def _parse_time(value: Any) -> datetime | None:
 def _own_queue(broker: PubSubBroker, project: str, name: str) -> str | None:
     """The cloudq queue of topic (or subscription) ``name`` in ``project``, if it is this
     broker's: the same project, the broker's prefix, a name the broker would give."""
-    if project != broker.project or not name.startswith(broker.prefix):
-        return None
-    queue = broker.logical_name(name)
-    try:
-        return queue if broker.physical_name(queue) == name else None
-    except ConfigurationError:
-        return None
+    return own_queue(broker, name) if project == broker.project else None
 
 
 def event_to_delivery(broker: PubSubBroker, event: Any, now: datetime) -> Delivery:

@@ -38,7 +38,7 @@ from cloudq.execute import execute
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer, Outcome
 from cloudq.producer import is_fifo
-from cloudq.serverless import contained, require_broker
+from cloudq.serverless import contained, own_queue, require_broker
 from cloudq.settle import settle
 from cloudq_sqs.broker import MESSAGE_ID_ATTRIBUTE, SQSBroker, decode_body
 
@@ -66,14 +66,7 @@ def source_queue(broker: SQSBroker, record: Mapping[str, Any]) -> str | None:
     region = getattr(getattr(getattr(broker, "client", None), "meta", None), "region_name", None)
     if isinstance(region, str) and region and parts[3] != region:
         return None
-    name = parts[5]
-    if not name.startswith(broker.prefix):
-        return None
-    queue = broker.logical_name(name)
-    try:
-        return queue if broker.physical_name(queue) == name else None
-    except ConfigurationError:
-        return None
+    return own_queue(broker, parts[5])
 
 
 def record_to_delivery(broker: SQSBroker, record: dict[str, Any], queue: str) -> Delivery:
