@@ -56,7 +56,7 @@ def test_terminate_stops_a_running_task(pool: PoolKind, tmp_path: Path) -> None:
     marker = str(tmp_path / "spin")
     before = app.broker.stats("default").dead_lettered or 0
     with _worker(pool) as worker:
-        result = revoke_app.spin.delay(marker, 60)
+        result = app.tasks["revoke.spin"].delay(marker, 60)
         wait_for(lambda: Path(f"{marker}.started").exists(), timeout=60, message="started")
         replies = app.control.revoke(result.id, terminate=True, wait=True, timeout=10)
         mine = [r for r in replies if r.hostname == worker.hostname]
@@ -67,7 +67,7 @@ def test_terminate_stops_a_running_task(pool: PoolKind, tmp_path: Path) -> None:
         assert result.state == State.REVOKED
         # The slot (a new child, for processes) runs the next task.
         done = tmp_path / "after"
-        assert revoke_app.touch.delay(str(done)).get(timeout=60) == str(done)
+        assert app.tasks["revoke.touch"].delay(str(done)).get(timeout=60) == str(done)
         wait_for(lambda: worker.active_tasks() == [], timeout=10, message="idle")
     assert not Path(f"{marker}.done").exists()
     stats = app.broker.stats("default")
