@@ -39,6 +39,8 @@ RESERVE_TRIES = 20
 
 CONTROL_INDEX = "cloudq:ctl:workers"
 REVOKED = "cloudq:revoked"
+REVOKE_AT_ONCE = 100
+"""Ids one update sets: an update expression holds 4 KB."""
 PRUNE_AT_ONCE = 50
 """Expired revoked ids a listing removes in one conditional update (the rest go next time)."""
 INDEX_REFRESH_SECONDS = 60.0
@@ -313,9 +315,11 @@ class DynamoDBShared:
 
     # --- revoked ids ----------------------------------------------------------------------------
     def revoke_add(self, task_ids: Sequence[str], ttl_seconds: float) -> None:
-        if not task_ids:
-            return
         expiry = {"N": f"{self._clock.now().timestamp() + ttl_seconds:.6f}"}
+        for start in range(0, len(task_ids), REVOKE_AT_ONCE):
+            self._revoke_some(task_ids[start : start + REVOKE_AT_ONCE], expiry)
+
+    def _revoke_some(self, task_ids: Sequence[str], expiry: dict[str, str]) -> None:
         names = {f"#i{n}": task_id for n, task_id in enumerate(task_ids)}
         update = {
             "Key": {KEY: {"S": REVOKED}},
