@@ -30,6 +30,7 @@ from cloudq.task import Task, TaskOptions
 if TYPE_CHECKING:
     from cloudq.beat import ScheduleEntry
     from cloudq.canvas import Signature
+    from cloudq.control.commands import Control
     from cloudq.reports import FailureReport, Reporter
     from cloudq.schedules import BaseSchedule
 
@@ -507,3 +508,11 @@ class App:
         for name in ("broker", "backend", "claim_checks", "rate_limiter"):
             self.__dict__.pop(name, None)  # reopened on next use
         self._ensured.clear()
+
+    @cached_property
+    def control(self) -> Control:
+        """Celery's ``app.control``: ``app.control.revoke(ids, terminate=False)``, and the
+        revoked ids this process knows (``app.control.revoked``)."""
+        from cloudq.control.commands import Control
+
+        return Control(self)

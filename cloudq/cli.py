@@ -249,7 +249,7 @@ def inspect(
     ctx: click.Context, method: str, destination: str | None, timeout: float | None, as_json: bool
 ) -> None:
     """What workers are doing: active, reserved, scheduled, registered, stats, active_queues,
-    ping (read from their heartbeat records; ping is a command round trip)."""
+    revoked, ping (read from their heartbeat records; ping is a command round trip)."""
     from cloudq.control.commands import inspect_view, live_workers, select, send_command
     from cloudq.control.output import echo_json, json_text, shown
     from cloudq.control.store import control_store
@@ -335,6 +335,36 @@ def control(
         for r in replies:
             state = {True: "OK", False: "ERROR", None: "NO REPLY"}[r.ok]
             click.echo(f"->  {shown(r.hostname)}: {state}\n        {shown(r.reply)}")
+    if not all(r.ok for r in replies):
+        ctx.exit(1)
+
+
+@main.command()
+@click.argument("task_ids", nargs=-1, required=True)
+@click.option("--terminate", is_flag=True, help="also stop the tasks where they are running")
+@click.option("-t", "--timeout", type=float, default=None, help="seconds to wait for replies")
+@click.option("--json", "as_json", is_flag=True, help="the workers' replies as JSON")
+@click.pass_context
+def revoke(
+    ctx: click.Context,
+    task_ids: tuple[str, ...],
+    terminate: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Revoke tasks (Celery's revoke): they never run. Workers see it on their next heartbeat;
+    with --terminate, running ones are stopped and this waits for the workers' replies."""
+    from cloudq.control.output import echo_json
+
+    app = ctx.obj.app()
+    replies = app.control.revoke(list(task_ids), terminate, wait=terminate, timeout=timeout)
+    if as_json:
+        echo_json({r.hostname: {"ok": r.ok, "reply": r.reply} for r in replies})
+    else:
+        click.echo(f"revoked {len(set(task_ids))} task id(s)")
+        for r in replies:
+            state = {True: "OK", False: "ERROR", None: "NO REPLY"}[r.ok]
+            click.echo(f"->  {r.hostname}: {state}\n        {r.reply}")
     if not all(r.ok for r in replies):
         ctx.exit(1)
 

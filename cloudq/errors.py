@@ -62,6 +62,10 @@ class SoftTimeLimitExceeded(CloudqError):
     """Raised inside a task at its soft time limit so it can clean up before the hard one."""
 
 
+class TaskRevokedError(CloudqError):
+    """The task was revoked (``revoke()``) or expired: it did not run, or was stopped running."""
+
+
 class WorkerLostError(CloudqError):
     """The process running a task died before reporting an outcome."""
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cloudq import revoke
 from cloudq.adapters.base import Delivery
 from cloudq.claimcheck import pointer_url
 from cloudq.clock import Clock
@@ -281,6 +282,8 @@ def execute(
         logger.warning("task %s[%s] expired at %s; discarded", env.task, env.id, env.expires)
         error = ErrorInfo(type="cloudq.errors.TaskExpired", message=f"expired at {env.expires}")
         return Ack(result=_record(env, State.REVOKED, error=error, clock=clock) if keep else None)
+    if not eager and (revoked := revoke.check(app, env, clock, keep)) is not None:
+        return revoked
     if task is None:
         error = ErrorInfo(type="cloudq.errors.UnknownTask", message=f"unknown task {env.task!r}")
         reason = f"unknown task {env.task!r}: not registered with app {app.main!r}"
@@ -322,6 +325,8 @@ def execute(
     except BaseException as exc:  # a task's failure is data, never a worker crash
         if eager and isinstance(exc, KeyboardInterrupt):
             raise  # apply() runs in the caller's thread: a Ctrl-C there stops the caller
+        if (revoked := revoke.stopped(app, env, exc, clock, keep)) is not None:
+            return revoked  # revoke --terminate, raised in this thread
         # BaseException too (SystemExit, KeyboardInterrupt, custom ones): raised by the task,
         # they end that attempt. Shutdown signals never arrive as exceptions in a pool slot:
         # the worker's main thread handles them, and processes-pool children ignore SIGINT.

@@ -21,12 +21,14 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cloudq import revoke
 from cloudq.adapters.base import Delivery
-from cloudq.errors import ConfigurationError, TimeLimitExceeded, WorkerLostError
+from cloudq.errors import ConfigurationError, TaskRevokedError, TimeLimitExceeded, WorkerLostError
 from cloudq.execute import execute, open_body, outcome_for_error, retry_or_fail
 from cloudq.idempotency import release_for
 from cloudq.logsafe import get_logger
 from cloudq.outcome import DeadLetter, Outcome
+from cloudq.timelimits import interrupt
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -46,6 +48,10 @@ class Executor(Protocol):
         """The outcome, or None when it is unknown (then the message comes back by its lease)."""
         ...
 
+    def terminate(self, task_id: str, thread_id: int) -> bool:
+        """Stop ``task_id``, running in this slot's thread ``thread_id`` (revoke --terminate)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -57,6 +63,10 @@ class ThreadExecutor:
 
     def run(self, delivery: Delivery) -> Outcome | None:
         return execute(delivery, self.app)
+
+    def terminate(self, task_id: str, thread_id: int) -> bool:
+        """``TaskRevokedError`` raised in the task's thread, at its next Python instruction."""
+        return interrupt(thread_id, TaskRevokedError)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -139,6 +149,8 @@ class ProcessExecutor:
         self._proc: Any = None
         self._conn: Connection | None = None
         self._done = 0
+        self._terminating: str | None = None
+        """The task id whose child ``terminate`` killed: its death is a revoke, not a crash."""
 
     @property
     def pid(self) -> int | None:
@@ -179,6 +191,10 @@ class ProcessExecutor:
         if isinstance(opened, DeadLetter):
             return opened  # forged, malformed, misrouted: the child never sees it
         env, body = opened
+        keep = bool(self.app.conf.result_backend)
+        revoked = revoke.check(self.app, env, self.app.clock, keep)  # the child's ids are stale
+        if revoked is not None:
+            return revoked
         task = self.app.tasks.get(env.task)
         limit = task.time_limit if task else self.app.conf.task_time_limit
         conn = self._conn if self._conn is not None and self._proc.is_alive() else self._start()
@@ -198,7 +214,6 @@ class ProcessExecutor:
             self._kill()
             exc = TimeLimitExceeded(f"hard time limit ({limit}s) exceeded; child killed")
             release_for(self.app, task, env.id)  # the body is gone: its retry need not wait
-            keep = bool(self.app.conf.result_backend)
             return outcome_for_error(env, task, exc, self.app.clock, keep)
         try:
             outcome: Outcome | None = conn.recv()
@@ -208,9 +223,12 @@ class ProcessExecutor:
                 self._proc.join(5)  # reaped, so the exit code is known
             code = self._proc.exitcode if self._proc is not None else None
             self._kill()
+            release_for(self.app, task, env.id)
+            if self._terminating == env.id:
+                self._terminating = None
+                return revoke.revoked_outcome(self.app, env, self.app.clock, keep, "terminated")
             lost = WorkerLostError(f"pool child pid {pid} died (exit code {code}) running it")
             logger.error("task %s: %s", delivery.message_id, lost)
-            release_for(self.app, task, env.id)
             # A crash is a failed attempt: retried by the task's policy, then dead-lettered
             # with this error, never a loop of crashes.
             return retry_or_fail(env, lost, self.app.clock, bool(self.app.conf.result_backend))
@@ -219,6 +237,18 @@ class ProcessExecutor:
             logger.info("child pid %s ran %d tasks: replacing it", self.pid, self._done)
             self.close()
         return outcome
+
+    def terminate(self, task_id: str, thread_id: int) -> bool:
+        """Kill the child running ``task_id``; ``run`` replaces it and reports the revoke."""
+        proc = self._proc
+        if proc is None or not proc.is_alive():
+            return False
+        self._terminating = task_id
+        logger.warning(
+            "task %s revoked with terminate: killing pool child pid %s", task_id, proc.pid
+        )
+        proc.kill()
+        return True
 
     def close(self) -> None:
         if self._conn is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from typing import TYPE_CHECKING, Any
 
-from cloudq.errors import ConfigurationError, RemoteTraceback, TaskFailed
+from cloudq.errors import ConfigurationError, RemoteTraceback, TaskFailed, TaskRevokedError
 from cloudq.results.base import ErrorInfo, State, TaskResult
 
 if TYPE_CHECKING:
@@ -101,6 +101,8 @@ class AsyncResult:
         if record.state != State.SUCCESS:
             error = record.error or ErrorInfo(type="cloudq.errors.TaskFailed", message=record.state)
             exc = rebuild_exception(error)
+            if record.state == State.REVOKED:  # revoked or expired: Celery's error for both
+                exc = TaskRevokedError(error.message)
             if propagate:
                 raise exc
             return exc
@@ -108,6 +110,13 @@ class AsyncResult:
 
     def forget(self) -> None:
         self._backend().forget(self.id)
+
+    def revoke(
+        self, terminate: bool = False, *, wait: bool = False, timeout: float | None = None
+    ) -> None:
+        """Revoke this task (``app.control.revoke``): it never runs; ``terminate`` stops it if
+        it is running. Workers see it on their next heartbeat."""
+        self.app.control.revoke(self.id, terminate=terminate, wait=wait, timeout=timeout)
 
 
 class EagerResult:

@@ -69,3 +69,17 @@ def require_broker(app: App, kind: type[B], handler: str, url: str) -> B:
             f"(CLOUDQ_BROKER_URL) to {url}..."
         )
     return broker
+
+
+def begin_invocation(app: App, platform: str, context: object = None, records: int = 0) -> None:
+    """What every handler does before its batch runs; never raises.
+
+    Writes the container's heartbeat (at most once per interval, so ``cloudq status`` lists warm
+    containers) and reloads the revoked task ids, so a task revoked since the last invocation is
+    acknowledged unrun here as it is by a worker.
+    """
+    from cloudq import revoke
+    from cloudq.control.heartbeat import serverless_heartbeat
+
+    serverless_heartbeat(app, platform, context, records)
+    revoke.refresh(app)

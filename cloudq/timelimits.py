@@ -67,6 +67,8 @@ class _Watchdog:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._heap: list[_Entry] = []
+        self._armed: dict[int, _Armed] = {}
+        """Thread id -> the limits of the task it runs now (for ``interrupt``)."""
         self._cancelled = 0
         self._running = False
         self._wake_at = math.inf
@@ -76,6 +78,7 @@ class _Watchdog:
         armed = _Armed(tid)
         now = time.monotonic()
         with self._lock:
+            self._armed[tid] = armed
             heap = self._heap
             if soft is not None:
                 heapq.heappush(heap, (now + soft, next(self._seq), armed, _SOFT))
@@ -94,6 +97,8 @@ class _Watchdog:
         """After this returns the limits never fire (checked under the same lock as firing)."""
         with self._lock:
             armed.active = False
+            if self._armed.get(armed.tid) is armed:
+                del self._armed[armed.tid]
             self._cancelled += armed.entries
             if self._cancelled > COMPACT_MIN and self._cancelled * 2 > len(self._heap):
                 self._heap = [entry for entry in self._heap if entry[2].active]
@@ -101,6 +106,17 @@ class _Watchdog:
                 self._cancelled = 0
         if armed.fired:  # an exception injected but not yet raised must not hit the next task
             _clear(armed.tid)
+
+    def interrupt(self, tid: int, exc_type: type[BaseException]) -> bool:
+        """Raise ``exc_type`` in the task thread ``tid`` runs now; False if it runs none. Under
+        the lock ``disarm`` takes, so it never reaches the thread's next task."""
+        with self._lock:
+            armed = self._armed.get(tid)
+            if armed is None or not armed.active:
+                return False
+            armed.fired = True
+            _inject(tid, exc_type)
+            return True
 
     def _run(self) -> None:
         with self._cond:
@@ -156,6 +172,12 @@ def _signal_limits(soft: float | None, hard: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def interrupt(thread_id: int, exc_type: type[BaseException]) -> bool:
+    """Raise ``exc_type`` inside the thread-pool task running on ``thread_id`` (at its next
+    Python instruction, as a time limit); False if that thread runs no task now."""
+    return _WATCHDOG.interrupt(thread_id, exc_type)
 
 
 def run_with_limits(fn: Callable[[], T], soft: float | None, hard: float | None) -> T:

@@ -66,6 +66,9 @@ class _Held:
     started: float | None = None
     deadline: float | None = None
     info: TaskInfo | None = None
+    executor: Any = None
+    """The slot's executor and thread running it, once started (``terminate``)."""
+    thread: int | None = None
 
     def task(self) -> TaskInfo:
         """What the delivery is (read once, on first need: only monitoring asks)."""
@@ -333,6 +336,21 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    def terminate(self, task_ids: set[str]) -> list[str]:
+        """Stop the running tasks among ``task_ids`` (revoke --terminate); their ids.
+
+        Under the held lock: a slot pops its delivery under it only after the task returned,
+        so a task found here is still the one its thread or child runs (or has just ended)."""
+        stopped = []
+        with self._held_lock:
+            for held in self._held.values():
+                if held.started is None or held.executor is None or held.thread is None:
+                    continue
+                task_id = held.task().id
+                if task_id in task_ids and held.executor.terminate(task_id, held.thread):
+                    stopped.append(task_id)
+        return stopped
+
     def active_tasks(self) -> list[dict[str, Any]]:
         """The running tasks (id, name, attempt, queue, started as epoch seconds)."""
         offset = time.time() - time.monotonic()
@@ -534,6 +552,7 @@ class Worker:
         held = self._held.get(id(delivery))
         if held is not None:
             held.deadline = now + self._longest_limit + HARD_LIMIT_GRACE_SECONDS
+            held.executor, held.thread = executor, threading.get_ident()
             held.started = now
         events = self.control.events
         info = held.task() if held is not None and events.enabled else None

@@ -8,10 +8,14 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudq.control.store import COMMAND_TTL_SECONDS, ControlStore
 from cloudq.logsafe import get_logger
+from cloudq.revoke import RevokedIds
+
+if TYPE_CHECKING:
+    from cloudq.app import App
 
 logger = get_logger("cloudq.control")
 
@@ -24,6 +28,7 @@ INSPECT_METHODS = (
     "stats",
     "active_queues",
     "ping",
+    "revoked",
 )
 REPLY_POLL_SECONDS = 0.2
 
@@ -113,6 +118,8 @@ def inspect_view(method: str, record: dict[str, Any]) -> Any:
         return []  # the broker holds tasks with an eta, never a worker
     if method == "registered":
         return record.get("registered", [])
+    if method == "revoked":
+        return record.get("revoked", [])
     if method == "active_queues":
         return [{"name": q} for q in record.get("queues", [])]
     if method == "stats":
@@ -142,3 +149,25 @@ def inspect_view(method: str, record: dict[str, Any]) -> Any:
             stats["uptime"] = round(time.time() - float(record["started_at"]), 1)
         return stats
     raise ValueError(f"unknown inspect method {method!r}")
+
+
+class Control:
+    """``app.control``, Celery's remote control: for now ``revoke``."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.revoked = RevokedIds()
+        """The revoked ids this process knows (refreshed by the worker's heartbeat)."""
+
+    def revoke(
+        self,
+        task_id: str | Sequence[str],
+        terminate: bool = False,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> list[Reply]:
+        """``cloudq.revoke.revoke``: record the ids as revoked, and stop them if ``terminate``."""
+        from cloudq.revoke import revoke
+
+        return revoke(self.app, task_id, terminate, wait=wait, timeout=timeout)

@@ -104,7 +104,8 @@ def outcome_events(info: TaskInfo, outcome: Outcome, runtime: float | None) -> l
         case Ack(result=result, value=value):
             if result is not None and result.state == State.REVOKED:
                 reason = result.error.message if result.error else "revoked"
-                return [{"type": "task-revoked", **base, "expired": True, "reason": reason}]
+                expired = result.error is not None and result.error.type.endswith("TaskExpired")
+                return [{"type": "task-revoked", **base, "expired": expired, "reason": reason}]
             if result is not None and result.state == State.FAILURE and result.error:
                 exc = f"{result.error.type}: {result.error.message}"
                 return [{"type": "task-failed", **base, "exception": exc, "traceback": ""}]

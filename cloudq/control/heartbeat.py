@@ -3,7 +3,9 @@
 The worker's housekeeping thread calls ``tick()`` every few milliseconds; store calls run on one
 control thread of their own, so a slow or unreachable store never delays an acknowledgement or a
 lease extension. Each beat writes the record (id, host, pid, queues, concurrency, active tasks,
-counts, events flag) with a time to live and takes the commands waiting in the worker's inbox;
+counts, events flag, revoked ids) with a time to live, refreshes the revoked task ids from the
+store (``cloudq.revoke``: the interval is how late a revoke is seen) and takes the commands
+waiting in the worker's inbox (``revoke`` with terminate among them);
 after handling commands it writes the record again at once, with the replies, so the CLI does not
 wait a whole interval for them.
 
@@ -22,6 +24,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from cloudq import revoke
 from cloudq.adapters.urls import redact_url
 from cloudq.control.events import EventSink, TaskInfo
 from cloudq.control.store import (
@@ -168,6 +171,7 @@ class WorkerControl:
         store = self.store
         if store is None:
             return
+        revoke.refresh(self.worker.app)  # the delay a revoke takes to be seen: one interval
         commands = store.control_heartbeat(self.worker.hostname, self.record_json(), self.ttl)
         if commands:
             for raw in commands:
@@ -197,6 +201,7 @@ class WorkerControl:
         w = self.worker
         active = w.active_tasks()
         reserved = w.reserved_tasks()
+        revoked = w.app.control.revoked
         cutoff = time.time() - REPLY_SECONDS
         with self._lock:
             for cid in [c for c, r in self._replies.items() if r["at"] < cutoff]:
@@ -223,6 +228,8 @@ class WorkerControl:
             "timestamp": time.time(),
             "started_at": self.started_at,
             "registered": sorted(w.app.tasks),
+            "revoked": revoked.sorted()[:MAX_LISTED],
+            "revoked_count": len(revoked),
             "sw_ver": _version(),
             "loadavg": _loadavg(),
             "replies": replies,
@@ -270,6 +277,16 @@ class WorkerControl:
             if removed == 0:
                 return False, f"pool is at its minimum ({w.concurrency})"
             return True, f"pool will shrink to {w.concurrency}"
+        if name == revoke.REVOKE_COMMAND:
+            ids = args.get("task_ids")
+            if not isinstance(ids, list) or not all(isinstance(t, str) for t in ids):
+                return False, "revoke needs a list of task ids"
+            w.app.control.revoked.add(ids)
+            if not args.get("terminate"):
+                return True, f"revoked {len(ids)} task id(s)"
+            stopped = w.terminate(set(ids))
+            listed = ", ".join(stopped) if stopped else "none running here"
+            return True, f"revoked {len(ids)} task id(s); terminated: {listed}"
         if name in ("enable_events", "disable_events"):
             on = name == "enable_events"
             if not self.events.enable(on):

@@ -56,6 +56,19 @@ class ControlStore(Protocol):
 
 
 @runtime_checkable
+class RevokeStore(Protocol):
+    """Revoked task ids, each live for a time to live (``cloudq.revoke``)."""
+
+    def revoke_add(self, task_ids: Sequence[str], ttl_seconds: float) -> None:
+        """Record ``task_ids`` as revoked for ``ttl_seconds`` (again: the expiry moves on)."""
+        ...
+
+    def revoke_list(self) -> list[str]:
+        """The revoked ids still live, in no particular order."""
+        ...
+
+
+@runtime_checkable
 class EventStore(Protocol):
     """An append-only, capped stream of events (JSON strings)."""
 
@@ -106,6 +119,25 @@ def event_store(app: App, what: str = "this command") -> EventStore:
     return backend
 
 
+def revoke_store(app: App, what: str = "revoke") -> RevokeStore:
+    """The app's result backend as the store of revoked ids, or a clear error naming the
+    setting."""
+    backend = _need_backend(app, what)
+    if not isinstance(backend, RevokeStore):
+        raise ConfigurationError(
+            f"{what} needs a shared state store, and result backend "
+            f"{app.conf.result_backend!r} keeps no revoked ids: set result_backend to "
+            "redis://, dynamodb://, firestore://, azuretable:// or memory:// (one process)"
+        )
+    return backend
+
+
+def find_revoke_store(app: App) -> RevokeStore | None:
+    """The store of revoked ids if the app has one; None (no error) for workers without."""
+    backend = app.backend
+    return backend if isinstance(backend, RevokeStore) else None
+
+
 def find_control_store(app: App) -> ControlStore | None:
     """The control store if the app has one; None (no error) for workers that run without."""
     backend = app.backend
@@ -118,7 +150,7 @@ def find_event_store(app: App) -> EventStore | None:
 
 
 class LocalControlStore:
-    """Control records, inboxes and events of one process (the ``memory://`` backend's).
+    """Control records, inboxes, revoked ids and events of one process (``memory://``'s).
 
     Expiry follows the injected clock, so tests with a ``FakeClock`` see records expire exactly;
     ``events_read`` waits in real time.
@@ -131,6 +163,7 @@ class LocalControlStore:
         self._inboxes: dict[str, list[tuple[float, str]]] = {}
         self._events: deque[str] = deque(maxlen=EVENTS_MAXLEN)
         self._appended = 0
+        self._revoked: dict[str, float] = {}
 
     def control_heartbeat(self, worker_id: str, record: str, ttl_seconds: float) -> list[str]:
         now = self._clock.monotonic()
@@ -155,6 +188,19 @@ class LocalControlStore:
         expiry = self._clock.monotonic() + ttl_seconds
         with self._cond:
             self._inboxes.setdefault(worker_id, []).append((expiry, command))
+
+    def revoke_add(self, task_ids: Sequence[str], ttl_seconds: float) -> None:
+        expiry = self._clock.monotonic() + ttl_seconds
+        with self._cond:
+            for task_id in task_ids:
+                self._revoked[task_id] = expiry
+
+    def revoke_list(self) -> list[str]:
+        now = self._clock.monotonic()
+        with self._cond:
+            for task_id in [t for t, expiry in self._revoked.items() if expiry <= now]:
+                del self._revoked[task_id]
+            return list(self._revoked)
 
     def events_append(self, events: Sequence[str], maxlen: int) -> None:
         with self._cond:

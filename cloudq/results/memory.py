@@ -146,6 +146,12 @@ class MemoryBackend:
     def control_send(self, worker_id: str, command: str, ttl_seconds: float) -> None:
         self._control.control_send(worker_id, command, ttl_seconds)
 
+    def revoke_add(self, task_ids: Sequence[str], ttl_seconds: float) -> None:
+        self._control.revoke_add(task_ids, ttl_seconds)
+
+    def revoke_list(self) -> list[str]:
+        return self._control.revoke_list()
+
     def events_append(self, events: Sequence[str], maxlen: int) -> None:
         self._control.events_append(events, maxlen)
 

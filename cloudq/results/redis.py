@@ -129,6 +129,22 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
+# Revoked ids: one sorted set scored by each id's expiry on the server's clock; expired ones are
+# dropped on every write and read, and the set itself outlives its newest entry by nothing.
+_REVOKE_ADD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], now + ttl, ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #last > 0 then redis.call('PEXPIREAT', KEYS[1], math.ceil(tonumber(last[2]) * 1000)) end
+"""
+_REVOKED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"""
 _CHORD_FAIL = """
 if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HSETNX', KEYS[1], 'fired', '1') == 1 then
   return redis.call('HGET', KEYS[1], 'body')
@@ -361,6 +377,16 @@ class RedisBackend:
             pipe.rpush(key, command)
             pipe.pexpire(key, max(1, math.ceil(ttl_seconds * 1000)))
             pipe.execute()
+
+    def revoke_add(self, task_ids: Sequence[str], ttl_seconds: float) -> None:
+        if not task_ids:
+            return
+        with self._errors("revoke", task_ids[0]):
+            self._client.eval(_REVOKE_ADD, 1, self._ctl("revoked"), repr(ttl_seconds), *task_ids)
+
+    def revoke_list(self) -> list[str]:
+        with self._errors("revoked list", "*"):
+            return [_text(i) for i in self._client.eval(_REVOKED, 1, self._ctl("revoked")) or []]
 
     def events_append(self, events: Sequence[str], maxlen: int) -> None:
         """XADD with ``MAXLEN ~``; the stream expires a day after the last append."""

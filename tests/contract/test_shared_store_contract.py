@@ -1,16 +1,18 @@
 """What workers, handlers and beats share through the result backend, for every backend that
 offers it: chord counters (exactly-once firing, in order, idempotent under duplicates, race-free),
-rate-limit slots, beat claims and markers."""
+rate-limit slots, beat claims and markers, revoked task ids."""
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
 import pytest
 
 from cloudq.beat import BeatStore
+from cloudq.control.store import RevokeStore
 from cloudq.ratelimit import RateLimiter
 from cloudq.results.base import ChordStore
 
@@ -149,3 +151,56 @@ def test_firestore_clients_racing_for_the_last_part_fire_once(
     second.close()
     assert sorted(fired, key=bool) == [None, (BODY, ["a", "b"])]
     assert sorted(claimed) == [False, True]
+
+
+def _wait_gone(store: Any, task_id: str, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if task_id not in store.revoke_list():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(params=sorted(SHARED_BACKENDS))
+def revoke_store(request: pytest.FixtureRequest) -> Any:
+    under_test = request.getfixturevalue(SHARED_BACKENDS[request.param])
+    assert isinstance(under_test.backend, RevokeStore)
+    return under_test
+
+
+def test_revoked_ids_are_listed_until_they_expire(revoke_store: Any) -> None:
+    store, clock = revoke_store.backend, revoke_store.fake_clock
+    short, long_, other = (uuid.uuid4().hex for _ in range(3))
+    store.revoke_add([], 60)  # nothing to record: no error
+    store.revoke_add([short], 0.5)
+    store.revoke_add([long_, other], 600)
+    store.revoke_add([other], 600)  # again: still one entry
+    listed = store.revoke_list()
+    assert {short, long_, other} <= set(listed)
+    assert listed.count(other) == 1
+    if clock is not None:
+        clock.advance(1)
+        assert short not in store.revoke_list()
+    else:  # Redis times expiry by its own clock
+        assert _wait_gone(store, short)
+    assert {long_, other} <= set(store.revoke_list())
+
+
+def test_revoking_again_moves_the_expiry_on(revoke_store: Any) -> None:
+    store, clock = revoke_store.backend, revoke_store.fake_clock
+    task_id = uuid.uuid4().hex
+    store.revoke_add([task_id], 0.5)
+    store.revoke_add([task_id], 600)
+    if clock is not None:
+        clock.advance(1)
+    else:
+        time.sleep(0.6)  # past the first expiry: the second must hold
+    assert task_id in store.revoke_list()
+
+
+def test_many_revoked_ids_at_once(revoke_store: Any) -> None:
+    store = revoke_store.backend
+    ids = [str(uuid.uuid4()) for _ in range(250)]  # past one Azure transaction, one DynamoDB update
+    store.revoke_add(ids, 600)
+    assert set(ids) <= set(store.revoke_list())

@@ -9,7 +9,9 @@ Their ids carry reserved prefixes that task ids (UUIDs) never have:
 - ``cloudq:beat:<key>``: a claim, live until ``expires_at``;
 - ``cloudq:marker:<key>``: ``value``, the last tick sent (never expires);
 - ``cloudq:ctl:worker:<worker id>``: ``worker``, ``record`` and ``commands`` (the inbox:
-  ``command`` and ``expires_at`` each).
+  ``command`` and ``expires_at`` each);
+- ``cloudq:revoked:<task id>``: ``task_id``, live until ``expires_at`` (``cloudq revoke``),
+  listed by the same kind of id-range query as workers.
 
 A key Firestore refuses in a document id (``/``, or too long) is stored as ``sha256-<hex>``
 after its prefix. Every read-modify-write runs in a Firestore transaction, so it stays correct
@@ -37,7 +39,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -49,6 +51,9 @@ T = TypeVar("T")
 
 PREFIX = "cloudq:"
 WORKER_PREFIX = f"{PREFIX}ctl:worker:"
+REVOKED_PREFIX = f"{PREFIX}revoked:"
+BATCH_WRITES = 500
+"""Firestore's limit of writes in one batch."""
 TTL_FIELD = "expires_at"
 MAX_DOCUMENT_ID_BYTES = 1_500
 TRANSACTION_ROUNDS = 20
@@ -268,16 +273,20 @@ class FirestoreShared:
 
         return self._transact("heartbeat", worker_id, ref, beat)
 
-    def control_workers(self) -> dict[str, str]:
+    def _id_range(self, prefix: str) -> Any:
+        """The query for the documents whose id starts with ``prefix`` (the id index, no scan)."""
         from google.cloud.firestore import FieldFilter
         from google.cloud.firestore_v1.field_path import FieldPath
 
         name = FieldPath.document_id()
-        start = self._collection.document(WORKER_PREFIX)
-        end = self._collection.document(WORKER_PREFIX[:-1] + chr(ord(WORKER_PREFIX[-1]) + 1))
-        query = self._collection.where(filter=FieldFilter(name, ">=", start)).where(
+        start = self._collection.document(prefix)
+        end = self._collection.document(prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        return self._collection.where(filter=FieldFilter(name, ">=", start)).where(
             filter=FieldFilter(name, "<", end)
         )
+
+    def control_workers(self) -> dict[str, str]:
+        query = self._id_range(WORKER_PREFIX)
         stale = self._clock.now() - timedelta(seconds=STALE_WORKER_SECONDS)
         found: dict[str, str] = {}
         with self._mapped("worker list", WORKER_PREFIX):
@@ -318,3 +327,23 @@ class FirestoreShared:
             transaction.update(ref, {"commands": [*held, entry]})
 
         self._transact("command", worker_id, ref, send)
+
+    # --- revoked ids ----------------------------------------------------------------------------
+    def revoke_add(self, task_ids: Sequence[str], ttl_seconds: float) -> None:
+        expiry = self._expiry(ttl_seconds)
+        for start in range(0, len(task_ids), BATCH_WRITES):
+            batch = self._client.batch()
+            for task_id in task_ids[start : start + BATCH_WRITES]:
+                batch.set(self._shared("revoked", task_id), {"task_id": task_id, TTL_FIELD: expiry})
+            with self._mapped("revoke", task_ids[start]):
+                batch.commit()
+
+    def revoke_list(self) -> list[str]:
+        with self._mapped("revoked list", REVOKED_PREFIX):
+            snapshots = list(self._id_range(REVOKED_PREFIX).stream())
+        found: list[str] = []
+        for snapshot in snapshots:
+            data = snapshot.to_dict() or {}
+            if not self._expired(data) and isinstance(data.get("task_id"), str):
+                found.append(data["task_id"])
+        return found

@@ -42,7 +42,7 @@ from cloudq.execute import execute
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer, Outcome
 from cloudq.producer import is_fifo
-from cloudq.serverless import contained, own_queue, require_broker
+from cloudq.serverless import begin_invocation, contained, own_queue, require_broker
 from cloudq.settle import HOLDS_BEFORE_RESEND, settle
 from cloudq_pubsub.broker import MESSAGE_ID_ATTRIBUTE, PubSubBroker
 
@@ -164,6 +164,7 @@ def process_event(app: App, event: Any, deadline: float | None = None) -> Outcom
     ``deadline`` is the ``time.monotonic()`` the invocation is killed at, if known.
     """
     broker = require_broker(app, PubSubBroker, "the Cloud Functions handler", "pubsub://")
+    begin_invocation(app, "cloud-functions")
     delivery = event_to_delivery(broker, event, app.clock.now())
     limit = None
     if deadline is not None:

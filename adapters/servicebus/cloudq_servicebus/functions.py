@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from cloudq.adapters.base import Delivery, OutgoingMessage
 from cloudq.execute import execute
 from cloudq.logsafe import get_logger
-from cloudq.serverless import contained, require_broker
+from cloudq.serverless import begin_invocation, contained, require_broker
 from cloudq.settle import settle
 from cloudq_servicebus.broker import ServiceBusBroker
 
@@ -138,6 +138,7 @@ def process_messages(
     """Run every message, sending back those whose outcome could not be applied; return the ids
     of the messages that could not even be sent back (the function must then raise)."""
     require_broker(app, ServiceBusBroker, "the Service Bus trigger handler", "servicebus://")
+    begin_invocation(app, "azure-functions", records=len(messages))
     unsettled: list[str] = []
     for message in messages:
         try:

@@ -9,6 +9,8 @@ Entity layout, in the results table (task results are PartitionKey = task id, Ro
 - ``cloudq:ctl:workers``: one partition listing live workers, RowKey = the worker id, with the
   worker's ``record`` and its command inbox (``cmds``: JSON ``[[expires_at, command], ...]``).
   ``cloudq status`` is one partition query, never a scan of the results.
+- ``cloudq:revoked``: one partition of revoked task ids (``cloudq revoke``), RowKey = the id,
+  with ``task_id`` and ``expires_at``; a worker's refresh is one partition query.
 
 Keys are escaped (``/ \\ # ?``, ``%`` and control characters as ``%XX``; long ones shortened by a
 hash), since Azure Tables refuses those characters in keys. Azure Tables has no TTL: entities carry
@@ -32,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -50,6 +52,9 @@ KEY_KEPT_CHARS = 100
 RATE_KEEP_SECONDS = 3600.0
 """A rate entity counts as gone this long after its next free slot (nothing to space from)."""
 WORKERS = "cloudq:ctl:workers"
+REVOKED = "cloudq:revoked"
+BATCH_ENTITIES = 100
+"""Azure Tables' limit of operations in one transaction (one partition)."""
 HEADER = ""
 _KEY_UNSAFE = re.compile(r"[/\\#?%\x00-\x1f\x7f-\x9f]")
 
@@ -302,6 +307,25 @@ class AzureTableShared:
 
         with self._mapped("control command", worker_id):
             self._replace_if(WORKERS, _key(worker_id), append, f"worker {worker_id!r}")
+
+    # --- revoked ids ----------------------------------------------------------------------------
+    def revoke_add(self, task_ids: Sequence[str], ttl_seconds: float) -> None:
+        expiry = self._now() + ttl_seconds
+        rows = {_key(t): t for t in task_ids}  # one operation per row in a transaction
+        ops = [
+            ("upsert", {"PartitionKey": REVOKED, "RowKey": row, "task_id": t, "expires_at": expiry})
+            for row, t in rows.items()
+        ]
+        for start in range(0, len(ops), BATCH_ENTITIES):
+            with self._mapped("revoke", str(ops[start][1]["task_id"])):
+                self._client.submit_transaction(ops[start : start + BATCH_ENTITIES])
+
+    def revoke_list(self) -> list[str]:
+        with self._mapped("revoked list", REVOKED):
+            entities = list(
+                self._client.query_entities("PartitionKey eq @pk", parameters={"pk": REVOKED})
+            )
+        return [str(e["task_id"]) for e in entities if self._live(e)]
 
 
 def _commands(entity: Any) -> list[tuple[float, str]]:

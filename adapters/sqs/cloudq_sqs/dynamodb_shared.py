@@ -14,6 +14,9 @@ item of its own (``cloudq:ctl:worker:<id>``). A command is appended to that item
 next heartbeat, a PutItem returning the old item, writes the new record and takes the commands in
 one atomic call. An index item (``cloudq:ctl:workers``: worker id -> expiry) is refreshed once a
 minute per worker, so listing workers is a GetItem and a BatchGetItem, never a Scan of the results.
+Revoked ids (``cloudq revoke``) live in one item, ``cloudq:revoked``: a map of task id -> expiry
+(epoch seconds), so a worker's refresh is one GetItem. An item holds 400 KB: about 7,000 ids
+revoked within one ``result_expires``; past that a revoke fails with DynamoDB's error.
 There is no event stream here: DynamoDB has nothing cheap to tail (use Redis for ``cloudq events``).
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -34,6 +38,11 @@ RESERVE_TRIES = 20
 
 
 CONTROL_INDEX = "cloudq:ctl:workers"
+REVOKED = "cloudq:revoked"
+REVOKE_AT_ONCE = 100
+"""Ids one update sets: an update expression holds 4 KB."""
+PRUNE_AT_ONCE = 50
+"""Expired revoked ids a listing removes in one conditional update (the rest go next time)."""
 INDEX_REFRESH_SECONDS = 60.0
 """How often a live worker re-lists itself in the index (one small write a minute)."""
 BATCH_GET_KEYS = 100
@@ -302,4 +311,62 @@ class DynamoDBShared:
             ConditionExpression="attribute_exists(#k)",
             ExpressionAttributeNames={"#k": KEY},
             ExpressionAttributeValues={":none": {"L": []}, ":c": {"L": [{"S": command}]}},
+        )
+
+    # --- revoked ids ----------------------------------------------------------------------------
+    def revoke_add(self, task_ids: Sequence[str], ttl_seconds: float) -> None:
+        expiry = {"N": f"{self._clock.now().timestamp() + ttl_seconds:.6f}"}
+        for start in range(0, len(task_ids), REVOKE_AT_ONCE):
+            self._revoke_some(task_ids[start : start + REVOKE_AT_ONCE], expiry)
+
+    def _revoke_some(self, task_ids: Sequence[str], expiry: dict[str, str]) -> None:
+        names = {f"#i{n}": task_id for n, task_id in enumerate(task_ids)}
+        update = {
+            "Key": {KEY: {"S": REVOKED}},
+            "UpdateExpression": "SET " + ", ".join(f"#ids.{n} = :e" for n in names),
+            "ExpressionAttributeNames": {"#ids": "ids", **names},
+            "ExpressionAttributeValues": {":e": expiry},
+        }
+        for _ in range(2):
+            with self._mapped("update_item", REVOKED):
+                try:
+                    self._client.update_item(TableName=self.table, **update)
+                    return
+                except self._errors as exc:
+                    if _code(exc) != "ValidationException":  # no item (no "ids" map) yet
+                        raise
+            created = self._conditional(
+                "put_item",
+                REVOKED,
+                Item={KEY: {"S": REVOKED}, "ids": {"M": dict.fromkeys(task_ids, expiry)}},
+                ConditionExpression="attribute_not_exists(#k)",
+                ExpressionAttributeNames={"#k": KEY},
+            )
+            if created is not None:
+                return
+        raise BrokerError(f"DynamoDB revoke on {self.table!r}: the {REVOKED} item kept changing")
+
+    def revoke_list(self) -> list[str]:
+        item = self._call("get_item", REVOKED, Key={KEY: {"S": REVOKED}}, ConsistentRead=True).get(
+            "Item"
+        )
+        listed = {t: float(e["N"]) for t, e in (item or {}).get("ids", {}).get("M", {}).items()}
+        now = self._clock.now().timestamp()
+        expired = [(t, e) for t, e in listed.items() if e <= now][:PRUNE_AT_ONCE]
+        if expired:
+            self._prune_revoked(expired)
+        return [t for t, e in listed.items() if e > now]
+
+    def _prune_revoked(self, expired: list[tuple[str, float]]) -> None:
+        """Remove expired ids, unless one was revoked again meanwhile (its expiry moved)."""
+        names = {f"#i{n}": task_id for n, (task_id, _) in enumerate(expired)}
+        values = {f":e{n}": {"N": f"{e:.6f}"} for n, (_, e) in enumerate(expired)}
+        self._conditional(
+            "update_item",
+            REVOKED,
+            Key={KEY: {"S": REVOKED}},
+            UpdateExpression="REMOVE " + ", ".join(f"#ids.{n}" for n in names),
+            ConditionExpression=" AND ".join(f"#ids.#i{n} = :e{n}" for n in range(len(expired))),
+            ExpressionAttributeNames={"#ids": "ids", **names},
+            ExpressionAttributeValues=values,
         )

@@ -32,13 +32,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
-from cloudq.control.heartbeat import serverless_heartbeat
 from cloudq.errors import ConfigurationError
 from cloudq.execute import execute
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer, Outcome
 from cloudq.producer import is_fifo
-from cloudq.serverless import contained, own_queue, require_broker
+from cloudq.serverless import begin_invocation, contained, own_queue, require_broker
 from cloudq.settle import settle
 from cloudq_sqs.broker import MESSAGE_ID_ATTRIBUTE, SQSBroker, decode_body
 
@@ -129,7 +128,7 @@ def process_event(app: App, event: dict[str, Any], context: Any) -> dict[str, An
     broker = require_broker(app, SQSBroker, "the Lambda SQS handler", "sqs://")
     records = event_records(event)
     queues = [source_queue(broker, record) for record in records]
-    serverless_heartbeat(app, "lambda", context, len(records))
+    begin_invocation(app, "lambda", context, len(records))
     failed: list[str] = []
     for index, record in enumerate(records):
         message_id = str(record["messageId"])
