@@ -129,6 +129,25 @@ def test_functions_handler_batch_then_single(app: App, servicebus_env: ServiceBu
     receiver.close()
 
 
+def test_functions_handler_reloads_revoked_ids_before_its_batch(
+    app: App, servicebus_env: ServiceBusEndpoint
+) -> None:
+    """A task revoked from another process (its id only in the shared Azure Table) is completed
+    unrun by the next invocation."""
+    handler = functions_handler(app, queue="default")
+    doomed = app.tasks["ok"].delay(1)
+    kept = app.tasks["ok"].delay(2)
+    app.control.revoke(doomed.id)
+    app.control.revoked.replace([])  # this process forgets: only the store knows
+    receiver, messages = _receive_raw(app, servicebus_env.connection, 2)
+    handler([_as_trigger(m) for m in messages])
+    for m in messages:
+        receiver.complete_message(m)
+    receiver.close()
+    assert doomed.state == State.REVOKED
+    assert kept.get(timeout=5) == 4
+
+
 def test_functions_handler_sends_back_a_message_whose_outcome_cannot_be_applied(
     app: App, servicebus_env: ServiceBusEndpoint
 ) -> None:

@@ -185,3 +185,17 @@ def test_lambda_local_command_feeds_the_handler(
     finally:
         proc.kill()
     assert "1 invocation(s), 1 record(s), 0 failed" in out
+
+
+def test_handler_reloads_revoked_ids_before_its_batch(app: App) -> None:
+    """A task revoked from another process (its id only in the shared store) is acknowledged
+    unrun by the next invocation: the handler reloads the ids before running its records."""
+    source = LocalEventSource(app, lambda_handler(app), ["default"], timeout_seconds=30)
+    doomed = app.tasks["ok"].delay(1)
+    kept = app.tasks["ok"].delay(2)
+    app.control.revoke(doomed.id)
+    app.control.revoked.replace([])  # this process forgets: only the store knows
+    drain(source, lambda: doomed.ready() and kept.ready())
+    assert doomed.state == State.REVOKED
+    assert kept.get(timeout=1) == 4
+    assert app.broker.stats("default-dlq").visible == 0
