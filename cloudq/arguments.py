@@ -3,6 +3,12 @@
 At ``delay()`` values are validated and dumped to JSON (so a ``datetime`` or a pydantic model
 travels as JSON and comes back typed), before anything is sent. Values that are not JSON (an
 ORM object, a socket) are refused with a message that says to pass an id instead.
+
+Validation is strict: ``"2"`` is not an ``int`` and ``2.5`` is not one either (lax coercion
+would run ``add(2, "2")`` as ``add(2, 2)``). Values that have a JSON form of their own (a
+``datetime``, a ``UUID``, a model from a dict, an enum from its value) are accepted in that
+form, as pydantic's strict mode accepts them from JSON. Arguments keep the shape the caller
+gave them: positional ones stay positional, keyword ones keyword.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError, to_json
 
 from cloudq.errors import TaskArgumentError
 
@@ -35,8 +42,20 @@ def is_json(value: Any, depth: int = 0) -> bool:
 class ArgumentSpec:
     """The typed signature of one task function (without ``self`` for bound tasks)."""
 
-    def __init__(self, fn: Callable[..., Any], task_name: str, bound: bool) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        task_name: str,
+        bound: bool,
+        *,
+        context: Mapping[str, Any] | None = None,
+        dump_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
         self.task_name = task_name
+        self._context = dict(context) if context is not None else None
+        """Passed to pydantic validators (``@app.task(pydantic=True, pydantic_context=...)``)."""
+        self._dump_kwargs = {"mode": "json", **(dump_kwargs or {})}
+        """How a result is dumped (``pydantic_dump_kwargs``); always to JSON."""
         sig = inspect.signature(fn)
         params = list(sig.parameters.values())
         if bound:
@@ -47,6 +66,13 @@ class ArgumentSpec:
         plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         self._plain = [p.name for p in params] if all(p.kind in plain for p in params) else None
         """Parameter names when all are plain positional ones: the fast path's signature."""
+        self._positional_names = [p.name for p in params if p.kind in plain]
+        self._var_args = next(
+            (p.name for p in params if p.kind is inspect.Parameter.VAR_POSITIONAL), None
+        )
+        self._var_kwargs = next(
+            (p.name for p in params if p.kind is inspect.Parameter.VAR_KEYWORD), None
+        )
         self._required = max(
             (i + 1 for i, p in enumerate(params) if p.default is inspect.Parameter.empty),
             default=0,
@@ -78,23 +104,38 @@ class ArgumentSpec:
             raise TaskArgumentError(f"task {self.task_name!r}: {exc}") from None
 
     def _convert(
-        self, bound: inspect.BoundArguments, dump: bool
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], dump: bool
     ) -> tuple[list[Any], dict[str, Any]]:
-        for name, value in bound.arguments.items():
-            kind = self.signature.parameters[name].kind
-            if kind is inspect.Parameter.VAR_POSITIONAL:
-                bound.arguments[name] = tuple(self._one(name, v, dump) for v in value)
-            elif kind is inspect.Parameter.VAR_KEYWORD:
-                bound.arguments[name] = {k: self._one(name, v, dump) for k, v in value.items()}
-            else:
-                bound.arguments[name] = self._one(name, value, dump)
-        return list(bound.args), dict(bound.kwargs)
+        """Check each value against the parameter it binds to, keeping the caller's shape."""
+        self._bind(args, kwargs)  # arity and names: a clear error before any value is checked
+        names = self._positional_names
+        out_args = [
+            self._one(names[i] if i < len(names) else str(self._var_args), v, dump)
+            for i, v in enumerate(args)
+        ]
+        params = self.signature.parameters
+        out_kwargs = {
+            k: self._one(k if k in params else str(self._var_kwargs), v, dump)
+            for k, v in kwargs.items()
+        }
+        return out_args, out_kwargs
+
+    def _validate(self, adapter: TypeAdapter[Any], value: Any) -> Any:
+        """Strict validation; a value that is not the type itself may be its JSON form."""
+        try:
+            return adapter.validate_python(value, strict=True, context=self._context)
+        except ValidationError as exc:
+            try:
+                text = to_json(value)
+            except PydanticSerializationError:
+                raise exc from None
+            return adapter.validate_json(text, strict=True, context=self._context)
 
     def _one(self, name: str, value: Any, dump: bool) -> Any:
         adapter = self._adapter(name)
         if adapter is not None:
             try:
-                checked = adapter.validate_python(value)
+                checked = self._validate(adapter, value)
                 value = adapter.dump_python(checked, mode="json") if dump else checked
             except ValidationError as exc:
                 first = exc.errors()[0]
@@ -128,7 +169,7 @@ class ArgumentSpec:
         self, args: Sequence[Any], kwargs: Mapping[str, Any], dump: bool
     ) -> tuple[list[Any], dict[str, Any]]:
         fast = self._positional(args, kwargs, dump)
-        return fast if fast is not None else self._convert(self._bind(args, kwargs), dump)
+        return fast if fast is not None else self._convert(args, kwargs, dump)
 
     def dump(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]
@@ -146,7 +187,7 @@ class ArgumentSpec:
         """A return value as JSON for the result backend; ``TypeError`` if it cannot be."""
         if self._return_hint not in (None, Any):
             try:
-                return TypeAdapter(self._return_hint).dump_python(value, mode="json")
+                return TypeAdapter(self._return_hint).dump_python(value, **self._dump_kwargs)
             except Exception:  # noqa: BLE001 - fall through to the generic encoder
                 pass
         from pydantic_core import to_jsonable_python

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 
 class CloudqError(Exception):
     """Base class of every error raised by cloudq itself."""
@@ -70,24 +73,71 @@ class WorkerLostError(CloudqError):
     """The process running a task died before reporting an outcome."""
 
 
-class Retry(CloudqError):
-    """Raised by ``self.retry()``: ends this attempt and schedules the next one."""
+class TaskPredicate(CloudqError):
+    """Raised by a task to tell the worker what to do with its message (not a failure)."""
+
+
+class Retry(TaskPredicate):
+    """Raised by ``self.retry()``: ends this attempt and schedules the next one.
+
+    ``countdown`` or ``eta`` say when; ``args``/``kwargs`` (already JSON) replace the arguments
+    of the next attempt when given.
+    """
 
     def __init__(
         self,
         exc: BaseException | None = None,
         countdown: float | None = None,
         max_retries: int | None = None,
+        *,
+        eta: datetime | None = None,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.exc = exc
         self.countdown = countdown
+        self.eta = eta
         self.max_retries = max_retries
         """Overrides the task's retry limit for this decision; None keeps it."""
+        self.args_override = args
+        self.kwargs_override = kwargs
         super().__init__(f"retry requested: {exc!r}" if exc else "retry requested")
+
+    @property
+    def when(self) -> float | datetime | None:
+        """Celery's name: the eta or the countdown."""
+        return self.eta if self.eta is not None else self.countdown
+
+
+class Ignore(TaskPredicate):
+    """Celery's predicate: acknowledge the message, leave the result record as it is.
+    (Not yet special-cased by ``execute``: today it fails the attempt like any error.)"""
+
+
+class Reject(TaskPredicate):
+    """Celery's predicate: refuse the message (``requeue=True``: back to the queue, otherwise
+    dead-lettered with ``reason``). Not yet special-cased by ``execute``: today it fails the
+    attempt like any error, so the message is retried or dead-lettered, never lost."""
+
+    def __init__(self, reason: object = None, requeue: bool = False) -> None:
+        self.reason = reason
+        self.requeue = requeue
+        super().__init__(reason, requeue)
+
+    def __str__(self) -> str:
+        return f"rejected: {self.reason!s}" if self.reason is not None else "rejected"
 
 
 class MaxRetriesExceededError(CloudqError):
     """``self.retry()`` was called on the last permitted attempt."""
+
+
+class TaskRevokedError(CloudqError):
+    """The task was discarded unrun (it expired before a worker got to it)."""
+
+
+class ChordError(CloudqError):
+    """A chord's header failed, so its body cannot run."""
 
 
 class TaskFailed(CloudqError):

@@ -280,7 +280,9 @@ def execute(
     keep = eager or (bool(app.conf.result_backend) and not (task and task.options.ignore_result))
     if env.expires is not None and env.expires <= now:
         logger.warning("task %s[%s] expired at %s; discarded", env.task, env.id, env.expires)
-        error = ErrorInfo(type="cloudq.errors.TaskExpired", message=f"expired at {env.expires}")
+        error = ErrorInfo(
+            type="cloudq.errors.TaskRevokedError", message=f"expired at {env.expires}"
+        )
         return Ack(result=_record(env, State.REVOKED, error=error, clock=clock) if keep else None)
     if not eager and (revoked := revoke.check(app, env, clock, keep)) is not None:
         return revoked

@@ -57,7 +57,7 @@ class AsyncResult:
         return record
 
     @property
-    def state(self) -> State:
+    def state(self) -> State | str:
         record = self._record()
         return record.state if record else State.PENDING
 

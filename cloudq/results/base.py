@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
+from cloudq.states import READY_STATES, State, normalize
 
-class State(StrEnum):
-    """Celery's task states, so dashboards and habits carry over."""
-
-    PENDING = "PENDING"
-    STARTED = "STARTED"
-    RETRY = "RETRY"
-    SUCCESS = "SUCCESS"
-    FAILURE = "FAILURE"
-    REVOKED = "REVOKED"
-
-
-READY_STATES = frozenset({State.SUCCESS, State.FAILURE, State.REVOKED})
+__all__ = [
+    "READY_STATES",
+    "ChordStore",
+    "ErrorInfo",
+    "ResultBackend",
+    "State",
+    "TaskResult",
+    "poll_until_ready",
+]
 
 
 class ErrorInfo(BaseModel):
@@ -41,7 +38,8 @@ class TaskResult(BaseModel):
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     task_id: str
-    state: State
+    state: State | str
+    """A built-in ``State``, or a task's own (``update_state(state="PROGRESS")``)."""
     task: str | None = None
     result: Any = None
     error: ErrorInfo | None = None
@@ -50,6 +48,11 @@ class TaskResult(BaseModel):
     seal: str | None = None
     """With ``signing_keys``: the seal over a SUCCESS record's result (``cloudq.storeseal``),
     checked before links are sent again from it (``cloudq.idempotency``)."""
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _known_state(cls, value: Any) -> State | str:
+        return normalize(value)
 
     @property
     def ready(self) -> bool:

@@ -168,7 +168,7 @@ def test_export_formats() -> None:
     eb = export(app, "eventbridge")
     assert eb["weekday-9"]["schedule_expression"] == "cron(0 9 ? * 2-6 *)"
     assert eb["quarter-hour"]["schedule_expression"] == "rate(15 minutes)"
-    assert json.loads(eb["weekday-9"]["input"])["args"] == ["w"]  # bound positionally
+    assert json.loads(eb["weekday-9"]["input"])["kwargs"] == {"kind": "w"}  # as given
     cs = export(app, "cloud-scheduler")
     assert cs["quarter-hour"]["schedule"] == "*/15 * * * *"
     assert json.loads(cs["weekday-9"]["input"])["task"] == "report"
