@@ -132,10 +132,6 @@ class MaxRetriesExceededError(CloudqError):
     """``self.retry()`` was called on the last permitted attempt."""
 
 
-class TaskRevokedError(CloudqError):
-    """The task was discarded unrun (it expired before a worker got to it)."""
-
-
 class ChordError(CloudqError):
     """A chord's header failed, so its body cannot run."""
 
