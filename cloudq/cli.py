@@ -17,8 +17,10 @@ import click
 
 from cloudq.control.commands import CONTROL_COMMANDS, INSPECT_METHODS
 from cloudq.errors import CloudqError
+from cloudq.logsafe import get_logger
 
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
+logger = get_logger("cloudq.cli")
 EX_UNAVAILABLE = 69
 """Celery's exit status when no worker answered (``status``, ``inspect``, ``control``)."""
 
@@ -70,7 +72,12 @@ def main(ctx: click.Context, app_ref: str | None) -> None:
 
 
 @main.command()
-@click.option("-Q", "--queues", default="", help="comma-separated queues, first drains first")
+@click.option(
+    "-Q",
+    "--queues",
+    default="",
+    help="comma-separated queues, first drains first (default: every queue the app names)",
+)
 @click.option("-c", "--concurrency", type=int, default=None, help="tasks at once")
 @click.option("-P", "--pool", type=click.Choice(["threads", "processes"]), default="threads")
 @click.option("-l", "--loglevel", default="info", show_default=True)
@@ -106,13 +113,17 @@ def worker(
 
     node = nodename(hostname) if hostname else f"{os.getpid()}@{os.uname().nodename}"
     setup_logging(loglevel, expand(logfile, node) if logfile else None)
-    names = [q for q in queues.split(",") if q.strip()]
-    if not names:
-        raise click.UsageError(
-            "name the queues this worker serves: -Q high,default (a worker never guesses its "
-            "queues: one it missed would starve)"
-        )
+    names = [q.strip() for q in queues.split(",") if q.strip()]
     app = obj.app()
+    if not names:
+        from cloudq.routes import app_queues
+
+        names = app_queues(app)
+        logger.info(
+            "no -Q given: serving %s (the default queue, then the queues tasks and static "
+            "routes name; a router function's queues need -Q)",
+            ",".join(names),
+        )
     pid_path = Path(expand(pidfile, node)) if pidfile else None
     try:
         runner = Worker(

@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import logging
 import signal
 import sys
+import types
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cloudq import revoke
@@ -73,27 +75,55 @@ class ThreadExecutor:
 
 
 def load_app(ref: str) -> App:
-    """``module`` or ``module:attribute`` to the App (Celery's ``-A``)."""
-    from cloudq.app import App
-
-    module_name, _, attr = ref.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import app module {module_name!r}: {exc}") from exc
-    if attr:
-        app = getattr(module, attr, None)
-    else:
-        app = getattr(module, "app", None)
-        if not isinstance(app, App):
-            found = [v for v in vars(module).values() if isinstance(v, App)]
-            app = found[0] if len(found) == 1 else None
-    if not isinstance(app, App):
-        raise ConfigurationError(
-            f"no cloudq App found in {ref!r}: name it 'app' or pass -A {module_name}:attribute"
-        )
+    """``module``, ``module:attribute`` or ``module.attribute`` to the App, found as Celery's
+    ``-A`` finds it: a module's ``app``, then its ``celery``, then (a package) its ``celery``
+    submodule, then the one App it holds."""
+    app = _find_app(ref)
     app.finalize()  # include= and autodiscovered task modules, before the first task runs
     return app
+
+
+def _import(module_name: str) -> types.ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import app module {module_name!r}: {exc}") from exc
+
+
+def _find_app(ref: str) -> App:
+    from cloudq.app import App
+
+    module_name, colon, attr = ref.partition(":")
+    if colon:
+        found = getattr(_import(module_name), attr, None)
+        if isinstance(found, App):
+            return found
+        raise ConfigurationError(f"{attr!r} in module {module_name!r} is not a cloudq App")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        parent, _, name = module_name.rpartition(".")
+        if not parent or exc.name != module_name:  # a.b.app: module a.b, attribute app
+            raise ConfigurationError(f"cannot import app module {module_name!r}: {exc}") from exc
+        return _find_app(f"{parent}:{name}")
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import app module {module_name!r}: {exc}") from exc
+    for name in ("app", "celery"):
+        found = getattr(module, name, None)
+        if isinstance(found, App):
+            return found
+    if hasattr(module, "__path__"):  # a package: proj -> proj.celery, Celery's layout
+        try:
+            return _find_app(f"{module_name}.celery")
+        except ConfigurationError:
+            if importlib.util.find_spec(f"{module_name}.celery") is not None:
+                raise
+    apps = [v for v in vars(module).values() if isinstance(v, App)]
+    if len(apps) == 1:
+        return apps[0]
+    raise ConfigurationError(
+        f"no cloudq App found in {ref!r}: name it 'app' or pass -A {module_name}:attribute"
+    )
 
 
 def find_app_ref(app: App) -> str:

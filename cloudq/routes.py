@@ -13,9 +13,12 @@ import fnmatch
 import importlib
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudq.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from cloudq.app import App
 
 RouterFn = Callable[..., Any]
 
@@ -177,3 +180,13 @@ def compile_routes(value: Any) -> Routes:
                 "(name, args, kwargs, options, task=None, **kw) or a list of those"
             )
     return Routes(routers, source=value)
+
+
+def app_queues(app: App) -> list[str]:
+    """Every queue the app sends to that is known without a call: the default queue first, then
+    the queues tasks name, then the static routes' targets; each once. A router function's
+    queues are known only when it runs, so they are never here."""
+    names = [app.conf.task_default_queue]
+    names += sorted({t.options.queue for t in app.tasks.values() if t.options.queue})
+    names += sorted(set(app.conf.task_routes.values()))
+    return list(dict.fromkeys(names))

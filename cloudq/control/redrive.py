@@ -38,6 +38,7 @@ from cloudq.envelope import (
 from cloudq.errors import CloudqError, EnvelopeError
 from cloudq.logsafe import get_logger
 from cloudq.ratelimit import RATE_SLOT_HEADER
+from cloudq.routes import app_queues
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -64,11 +65,8 @@ UNSIGNED = "unsigned, so its origin cannot be proven (--trust-unsigned moves uns
 
 # --- queues ---------------------------------------------------------------------------------------
 def known_queues(app: App, extra: Sequence[str] = ()) -> list[str]:
-    """The default queue, the queues tasks name, the routes' queues, then ``extra``; each once."""
-    names = [app.conf.task_default_queue]
-    names += sorted({t.options.queue for t in app.tasks.values() if t.options.queue})
-    names += sorted(set(app.conf.task_routes.values()))
-    names += [q.strip() for q in extra if q.strip()]
+    """The app's queues (``routes.app_queues``), then ``extra``; each once."""
+    names = app_queues(app) + [q.strip() for q in extra if q.strip()]
     return list(dict.fromkeys(names))
 
 

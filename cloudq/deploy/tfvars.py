@@ -17,6 +17,7 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from cloudq import routes
 from cloudq.logsafe import get_logger
 
 if TYPE_CHECKING:
@@ -32,10 +33,8 @@ HANDLER_MARGIN_SECONDS = 2
 
 
 def app_queues(app: App) -> list[str]:
-    """Every queue the app sends to: the default, each task's own, and the routes' targets."""
-    names = {app.conf.task_default_queue, *app.conf.task_routes.values()}
-    names.update(task.options.queue for task in app.tasks.values() if task.options.queue)
-    return sorted(names)
+    """Every queue the app sends to (``routes.app_queues``), sorted for a stable file."""
+    return sorted(routes.app_queues(app))
 
 
 def longest_time_limit(app: App) -> float:

@@ -14,10 +14,19 @@ from tests.apps import pool_app
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_worker_without_queues_is_refused_with_the_reason() -> None:
-    result = CliRunner().invoke(main, ["-A", "tests.apps.pool_app", "worker"])
-    assert result.exit_code == 2
-    assert "name the queues this worker serves: -Q" in result.output
+def test_a_worker_without_queues_serves_every_queue_the_app_names() -> None:
+    """Celery's ``celery -A proj worker`` needs no -Q: neither does ours, and it also serves the
+    queues tasks and static routes name, the default first."""
+    from cloudq import App
+    from cloudq.routes import app_queues
+
+    app = App("q", broker="memory://cli-queues", task_default_queue="celery")
+    app.conf.task_routes = {"mail.*": {"queue": "mail"}, "x.y": "bulk"}
+
+    @app.task(name="t.high", queue="high")
+    def high() -> None: ...
+
+    assert app_queues(app) == ["celery", "high", "bulk", "mail"]
 
 
 def test_unknown_app_module_is_a_clear_error() -> None:
@@ -101,3 +110,36 @@ def test_beat_export() -> None:
     assert names == {"fast", "quarter-hourly"}
     bad = CliRunner().invoke(main, ["-A", "tests.apps.beat_app", "beat", "--export", "eventbridge"])
     assert bad.exit_code != 0 and "whole minutes" in str(bad.exception)
+
+
+def test_app_is_found_as_celery_finds_it(tmp_path: Path) -> None:
+    """``-A proj`` finds ``proj.celery:app`` (next-steps' layout), ``-A mod.app`` a dotted
+    attribute, ``-A mod`` an App under ``celery`` or the one App the module holds."""
+    import importlib
+
+    import pytest
+
+    from cloudq.errors import ConfigurationError
+    from cloudq.pool import load_app
+
+    pkg = tmp_path / "findproj"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "celery.py").write_text("from cloudq import App\napp = App('findproj')\n")
+    (tmp_path / "findcel.py").write_text("from cloudq import App\ncelery = App('c')\n")
+    (tmp_path / "findone.py").write_text("from cloudq import App\nmine = App('one')\n")
+    (tmp_path / "findtwo.py").write_text("from cloudq import App\na = App('a')\nb = App('b')\n")
+    sys.path.insert(0, str(tmp_path))
+    importlib.invalidate_caches()
+    try:
+        assert load_app("findproj").main == "findproj"
+        assert load_app("findproj.celery.app").main == "findproj"
+        assert load_app("findproj.celery:app").main == "findproj"
+        assert load_app("findcel").main == "c"
+        assert load_app("findone").main == "one"
+        with pytest.raises(ConfigurationError, match="no cloudq App found in 'findtwo'"):
+            load_app("findtwo")
+        with pytest.raises(ConfigurationError, match="cannot import app module 'nosuch"):
+            load_app("nosuchmodule.app")
+    finally:
+        sys.path.remove(str(tmp_path))
