@@ -244,6 +244,8 @@ class Worker:
         self._held_lock = threading.RLock()
         self._room = threading.Condition(self._held_lock)
         self._stopping = threading.Event()
+        self.ready = threading.Event()
+        """Set once the queues exist and the pool runs: the worker is receiving."""
         self._stopped = threading.Event()
         self._acker = _Acker(app, self.lease)
         self._threads: list[threading.Thread] = []
@@ -287,6 +289,7 @@ class Worker:
             self.prefetch,
             self.lease,
         )
+        self.ready.set()
         try:
             self._receive_loop()
         finally:
@@ -377,6 +380,10 @@ class Worker:
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
         return False
+
+    def reload(self) -> None:
+        """Celery's ``worker.reload()``: nothing to do, tasks are looked up per message, so one
+        registered after the worker started runs as it is."""
 
     def stop(self) -> None:
         """Ask for a graceful stop (what SIGTERM does)."""

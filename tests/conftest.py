@@ -2,6 +2,7 @@
 skips with its reason, except under CI=true where it fails (see tests/tools.py)."""
 
 pytest_plugins = [
+    "pytester",
     "cloudq.testing.pytest_plugin",
     "tests.fixtures.redis_server",
     "tests.fixtures.moto_server",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from cloudq.clock import FakeClock
 from cloudq.execute import execute
 from cloudq.outcome import Outcome
+from cloudq.routes import app_queues
 from cloudq.settle import settle
 from cloudq.worker import PoolKind, Worker
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from cloudq.app import App
 
 __all__ = ["FakeClock", "process_one", "start_worker", "wait_for"]
+
+READY_TIMEOUT_SECONDS = 30.0
+"""How long ``start_worker`` waits for its queues to exist and its pool to run."""
 
 
 @contextmanager
@@ -30,14 +34,16 @@ def start_worker(
     prefetch: int | None = None,
     max_tasks_per_child: int | None = None,
     app_ref: str | None = None,
+    shutdown_timeout: float = 60.0,
 ) -> Iterator[Worker]:
-    """Run a real worker in a thread for the block; stop it gracefully on exit.
+    """Run a real worker in a thread for the block, from when it receives; stop it gracefully
+    on exit (waiting up to ``shutdown_timeout`` for running tasks).
 
-    ``queues`` defaults to the app's default queue plus every queue its tasks name.
+    ``queues`` defaults to every queue the app names (``routes.app_queues``), as ``cloudq
+    worker`` without ``-Q``.
     """
     if queues is None:
-        found = {t.options.queue for t in app.tasks.values() if t.options.queue}
-        queues = [app.conf.task_default_queue, *sorted(found), *app.conf.task_routes.values()]
+        queues = app_queues(app)
     worker = Worker(
         app,
         queues,
@@ -51,12 +57,21 @@ def start_worker(
     thread = threading.Thread(target=worker.run, name="cloudq-test-worker", daemon=True)
     thread.start()
     try:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not worker.ready.wait(0.05):
+            if not thread.is_alive():
+                raise RuntimeError("the test worker stopped before it was ready (see its log)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the test worker was not ready within {READY_TIMEOUT_SECONDS:.0f} s: "
+                    "is the broker reachable? (see its log)"
+                )
         yield worker
     finally:
         worker.stop()
-        thread.join(timeout=60)
+        thread.join(timeout=shutdown_timeout)
         if thread.is_alive():
-            raise RuntimeError("test worker did not stop within 60 s")
+            raise RuntimeError(f"test worker did not stop within {shutdown_timeout} s")
 
 
 def wait_for(

@@ -1,0 +1,1 @@
+"""Integrations under the import paths Celery users know (``celery.contrib.*``)."""

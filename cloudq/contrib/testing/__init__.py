@@ -1,0 +1,1 @@
+"""``celery.contrib.testing``'s place."""
