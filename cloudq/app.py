@@ -20,6 +20,7 @@ from cloudq.config import Settings, make_settings
 from cloudq.envelope import Envelope
 from cloudq.errors import ConfigurationError, NotRegistered
 from cloudq.logsafe import get_logger
+from cloudq.middleware import Hooks
 from cloudq.ratelimit import LocalRateLimiter, RateLimiter
 from cloudq.result import AsyncResult
 from cloudq.results import ResultBackend, open_backend
@@ -85,10 +86,12 @@ class App:
         namespace: str | None = None,
         set_as_current: bool = True,
         clock: Clock | None = None,
+        middleware: Iterable[object] = (),
         **settings: Any,
     ) -> None:
         """Celery's keywords: ``include=`` modules imported at finalize, ``config_source=`` as
-        ``config_from_object``, and any setting in Celery's or cloudq's name."""
+        ``config_from_object``, and any setting in Celery's or cloudq's name. ``middleware``:
+        hook objects (``cloudq.middleware.Middleware``) called at each step of a task's life."""
         if broker is not None:
             settings["broker_url"] = broker
         if backend is not None:
@@ -100,6 +103,7 @@ class App:
         """Tasks defined in ``__main__`` are named after ``main`` (Celery's gen_task_name)."""
         self.conf: Settings = make_settings(settings)
         self.clock: Clock = clock or SYSTEM_CLOCK
+        self.hooks = Hooks(self, middleware)
         self.tasks: TaskRegistry = TaskRegistry(self.finalize)
         self._ensured: set[str] = set()
         self._periodic: dict[str, ScheduleEntry] = {}
@@ -124,6 +128,10 @@ class App:
 
     def __repr__(self) -> str:
         return f"<App {self.main} broker={redact_url(self.conf.broker_url)}>"
+
+    def add_middleware(self, middleware: object) -> None:
+        """Add a hook object after those given to ``App(middleware=...)``."""
+        self.hooks.add(middleware)
 
     # --- tasks ---------------------------------------------------------------------------
     @overload

@@ -264,6 +264,7 @@ class Beat:
     def run(self, clock: Callable[[], datetime] | None = None) -> None:
         """Run until ``stop()``."""
         now_fn = clock or self.app.clock.now
+        self.app.hooks.emit("beat_start", beat=self)
         self.start(now_fn())
         logger.info(
             "beat: %d entr%s: %s",

@@ -26,7 +26,15 @@ EX_UNAVAILABLE = 69
 
 
 def setup_logging(level: str, logfile: str | None = None) -> None:
-    """Log to stderr, or to ``logfile`` (appended) instead."""
+    """Log to stderr, or to ``logfile`` (appended) instead; with a receiver connected to
+    ``cloudq.signals.setup_logging`` (Celery's signal), that receiver configures logging."""
+    from cloudq import signals
+
+    if signals.setup_logging.receivers:
+        signals.setup_logging.send(
+            sender=None, loglevel=level.upper(), logfile=logfile, format=LOG_FORMAT, colorize=False
+        )
+        return
     if logfile:
         logging.basicConfig(level=level.upper(), format=LOG_FORMAT, filename=logfile)
     else:
@@ -112,9 +120,9 @@ def worker(
     from cloudq.worker import Worker
 
     node = nodename(hostname) if hostname else f"{os.getpid()}@{os.uname().nodename}"
+    app = obj.app()  # first: its module may connect the setup_logging signal
     setup_logging(loglevel, expand(logfile, node) if logfile else None)
     names = [q.strip() for q in queues.split(",") if q.strip()]
-    app = obj.app()
     if not names:
         from cloudq.routes import app_queues
 

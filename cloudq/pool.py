@@ -18,6 +18,7 @@ import dataclasses
 import importlib
 import importlib.util
 import logging
+import os
 import signal
 import sys
 import types
@@ -150,7 +151,15 @@ def _child_main(app_ref: str, conn: Connection, log_level: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="[%(asctime)s: %(levelname)s/child] %(message)s")
     app = load_app(app_ref)
+    app.hooks.emit("process_start")
     conn.send("ready")
+    try:
+        _serve(app, conn)
+    finally:
+        app.hooks.emit("process_stop", pid=os.getpid(), exitcode=0)
+
+
+def _serve(app: App, conn: Connection) -> None:
     while True:
         try:
             delivery = conn.recv()

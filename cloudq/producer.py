@@ -68,8 +68,21 @@ def to_message(app: App, envelope: Envelope, dedup_suffix: str = "") -> Outgoing
     )
 
 
+def _before_publish(app: App, envelope: Envelope) -> Envelope:
+    """The ``before_publish`` hook; headers it added travel with the task."""
+    headers = dict(envelope.headers)
+    app.hooks.emit("before_publish", envelope=envelope, queue=envelope.queue, headers=headers)
+    if headers == envelope.headers:
+        return envelope
+    clean = {str(k): str(v) for k, v in headers.items()}
+    return envelope.model_copy(update={"headers": clean})
+
+
 def send_envelopes(app: App, envelopes: Sequence[Envelope], dedup_suffix: str = "") -> None:
     """Encode all first (so a bad one sends nothing), then send in batches per queue."""
+    hooks = app.hooks
+    if hooks.active("before_publish"):
+        envelopes = [_before_publish(app, envelope) for envelope in envelopes]
     by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
     for envelope in envelopes:
         by_queue[envelope.queue].append(to_message(app, envelope, dedup_suffix))
@@ -79,3 +92,6 @@ def send_envelopes(app: App, envelopes: Sequence[Envelope], dedup_suffix: str = 
         for start in range(0, len(messages), batch):
             app.broker.send(queue, messages[start : start + batch])
         logger.debug("sent %d message(s) to %s", len(messages), queue)
+    if hooks.active("after_publish"):
+        for envelope in envelopes:
+            hooks.emit("after_publish", envelope=envelope, queue=envelope.queue)

@@ -10,6 +10,7 @@ an ordinary error the handler reports for that record alone.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from cloudq.app import App
 
 T = TypeVar("T")
+_started: weakref.WeakSet[App] = weakref.WeakSet()
+"""Apps whose container has emitted ``process_start``."""
 B = TypeVar("B")
 
 
@@ -74,12 +77,16 @@ def require_broker(app: App, kind: type[B], handler: str, url: str) -> B:
 def begin_invocation(app: App, platform: str, context: object = None, records: int = 0) -> None:
     """What every handler does before its batch runs; never raises.
 
-    Writes the container's heartbeat (at most once per interval, so ``cloudq status`` lists warm
-    containers) and reloads the revoked task ids, so a task revoked since the last invocation is
-    acknowledged unrun here as it is by a worker.
+    On a container's first invocation, emits the ``process_start`` hook (Celery's
+    ``worker_process_init``: open pools there). Writes the container's heartbeat (at most once
+    per interval, so ``cloudq status`` lists warm containers) and reloads the revoked task ids,
+    so a task revoked since the last invocation is acknowledged unrun here as by a worker.
     """
     from cloudq import revoke
     from cloudq.control.heartbeat import serverless_heartbeat
 
+    if app not in _started:  # a cold start: this container's process now runs tasks
+        _started.add(app)
+        app.hooks.emit("process_start")
     serverless_heartbeat(app, platform, context, records)
     revoke.refresh(app)

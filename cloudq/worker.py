@@ -272,7 +272,12 @@ class Worker:
         """Work until stopped; returns after a graceful stop."""
         if threading.current_thread() is threading.main_thread():
             self._install_signals()
+        hooks = self.app.hooks
+        hooks.emit("worker_start", worker=self)
+        if self.pool_kind == "threads":
+            hooks.emit("process_start")  # the threads run tasks in this process
         if not self._ensure_queues():
+            hooks.emit("worker_stop", worker=self)
             return
         self.control.start()
         with self._pool_lock:
@@ -290,12 +295,14 @@ class Worker:
             self.lease,
         )
         self.ready.set()
+        hooks.emit("worker_ready", worker=self)
         try:
             self._receive_loop()
         finally:
             self._shutdown()
             house.join(timeout=5)
             self.control.close()
+            hooks.emit("worker_stop", worker=self)
 
     def _start_slot(self) -> None:
         """One more pool thread with its executor (caller holds ``_pool_lock``)."""

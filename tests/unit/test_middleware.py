@@ -1,0 +1,159 @@
+"""The hook bus and Celery's signals on it: what is wired in the producer, worker and beat."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cloudq import App
+from cloudq import signals as sig
+from cloudq.errors import ConfigurationError
+from cloudq.middleware import Middleware
+from cloudq.testing import start_worker
+
+
+class Recorder(Middleware):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def before_publish(self, app: App, **kw: Any) -> None:
+        kw["headers"]["traceparent"] = "00-abc-def-01"
+        self.calls.append(("before_publish", kw))
+
+    def after_publish(self, app: App, **kw: Any) -> None:
+        self.calls.append(("after_publish", kw))
+
+    def worker_start(self, app: App, **kw: Any) -> None:
+        self.calls.append(("worker_start", kw))
+
+    def process_start(self, app: App, **kw: Any) -> None:
+        self.calls.append(("process_start", kw))
+
+    def worker_ready(self, app: App, **kw: Any) -> None:
+        self.calls.append(("worker_ready", kw))
+
+    def worker_stop(self, app: App, **kw: Any) -> None:
+        self.calls.append(("worker_stop", kw))
+
+
+class Broken(Middleware):
+    def before_publish(self, app: App, **kw: Any) -> None:
+        raise RuntimeError("middleware bug")
+
+
+@pytest.fixture
+def disconnect() -> Iterator[list[tuple[Any, Any]]]:
+    """Signals are global: each test's receivers are disconnected afterwards."""
+    connected: list[tuple[Any, Any]] = []
+    yield connected
+    for signal, receiver in connected:
+        signal.disconnect(receiver)
+
+
+def make_app(name: str, **kw: Any) -> App:
+    return App(name, broker=f"memory://{name}", backend=f"memory://{name}", **kw)
+
+
+def test_publish_hooks_see_each_send_and_headers_travel_with_the_task() -> None:
+    recorder = Recorder()
+    app = make_app("mw-publish", middleware=[recorder])
+
+    @app.task(bind=True)
+    def echo(self: Any) -> str:
+        return self.request.headers["traceparent"]
+
+    with start_worker(app) as worker:
+        result = echo.delay()
+        assert result.get(timeout=10) == "00-abc-def-01"
+        names = [name for name, _ in recorder.calls]
+        assert names[:3] == ["worker_start", "process_start", "worker_ready"]
+        assert names.count("before_publish") == names.count("after_publish") == 1
+        (published,) = [kw for name, kw in recorder.calls if name == "after_publish"]
+        assert published["envelope"].id == result.id
+        assert published["queue"] == "default"
+        assert recorder.calls[0][1]["worker"] is worker
+    assert recorder.calls[-1][0] == "worker_stop"
+
+
+def test_a_middleware_that_raises_is_logged_and_the_task_still_goes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app("mw-broken", middleware=[Broken(), Recorder()])
+
+    @app.task
+    def one() -> int:
+        return 1
+
+    with caplog.at_level(logging.ERROR, "cloudq.middleware"), start_worker(app):
+        assert one.delay().get(timeout=10) == 1
+    assert "middleware Broken.before_publish raised" in caplog.text
+
+
+def test_bad_middleware_is_refused_clearly() -> None:
+    with pytest.raises(ConfigurationError, match="pass an instance, not the class"):
+        make_app("mw-class", middleware=[Recorder])
+    with pytest.raises(ConfigurationError, match="has none of the hooks"):
+        make_app("mw-none").add_middleware(object())
+
+
+def test_no_middleware_and_no_receiver_means_nothing_is_called() -> None:
+    app = make_app("mw-idle")
+    assert not any(app.hooks.active(h) for h in ("before_publish", "worker_ready"))
+
+
+def test_celery_publish_signals_with_sender_filter(disconnect: list[tuple[Any, Any]]) -> None:
+    app = make_app("mw-signals")
+    seen: list[tuple[str, Any, Any]] = []
+
+    @app.task(name="tasks.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="tasks.other")
+    def other() -> None: ...
+
+    @sig.before_task_publish.connect(sender="tasks.add")
+    def before(sender: Any = None, headers: Any = None, body: Any = None, **kw: Any) -> None:
+        seen.append(("before", sender, headers["id"]))
+        headers["x-tenant"] = "acme"
+
+    @sig.after_task_publish.connect
+    def after(sender: Any = None, headers: Any = None, routing_key: Any = None, **kw: Any) -> None:
+        seen.append(("after", sender, (headers.get("x-tenant"), routing_key)))
+
+    disconnect += [(sig.before_task_publish, before), (sig.after_task_publish, after)]
+    assert app.hooks.active("before_publish")
+    first = add.delay(1, 2)
+    other.delay()
+    assert seen == [
+        ("before", "tasks.add", first.id),
+        ("after", "tasks.add", ("acme", "default")),
+        ("after", "tasks.other", (None, "default")),
+    ]
+
+
+def test_worker_signals_and_a_receiver_that_raises(
+    disconnect: list[tuple[Any, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app("mw-worker-signals")
+    order: list[str] = []
+
+    def on(name: str) -> Any:
+        def receiver(sender: Any = None, **kw: Any) -> None:
+            order.append(name)
+            if name == "worker_ready":
+                raise RuntimeError("receiver bug")
+
+        return receiver
+
+    for signal in (sig.worker_init, sig.worker_process_init, sig.worker_ready, sig.worker_shutdown):
+        receiver = on(signal.name)
+        signal.connect(receiver)
+        disconnect.append((signal, receiver))
+    with caplog.at_level(logging.ERROR, "cloudq.signals"), start_worker(app):
+        pass
+    assert order == ["worker_init", "worker_process_init", "worker_ready", "worker_shutdown"]
+    assert "signal worker_ready: receiver" in caplog.text
