@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from cloudq.control.commands import CONTROL_COMMANDS, INSPECT_METHODS
+from cloudq.distribution import DISTRIBUTION
 from cloudq.errors import CloudqError
 
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
@@ -62,7 +63,7 @@ class _Context:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-A", "--app", "app_ref", envvar="CLOUDQ_APP", help="module or module:attribute")
-@click.version_option(package_name="cloudq")
+@click.version_option(package_name=DISTRIBUTION, prog_name="cloudq")
 @click.pass_context
 def main(ctx: click.Context, app_ref: str | None) -> None:
     """cloudq: Celery-style tasks on SQS, Pub/Sub and Service Bus."""
