@@ -1,4 +1,5 @@
-"""``cloudq demo``: the seed's example, end to end, with no cloud account and no server to start.
+"""``cloudq demo``: Celery's classic order example, end to end, with no cloud account and no
+server to start.
 
 An order is placed: a receipt e-mail is sent on the ``high`` queue, a seat is booked in a
 third-party system that fails once (the task retries after a 1 s backoff), and the payment is
