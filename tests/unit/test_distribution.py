@@ -21,6 +21,12 @@ def test_version_comes_from_the_installed_distribution() -> None:
     assert result.output.strip() == f"cloudq, version {version('cloudqueue-tasks')}"
 
 
+def test_the_package_and_its_distribution_agree_on_the_version() -> None:
+    import cloudq
+
+    assert cloudq.__version__ == version("cloudqueue-tasks")
+
+
 def test_install_hints_name_our_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("cloudq.adapters.load_plugin", lambda *_: None)
     monkeypatch.setattr("cloudq.results.load_plugin", lambda *_: None)
