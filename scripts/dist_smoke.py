@@ -15,8 +15,10 @@ import sys
 import time
 import urllib.request
 import uuid
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 HERE = Path.cwd()
@@ -68,6 +70,82 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
             process.wait()
 
 
+def check_worker(distapp: ModuleType, sqs: Any, prefix: str) -> None:
+    """A real worker process on moto SQS runs one task, then stops cleanly on SIGTERM."""
+    with (HERE / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [str(BIN / "cloudq"), "-A", "distapp", "worker", "-Q", "default", "-c", "1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+
+            def queue_exists() -> bool:
+                return f"{prefix}default" in str(sqs.list_queues(QueueNamePrefix=prefix))
+
+            wait_for(queue_exists, "the worker to create its queue (see worker.log)")
+            by_worker = HERE / "by-worker.txt"
+            distapp.touch.delay(str(by_worker), "worker")
+            wait_for(by_worker.exists, "the worker to run the task (see worker.log)")
+        finally:
+            stop(worker)
+    if worker.returncode != 0:
+        raise SystemExit(f"check-dist: the worker exited {worker.returncode} on SIGTERM")
+    print("check-dist: a worker on moto SQS ran a task and stopped cleanly")
+
+
+def check_lambda(distapp: ModuleType, sqs: Any, prefix: str) -> None:
+    """The Lambda handler on one record, as the event source mapping would hand it over."""
+    from cloudq_sqs import lambda_handler
+
+    by_lambda = HERE / "by-lambda.txt"
+    distapp.touch.delay(str(by_lambda), "lambda")
+    url = sqs.get_queue_url(QueueName=f"{prefix}default")["QueueUrl"]
+    got = sqs.receive_message(
+        QueueUrl=url,
+        MaxNumberOfMessages=1,
+        WaitTimeSeconds=5,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    ).get("Messages", [])
+    if len(got) != 1:
+        raise SystemExit(f"check-dist: expected one message on {prefix}default, got {got}")
+    message = got[0]
+    record = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {
+            name: {"stringValue": value.get("StringValue"), "dataType": value["DataType"]}
+            for name, value in message.get("MessageAttributes", {}).items()
+        },
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{prefix}default",
+        "awsRegion": "us-east-1",
+    }
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 30_000
+
+    reply: Any = lambda_handler(distapp.app)({"Records": [record]}, Context())
+    if reply != {"batchItemFailures": []} or by_lambda.read_text() != "lambda":
+        raise SystemExit(f"check-dist: the Lambda handler answered {reply!r}")
+    print("check-dist: the Lambda handler ran one record")
+
+
+def check_deploy_package() -> None:
+    """The deploy kit shipped in the wheel, packaged from this (non-editable) environment."""
+    command = ["deploy", "package", "--target", "lambda", "-o", "lambda.zip"]
+    subprocess.run([str(BIN / "cloudq"), "-A", "distapp", *command], check=True)
+    names = set(zipfile.ZipFile(HERE / "lambda.zip").namelist())
+    needed = {"handler.py", "distapp.py", "cloudq/__init__.py", "cloudq_sqs/lambda_handler.py"}
+    if not needed <= names:
+        raise SystemExit(f"check-dist: the Lambda zip lacks {sorted(needed - names)}")
+    print("check-dist: deploy package --target lambda zipped the app, cloudq and the kit")
+
+
 def main() -> None:
     import cloudq
 
@@ -81,7 +159,6 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    worker: subprocess.Popen[bytes] | None = None
     try:
         wait_for(lambda: answers(f"{endpoint}/moto-api/"), "the moto server")
         prefix = f"dist{uuid.uuid4().hex[:6]}-"
@@ -95,73 +172,15 @@ def main() -> None:
         )
         (HERE / "distapp.py").write_text(APP_MODULE)
         sys.path.insert(0, str(HERE))
+        import boto3
         import distapp  # type: ignore[import-not-found]
 
-        # A real worker process on moto SQS runs one task.
-        worker_log = (HERE / "worker.log").open("wb")
-        worker = subprocess.Popen(
-            [str(BIN / "cloudq"), "-A", "distapp", "worker", "-Q", "default", "-c", "1"],
-            stdout=worker_log,
-            stderr=subprocess.STDOUT,
-        )
-        import boto3
-
-        sqs = boto3.client("sqs")
-
-        def queue_exists() -> bool:
-            return f"{prefix}default" in str(sqs.list_queues(QueueNamePrefix=prefix))
-
-        wait_for(queue_exists, "the worker to create its queue (see worker.log)")
-        by_worker = HERE / "by-worker.txt"
-        distapp.touch.delay(str(by_worker), "worker")
-        wait_for(by_worker.exists, "the worker to run the task (see worker.log)")
-        stop(worker)
-        if worker.returncode != 0:
-            raise SystemExit(f"check-dist: the worker exited {worker.returncode} on SIGTERM")
-        print("check-dist: a worker on moto SQS ran a task and stopped cleanly")
-
-        # The Lambda handler on one record, as the event source mapping would hand it over.
-        from cloudq_sqs import lambda_handler
-
-        by_lambda = HERE / "by-lambda.txt"
-        distapp.touch.delay(str(by_lambda), "lambda")
-        url = sqs.get_queue_url(QueueName=f"{prefix}default")["QueueUrl"]
-        got = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=1,
-            WaitTimeSeconds=5,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        if len(got) != 1:
-            raise SystemExit(f"check-dist: expected one message on {prefix}default, got {got}")
-        message = got[0]
-        record = {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": message.get("Attributes", {}),
-            "messageAttributes": {
-                name: {"stringValue": value.get("StringValue"), "dataType": value["DataType"]}
-                for name, value in message.get("MessageAttributes", {}).items()
-            },
-            "eventSource": "aws:sqs",
-            "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{prefix}default",
-            "awsRegion": "us-east-1",
-        }
-
-        class Context:
-            def get_remaining_time_in_millis(self) -> int:
-                return 30_000
-
-        reply: Any = lambda_handler(distapp.app)({"Records": [record]}, Context())
-        if reply != {"batchItemFailures": []} or by_lambda.read_text() != "lambda":
-            raise SystemExit(f"check-dist: the Lambda handler answered {reply!r}")
-        print("check-dist: the Lambda handler ran one record")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        check_worker(distapp, sqs, prefix)
+        check_lambda(distapp, sqs, prefix)
         distapp.app.close()
+        check_deploy_package()
     finally:
-        if worker is not None:
-            stop(worker)
         stop(moto)
 
 
