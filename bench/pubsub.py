@@ -124,7 +124,7 @@ PROVIDER = Provider(
     dists=(
         "google-cloud-pubsub",
         "grpcio",
-        "cloudq-pubsub",
+        "cloudqueue-tasks-pubsub",
         "celery",
         "kombu",
         "google-cloud-monitoring",

@@ -242,7 +242,7 @@ def write_report(
             f"- load average (1 min): {load[0]:.1f} at the start, {load[1]:.1f} at the end "
             "(anything else running on the machine shows in wall time and latency)"
         )
-    dists = ["cloudq"]
+    dists = ["cloudqueue-tasks"]
     for section in sections:
         dists += [d for d in section.provider.dists if d not in dists]
     out.append("- " + ", ".join(f"{d} {version(d)}" for d in dists))

@@ -74,7 +74,7 @@ PROVIDER = Provider(
     cloudq_batch="sb-cloudq-batch",
     cloudq_delay="sb-cloudq-delay",
     peers=(),
-    dists=("azure-servicebus", "python-qpid-proton", "cloudq-servicebus"),
+    dists=("azure-servicebus", "python-qpid-proton", "cloudqueue-tasks-servicebus"),
     scale=2,
     notes=(
         "Celery and dramatiq are not run on Service Bus: issue 11 asks for raw SDK vs cloudq "

@@ -63,7 +63,7 @@ PROVIDER = Provider(
         "boto3",
         "botocore",
         "moto",
-        "cloudq-sqs",
+        "cloudqueue-tasks-sqs",
         "celery",
         "kombu",
         "dramatiq",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from cloudq.adapters import scheme_of
 from cloudq.adapters.urls import redact_url
+from cloudq.distribution import install_hint
 from cloudq.errors import AdapterNotFound, ClaimCheckMissing, ClaimCheckRefused
 from cloudq.logsafe import get_logger
 from cloudq.plugins import load_plugin
@@ -60,7 +61,7 @@ def open_claim_check_store(url: str) -> ClaimCheckStore:
     if factory is not None:
         return factory(url)
     extra = KNOWN_EXTRAS.get(scheme)
-    hint = f": pip install 'cloudq[{extra}]'" if extra else ""
+    hint = f": {install_hint(extra)}" if extra else ""
     raise AdapterNotFound(f"no claim-check store for '{scheme}://' is installed{hint}")
 
 

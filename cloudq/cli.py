@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from cloudq.control.commands import CONTROL_COMMANDS, INSPECT_METHODS
+from cloudq.distribution import DISTRIBUTION
 from cloudq.errors import CloudqError
 from cloudq.logsafe import get_logger
 
@@ -71,8 +72,14 @@ class _Context:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-A", "--app", "app_ref", envvar="CLOUDQ_APP", help="module or module:attribute")
-@click.version_option(package_name="cloudq")
+@click.option(
+    "-A",
+    "--app",
+    "app_ref",
+    envvar="CLOUDQ_APP",
+    help="the module with your App: tasks, or tasks:app (or CLOUDQ_APP)",
+)
+@click.version_option(package_name=DISTRIBUTION, prog_name="cloudq")
 @click.pass_context
 def main(ctx: click.Context, app_ref: str | None) -> None:
     """cloudq: Celery-style tasks on SQS, Pub/Sub and Service Bus."""
@@ -86,11 +93,22 @@ def main(ctx: click.Context, app_ref: str | None) -> None:
     default="",
     help="comma-separated queues, first drains first (default: every queue the app names)",
 )
-@click.option("-c", "--concurrency", type=int, default=None, help="tasks at once")
-@click.option("-P", "--pool", type=click.Choice(["threads", "processes"]), default="threads")
-@click.option("-l", "--loglevel", default="info", show_default=True)
+@click.option("-c", "--concurrency", type=int, default=None, help="tasks run at once (4)")
+@click.option(
+    "-P",
+    "--pool",
+    type=click.Choice(["threads", "processes"]),
+    default="threads",
+    show_default=True,
+    help="processes: for CPU-bound tasks or code blocked in C (hard time limits always hold)",
+)
+@click.option(
+    "-l", "--loglevel", default="info", show_default=True, help="debug, info, warning, error"
+)
 @click.option("--prefetch", type=int, default=None, help="messages held beyond the running ones")
-@click.option("--max-tasks-per-child", type=int, default=None, help="recycle children after N")
+@click.option(
+    "--max-tasks-per-child", type=int, default=None, help="replace a process after N tasks"
+)
 @click.option("-n", "--hostname", default=None, help="node name, e.g. w1@%h (default pid@host)")
 @click.option("-E", "--task-events", is_flag=True, help="send task events (cloudq events)")
 @click.option(
@@ -156,7 +174,9 @@ def worker(
 
 
 @main.command()
-@click.option("-l", "--loglevel", default="info", show_default=True)
+@click.option(
+    "-l", "--loglevel", default="info", show_default=True, help="debug, info, warning, error"
+)
 @click.option(
     "--export",
     "export_format",
@@ -189,10 +209,10 @@ def beat(obj: _Context, loglevel: str, export_format: str | None) -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--args", "args_json", default="[]", help="JSON list")
-@click.option("--kwargs", "kwargs_json", default="{}", help="JSON object")
-@click.option("--countdown", type=float, default=None)
-@click.option("-Q", "--queue", default=None)
+@click.option("--args", "args_json", default="[]", help="positional arguments, a JSON list")
+@click.option("--kwargs", "kwargs_json", default="{}", help="keyword arguments, a JSON object")
+@click.option("--countdown", type=float, default=None, help="seconds before it may run")
+@click.option("-Q", "--queue", default=None, help="send here instead of the task's route")
 @click.pass_obj
 def call(
     obj: _Context,
@@ -202,7 +222,7 @@ def call(
     countdown: float | None,
     queue: str | None,
 ) -> None:
-    """Send a task from the shell: cloudq -A tasks call tasks.add --args '[1, 2]'."""
+    """Send the task named NAME: cloudq -A tasks call tasks.add --args '[1, 2]'; prints its id."""
     try:
         args, kwargs = json.loads(args_json), json.loads(kwargs_json)
     except ValueError as exc:
@@ -738,7 +758,12 @@ def result(obj: _Context, task_id: str, as_json: bool) -> None:
 @main.command()
 @click.option("--fast", is_flag=True, help="shorter waits (used by the tests)")
 def demo(fast: bool) -> None:
-    """Run the seed's example end to end on the embedded default broker."""
+    """Celery's classic order example on a local SQS API: no cloud account, nothing to start.
+
+    A receipt e-mail on the high queue, a seat booking that fails once and is retried after a
+    backoff, a payment posted after a countdown on the low queue; a real worker runs them on an
+    embedded moto server and the results are read back.
+    """
     from cloudq.demo import run_demo
 
     sys.exit(run_demo(fast=fast))

@@ -1,4 +1,5 @@
-"""``cloudq demo``: the seed's example, end to end, with no cloud account and no server to start.
+"""``cloudq demo``: Celery's classic order example, end to end, with no cloud account and no
+server to start.
 
 An order is placed: a receipt e-mail is sent on the ``high`` queue, a seat is booked in a
 third-party system that fails once (the task retries after a 1 s backoff), and the payment is
@@ -21,6 +22,7 @@ from typing import Any
 import click
 
 from cloudq.app import App
+from cloudq.distribution import install_hint
 from cloudq.testing import start_worker
 
 QUEUES = ["high", "default", "low"]
@@ -99,7 +101,7 @@ def run_demo(fast: bool = False) -> int:
         where = (
             f"the SQS API on an embedded moto server at {endpoint}"
             if endpoint
-            else "the in-memory broker (install cloudq[sqs] and moto[server] for SQS)"
+            else f"the in-memory broker ({install_hint('demo')} for SQS)"
         )
         click.echo(f"cloudq demo: broker is {where}; results in memory")
         with start_worker(app, queues=QUEUES, concurrency=4, poll_seconds=3):

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from cloudq.adapters.base import Broker
 from cloudq.adapters.urls import redact_url
 from cloudq.clock import Clock
+from cloudq.distribution import install_hint
 from cloudq.errors import AdapterNotFound, ConfigurationError
 from cloudq.logsafe import get_logger
 from cloudq.plugins import load_plugin
@@ -52,8 +53,7 @@ def find_factory(scheme: str) -> BrokerFactory:
         return factory
     if scheme in KNOWN_EXTRAS:
         raise AdapterNotFound(
-            f"no adapter for '{scheme}://' is installed: "
-            f"pip install 'cloudq[{KNOWN_EXTRAS[scheme]}]'"
+            f"no adapter for '{scheme}://' is installed: {install_hint(KNOWN_EXTRAS[scheme])}"
         )
     known = ", ".join(sorted({"memory", *KNOWN_EXTRAS}))
     raise AdapterNotFound(

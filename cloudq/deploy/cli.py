@@ -50,7 +50,7 @@ def deploy() -> None:
     type=click.Choice(["x86_64", "arm64"]),
     default="x86_64",
     show_default=True,
-    help="CPU of the function (Lambda only offers arm64 too)",
+    help="the function's CPU (arm64: Lambda only)",
 )
 @click.option(
     "--with",
@@ -70,7 +70,7 @@ def deploy() -> None:
     "kit_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="a folder with your own entry files instead of deploy/<target>/",
+    help="a folder with your own entry files instead of the ones shipped for the target",
 )
 @click.option("-l", "--loglevel", default="warning", show_default=True)
 @click.pass_obj

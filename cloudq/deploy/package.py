@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cloudq.deploy.markers import evaluate_marker, normalize_name, parse_requirement
+from cloudq.distribution import ADAPTER_DISTRIBUTIONS, DISTRIBUTION, IMPORT_PACKAGES, install_hint
 from cloudq.errors import CloudqError
 from cloudq.logsafe import get_logger
 
@@ -90,7 +91,7 @@ class Target:
 TARGETS: dict[str, Target] = {
     "lambda": Target(
         name="lambda",
-        adapter="cloudq-sqs",
+        adapter=ADAPTER_DISTRIBUTIONS["sqs"],
         extra="sqs",
         # The Lambda Python runtime ships boto3 and what it needs.
         provided=frozenset(
@@ -104,7 +105,7 @@ TARGETS: dict[str, Target] = {
     ),
     "gcf": Target(
         name="gcf",
-        adapter="cloudq-pubsub",
+        adapter=ADAPTER_DISTRIBUTIONS["pubsub"],
         extra="pubsub",
         # Cloud Build installs requirements.txt (functions-framework); the rest is vendored.
         provided=frozenset({"functions-framework"}),
@@ -113,7 +114,7 @@ TARGETS: dict[str, Target] = {
     ),
     "azure-functions": Target(
         name="azure-functions",
-        adapter="cloudq-servicebus",
+        adapter=ADAPTER_DISTRIBUTIONS["servicebus"],
         extra="servicebus",
         provided=frozenset({"azure-functions"}),  # the Python worker provides it
         kit="azure-functions",
@@ -317,7 +318,7 @@ def resolve(
 
 
 def distributions_for_urls(urls: Iterable[str | None]) -> list[str]:
-    """Requirements serving these broker / backend / claim-check URLs, e.g. ``cloudq[redis]``.
+    """Requirements serving these URLs (broker, backend, claim checks): ``cloudqueue-tasks[redis]``.
 
     The distribution whose entry point handles the scheme, with the cloudq extra that installs the
     scheme's client when that distribution is cloudq itself (``redis://`` lives in the core).
@@ -340,7 +341,7 @@ def distributions_for_urls(urls: Iterable[str | None]) -> list[str]:
                     continue
                 name = normalize_name(ep.dist.metadata["Name"])
                 extra = extras.get(scheme)
-                names.add(f"{name}[{extra}]" if name == "cloudq" and extra else name)
+                names.add(f"{name}[{extra}]" if name == DISTRIBUTION and extra else name)
     return sorted(names)
 
 
@@ -407,7 +408,8 @@ def _distribution_files(dist: Distribution, prefix: str) -> list[PackageFile]:
             files.append(PackageFile(_join(prefix, record.as_posix()), source=source))
     if editable:
         top_level = (dist.read_text("top_level.txt") or "").split()
-        names = top_level or [normalize_name(dist.metadata["Name"]).replace("-", "_")]
+        dist_name = normalize_name(dist.metadata["Name"])
+        names = top_level or [IMPORT_PACKAGES.get(dist_name, dist_name.replace("-", "_"))]
         for name in names:
             files.extend(_module_files(name, prefix))
     return files
@@ -488,10 +490,10 @@ def plan_package(
     if _find(spec.adapter, search_path) is None:
         raise DeployError(
             f"{spec.adapter} is not installed, and a {target} package needs it: "
-            f"pip install 'cloudq[{spec.extra}]'"
+            f"{install_hint(spec.extra)}"
         )
     environment = target_environment(architecture)
-    roots = ["cloudq", spec.adapter, *distributions_for_urls(urls), *extra_distributions]
+    roots = [DISTRIBUTION, spec.adapter, *distributions_for_urls(urls), *extra_distributions]
     found, excluded = resolve(roots, environment, spec.provided, search_path)
     files: list[PackageFile] = []
     for dist in found.values():

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from cloudq.adapters import scheme_of
 from cloudq.clock import Clock
+from cloudq.distribution import install_hint
 from cloudq.errors import AdapterNotFound
 from cloudq.plugins import load_plugin
 from cloudq.results.base import ErrorInfo, ResultBackend, State, TaskResult
@@ -36,6 +37,6 @@ def open_backend(url: str, clock: Clock) -> ResultBackend:
     if scheme in KNOWN_EXTRAS:
         raise AdapterNotFound(
             f"no result backend for '{scheme}://' is installed: "
-            f"pip install 'cloudq[{KNOWN_EXTRAS[scheme]}]'"
+            f"{install_hint(KNOWN_EXTRAS[scheme])}"
         )
     raise AdapterNotFound(f"unknown result backend scheme '{scheme}://'")

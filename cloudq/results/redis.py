@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from cloudq.adapters.urls import redact_url
 from cloudq.clock import Clock
+from cloudq.distribution import install_hint
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.results.base import TaskResult, poll_until_ready
 
@@ -81,7 +82,7 @@ def redis_client(url: str, **options: Any) -> Redis:
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ConfigurationError(
             f"the Redis client is not installed, needed for {redact_url(url)!r}: "
-            "pip install 'cloudq[redis]'"
+            f"{install_hint('redis')}"
         ) from exc
     try:
         return redis.Redis.from_url(redis_url, **{**DEFAULT_OPTIONS, **options})

@@ -4,7 +4,7 @@ azure-functions` zip.
 One Service Bus trigger per cloudq queue in ``CLOUDQ_QUEUES`` (comma-separated; the Service Bus
 queue is the broker's name for it, prefix included) through the connection ``CLOUDQ_SERVICEBUS``
 (identity-based: ``CLOUDQ_SERVICEBUS__fullyQualifiedNamespace``). The app is named by
-``CLOUDQ_APP``; the handler is cloudq-servicebus's, the same ``execute()`` as a worker.
+``CLOUDQ_APP``; the handler is cloudqueue-tasks-servicebus's, the same ``execute()`` as a worker.
 """
 
 import os

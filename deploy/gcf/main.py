@@ -2,7 +2,8 @@
 
 A CloudEvent function for the Pub/Sub trigger of the function's queue; the app is named by
 ``CLOUDQ_APP`` and the function's timeout by ``CLOUDQ_FUNCTION_TIMEOUT`` (seconds; tasks get the
-time left as their hard limit). The handler is cloudq-pubsub's: the same ``execute()`` as a worker.
+time left as their hard limit). The handler is cloudqueue-tasks-pubsub's: the same ``execute()``
+as a worker.
 """
 
 import os

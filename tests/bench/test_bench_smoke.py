@@ -1,7 +1,7 @@
 """A smoke run of ``bench/run.py`` with a tiny N, so the benchmark cannot rot.
 
 No timing assertions: only that the report is written and every contender ran every task.
-The raw loops and cloudq on SQS need only the dev dependencies (moto, boto3, cloudq-sqs); Celery
+The raw loops and cloudq on SQS need only the dev dependencies (moto, boto3, cloudq_sqs); Celery
 and dramatiq are checked in a second test that skips when they are not installed (fails under
 ``CI=true``, where a missing peer must not turn into a green run). Pub/Sub and Service Bus run
 in a third, on the emulators the tests use (java and the gcloud SDK's Pub/Sub emulator, the

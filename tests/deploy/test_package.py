@@ -105,9 +105,16 @@ def test_lambda_zip_holds_app_cloudq_and_sqs_adapter_but_no_runtime_sdk(
     tops = {n.split("/")[0] for n in names}
     assert not tops & {"boto3", "botocore", "s3transfer", "urllib3", "dateutil", "jmespath"}
     assert plan.excluded == ["boto3"]  # what only boto3 needs is never reached
-    assert set(plan.distributions) >= {"cloudq", "cloudq-sqs", "pydantic", "click"}
+    assert set(plan.distributions) >= {
+        "cloudqueue-tasks",
+        "cloudqueue-tasks-sqs",
+        "pydantic",
+        "click",
+    }
     assert "redis" not in plan.distributions  # no redis:// in this app
-    entry_points = next(n for n in names if n.startswith("cloudq_sqs-") and "entry_points" in n)
+    entry_points = next(
+        n for n in names if n.startswith("cloudqueue_tasks_sqs-") and "entry_points" in n
+    )
     sqs = next(f for f in plan.files if f.arcname == entry_points).read().decode()
     assert "sqs = cloudq_sqs.broker:open_sqs_broker" in sqs  # found through metadata at run time
     assert (ROOT / "deploy" / "lambda" / "handler.py").read_bytes() == next(
@@ -175,12 +182,14 @@ def test_packaged_handler_runs_on_the_zip_and_the_runtime_alone(
     assert seen == {**seen, "broker": "SQSBroker", "handler": True}
 
 
-def _fake_distribution(site: Path, name: str, requires: list[str], tag: str) -> None:
+def _fake_distribution(
+    site: Path, name: str, requires: list[str], tag: str, module: str | None = None
+) -> None:
     """An installed distribution as pip leaves it: package, METADATA, WHEEL, RECORD."""
-    module = name.replace("-", "_")
+    module = module or name.replace("-", "_")
     (site / module).mkdir(parents=True)
     (site / module / "__init__.py").write_text(f"NAME = {name!r}\n")
-    info = site / f"{module}-1.0.dist-info"
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
     info.mkdir()
     metadata = ["Metadata-Version: 2.1", f"Name: {name}", "Version: 1.0"]
     metadata += [f"Requires-Dist: {r}" for r in requires]
@@ -197,8 +206,14 @@ def test_azure_layout_puts_packages_where_the_functions_host_reads_them(
 ) -> None:
     _, name = app_dir
     site = tmp_path / "site"
-    # cloudq-servicebus is written elsewhere: a stand-in needing only the runtime's package.
-    _fake_distribution(site, "cloudq-servicebus", ["cloudq", "azure-functions"], "py3-none-any")
+    # The Service Bus adapter is written elsewhere: a stand-in needing only the runtime's package.
+    _fake_distribution(
+        site,
+        "cloudqueue-tasks-servicebus",
+        ["cloudqueue-tasks", "azure-functions"],
+        "py3-none-any",
+        module="cloudq_servicebus",
+    )
     plan = plan_package(name, "azure-functions", search_path=[str(site), *sys.path])
     names = {f.arcname for f in plan.files}
     packages = ".python_packages/lib/site-packages/"
@@ -213,16 +228,24 @@ def test_missing_adapter_names_the_extra_to_install(
     app_dir: tuple[Path, str], tmp_path: Path
 ) -> None:
     _, name = app_dir
-    with pytest.raises(DeployError, match=r"cloudq-pubsub is not installed.*cloudq\[pubsub\]"):
+    with pytest.raises(
+        DeployError, match=r"cloudqueue-tasks-pubsub is not installed.*cloudqueue-tasks\[pubsub\]"
+    ):
         plan_package(name, "gcf", search_path=[str(tmp_path / "empty")])
 
 
 def test_missing_dependency_says_who_needs_it(app_dir: tuple[Path, str], tmp_path: Path) -> None:
     _, name = app_dir
     site = tmp_path / "site"
-    _fake_distribution(site, "cloudq-pubsub", ["cloudq", "google-cloud-nowhere>=2"], "py3-none-any")
+    _fake_distribution(
+        site,
+        "cloudqueue-tasks-pubsub",
+        ["cloudqueue-tasks", "google-cloud-nowhere>=2"],
+        "py3-none-any",
+        module="cloudq_pubsub",
+    )
     with pytest.raises(
-        DeployError, match=r"google-cloud-nowhere is needed .*cloudq-pubsub requires"
+        DeployError, match=r"google-cloud-nowhere is needed .*cloudqueue-tasks-pubsub requires"
     ):
         plan_package(name, "gcf", search_path=[str(site), *sys.path])
 

@@ -170,7 +170,7 @@ def test_unknown_scheme_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
     from cloudq import adapters
 
     monkeypatch.setitem(adapters.KNOWN_EXTRAS, "nimbus", "nimbus")
-    with pytest.raises(AdapterNotFound, match=r"pip install 'cloudq\[nimbus\]'"):
+    with pytest.raises(AdapterNotFound, match=r"pip install 'cloudqueue-tasks\[nimbus\]'"):
         open_broker("nimbus://proj", SYSTEM_CLOCK)
     with pytest.raises(AdapterNotFound, match="unknown broker scheme 'nats://'"):
         open_broker("nats://x", SYSTEM_CLOCK)

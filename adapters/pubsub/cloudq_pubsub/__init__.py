@@ -1,5 +1,5 @@
-"""cloudq-pubsub: Google Cloud Pub/Sub as a cloudq broker (``pubsub://PROJECT``), the Cloud
-Functions handler, Firestore results (``firestore://``) and Cloud Storage claim checks
+"""cloudqueue-tasks-pubsub: Google Cloud Pub/Sub as a cloudq broker (``pubsub://PROJECT``),
+the Cloud Functions handler, Firestore results (``firestore://``) and Cloud Storage claim checks
 (``gs://``).
 
 Importing this package does not import the google SDKs; opening a broker, backend or store does

@@ -37,6 +37,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
+from cloudq.distribution import ADAPTER_DISTRIBUTIONS, install_hint
 from cloudq.errors import CloudqError, ConfigurationError
 from cloudq.execute import execute
 from cloudq.logsafe import get_logger
@@ -192,14 +193,14 @@ def cloud_function(app: App, *, timeout_seconds: float | None = None) -> CloudEv
 
     ``timeout_seconds`` is the function's configured timeout: tasks then run with the time left
     (less a 1 s margin) as their hard limit. Needs ``functions-framework``
-    (``pip install 'cloudq-pubsub[functions]'``).
+    (``pip install 'cloudqueue-tasks-pubsub[functions]'``).
     """
     try:
         import functions_framework
     except ImportError as exc:
         raise ConfigurationError(
             "the Cloud Functions handler needs functions-framework: "
-            "pip install 'cloudq-pubsub[functions]'"
+            + install_hint("functions", ADAPTER_DISTRIBUTIONS["pubsub"])
         ) from exc
 
     @functions_framework.cloud_event

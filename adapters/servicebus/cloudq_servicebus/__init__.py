@@ -1,4 +1,4 @@
-"""cloudq-servicebus: Azure Service Bus as a cloudq broker (``servicebus://``), the Azure
+"""cloudqueue-tasks-servicebus: Azure Service Bus as a cloudq broker (``servicebus://``), the Azure
 Functions handler, Azure Table results (``azuretable://``) and Azure Blob claim checks
 (``azblob://``).
 

@@ -1,5 +1,5 @@
-"""cloudq-sqs: Amazon SQS as a cloudq broker (``sqs://``), the Lambda handler, DynamoDB results
-(``dynamodb://``) and S3 claim checks (``s3://``).
+"""cloudqueue-tasks-sqs: Amazon SQS as a cloudq broker (``sqs://``), the Lambda handler,
+DynamoDB results (``dynamodb://``) and S3 claim checks (``s3://``).
 
 Importing this package does not import boto3; opening a broker, backend or store does.
 """
