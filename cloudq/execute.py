@@ -428,7 +428,8 @@ def _rejected(app: App, env: Envelope, reject: Reject, clock: Clock) -> Outcome:
     """Celery's ``Reject``: ``requeue=True`` puts the message back (as a deferral due now, not
     an attempt; at most ``queue_max_receive_count`` times, then it is dead-lettered so it never
     loops); otherwise it is dead-lettered with the reason. The result record is left alone."""
-    reason = f"rejected by the task: {_message(reject)}"[:MAX_ERROR_HEADER_CHARS]
+    said = "" if reject.reason is None else f": {reject.reason}"
+    reason = f"rejected by the task{said}"[:MAX_ERROR_HEADER_CHARS]
     if reject.requeue:
         try:
             done = int(env.headers.get(REQUEUE_HEADER, "0"))
