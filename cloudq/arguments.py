@@ -51,10 +51,14 @@ class ArgumentSpec:
         context: Mapping[str, Any] | None = None,
         dump_kwargs: Mapping[str, Any] | None = None,
         check: bool = True,
+        typed_results: bool = True,
     ) -> None:
         self.task_name = task_name
         self._check = check
         """``typing=False`` (Celery's option): values must be JSON, nothing more is checked."""
+        self._typed_results = typed_results
+        """Results read back as the declared type; off with ``pydantic=True``, whose results
+        Celery gives back as the dumped dict."""
         self._context = dict(context) if context is not None else None
         """Passed to pydantic validators (``@app.task(pydantic=True, pydantic_context=...)``)."""
         self._dump_kwargs = {"mode": "json", **(dump_kwargs or {})}
@@ -215,7 +219,7 @@ class ArgumentSpec:
 
     def load_result(self, value: Any) -> Any:
         """A stored JSON result back into the declared return type, where one is declared."""
-        if self._return_hint in (None, Any):
+        if self._return_hint in (None, Any) or not self._typed_results:
             return value
         try:
             return TypeAdapter(self._return_hint).validate_python(value)

@@ -42,7 +42,7 @@ from cloudq.idempotency import NO_CLAIM, Claim, admit
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.ratelimit import RATE_SLOT_HEADER
-from cloudq.request import Request, current_request
+from cloudq.request import REQUEUE_HEADER, Request, current_request
 from cloudq.results.base import ErrorInfo, State, TaskResult
 from cloudq.retry import backoff_delay, delay_out_of_range, max_retries_exceeded, retries_left
 from cloudq.send_task import WORKER_POLICY, WORKER_POLICY_HEADER
@@ -61,9 +61,6 @@ MAX_TRACEBACK_HEADER_CHARS = 4_000
 MAX_ERROR_HEADER_CHARS = 1_000
 """Error messages and reasons in dead-letter headers keep their first characters: an error
 message may quote the arguments whole, and the dead letter must still fit the broker."""
-
-REQUEUE_HEADER = "cloudq-requeues"
-"""How many times a task put its message back with ``Reject(requeue=True)``."""
 
 DONE = Ack()
 """The outcome of most tasks (no result kept, nothing follows): one shared, frozen instance."""
@@ -193,6 +190,7 @@ def outcome_for_error(
         task is not None
         and task.options.autoretry_for
         and isinstance(exc, task.options.autoretry_for)
+        and not isinstance(exc, task.options.dont_autoretry_for)
     ):
         told = task.options.retry_kwargs or {}
         countdown = None if task.options.retry_backoff else told.get("countdown")
@@ -378,7 +376,7 @@ def _run(
         logger.info("task %s[%s] ignored", env.task, env.id)
         return DONE  # Celery's Ignore: acknowledged, the record left as it is, no handlers
     except Reject as reject:
-        return _rejected(app, env, reject, clock)
+        return _rejected(app, env, reject, clock, keep)
     except BaseException as exc:  # a task's failure is data, never a worker crash
         if request.is_eager and isinstance(exc, KeyboardInterrupt):
             raise  # apply() runs in the caller's thread: a Ctrl-C there stops the caller
@@ -424,12 +422,13 @@ def _retried(
     return outcome, (exhausted if isinstance(outcome, DeadLetter) else retry.exc or retry)
 
 
-def _rejected(app: App, env: Envelope, reject: Reject, clock: Clock) -> Outcome:
+def _rejected(app: App, env: Envelope, reject: Reject, clock: Clock, keep: bool) -> Outcome:
     """Celery's ``Reject``: ``requeue=True`` puts the message back (as a deferral due now, not
     an attempt; at most ``queue_max_receive_count`` times, then it is dead-lettered so it never
-    loops); otherwise it is dead-lettered with the reason. The result record is left alone."""
+    loops); otherwise it is dead-lettered with the reason and a FAILURE record, as Celery 5.6
+    records one (the task will never run again: waiting for it must not hang)."""
     said = "" if reject.reason is None else f": {reject.reason}"
-    reason = f"rejected by the task{said}"[:MAX_ERROR_HEADER_CHARS]
+    reason = f"rejected by the task{said}"
     if reject.requeue:
         try:
             done = int(env.headers.get(REQUEUE_HEADER, "0"))
@@ -441,11 +440,7 @@ def _rejected(app: App, env: Envelope, reject: Reject, clock: Clock) -> Outcome:
             back = {**env.headers, REQUEUE_HEADER: str(done + 1)}
             return Defer(envelope=env.model_copy(update={"headers": back}), until=clock.now())
         reason = f"{reason}; requeued {done} times (queue_max_receive_count), dead-lettered"
-    logger.error("dead-lettering task %s[%s]: %s", env.task, env.id, reason)
-    headers = {**env.headers, HEADER_DEAD_LETTER_REASON: reason}
-    return DeadLetter(
-        reason=reason, envelope=env.model_copy(update={"headers": headers, "sig": None})
-    )
+    return failure_outcome(env, error_info(reject), reason, clock, keep)
 
 
 def _success(env: Envelope, task: Task[Any, Any], value: Any, clock: Clock, keep: bool) -> Outcome:

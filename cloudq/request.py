@@ -11,6 +11,10 @@ if TYPE_CHECKING:
     from cloudq.envelope import Envelope, RetryPolicy
     from cloudq.errors import Retry
 
+REQUEUE_HEADER = "cloudq-requeues"
+"""How many times a task put its message back with ``Reject(requeue=True)`` (``execute``
+counts them; a requeued message reports itself as redelivered)."""
+
 
 class Request:
     """What a task knows about its own invocation: a read-only view of its envelope.
@@ -127,7 +131,7 @@ class Request:
             "exchange": "",
             "routing_key": env.queue if env is not None else None,
             "priority": env.priority if env is not None else None,
-            "redelivered": self._delivery_count > 1,
+            "redelivered": self._delivery_count > 1 or REQUEUE_HEADER in self.headers,
         }
 
     @property

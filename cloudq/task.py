@@ -46,6 +46,8 @@ class TaskOptions:
     priority: int | None = None
     max_retries: int | None = -1  # -1: the app's task_max_retries
     autoretry_for: tuple[type[BaseException], ...] = ()
+    dont_autoretry_for: tuple[type[BaseException], ...] = ()
+    """Celery's: errors never retried automatically, even when ``autoretry_for`` covers them."""
     retry_backoff: bool | float = False
     retry_backoff_max: float = 600.0
     retry_jitter: bool = False
@@ -79,6 +81,8 @@ class TaskOptions:
     pydantic_context: Mapping[str, Any] | None = None
     pydantic_dump_kwargs: Mapping[str, Any] | None = None
     serializer: str = "json"
+    expires: float | None = None
+    """Celery's: seconds after which a sent task that has not run is discarded (REVOKED)."""
     throws: tuple[type[BaseException], ...] = ()
     """Expected errors: logged without their traceback (still failures, as in Celery)."""
 
@@ -290,13 +294,14 @@ class Task(Generic[P, R]):
 
     def retry(
         self,
-        args: Sequence[Any] | None = None,
+        args: Sequence[Any] | BaseException | None = None,
         kwargs: Mapping[str, Any] | None = None,
         exc: BaseException | None = None,
         throw: bool = True,
         eta: datetime | None = None,
         countdown: float | None = None,
         max_retries: int | None = None,
+        **options: Any,
     ) -> Retry:
         """End this attempt and schedule the next, as Celery's ``self.retry``.
 
@@ -306,13 +311,13 @@ class Task(Generic[P, R]):
         body returns, whatever it returns."""
         from cloudq.task_class import request_retry
 
-        return request_retry(self, args, kwargs, exc, throw, eta, countdown, max_retries)
+        return request_retry(self, args, kwargs, exc, throw, eta, countdown, max_retries, options)
 
     def update_state(
         self,
         task_id: str | None = None,
         state: str | None = None,
-        meta: Mapping[str, Any] | None = None,
+        meta: Any = None,
         **_: Any,
     ) -> None:
         """Store ``state`` (e.g. ``"PROGRESS"``) and ``meta`` as the task's result record, as
@@ -387,7 +392,7 @@ class Task(Generic[P, R]):
             route_args=(args, kwargs),
             countdown=countdown,
             eta=eta,
-            expires=expires,
+            expires=expires if expires is not None else self.options.expires,
             queue=queue,
             headers=headers,
         )

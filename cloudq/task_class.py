@@ -76,6 +76,7 @@ def spec_for(fn: Callable[..., Any], opts: TaskOptions) -> ArgumentSpec:
         context=opts.pydantic_context,
         dump_kwargs=opts.pydantic_dump_kwargs,
         check=opts.typing,
+        typed_results=not opts.pydantic,
     )
 
 
@@ -163,7 +164,9 @@ def register_task(app: App, task: Task[Any, Any] | type[Task[Any, Any]]) -> Task
         task = task(app)
     if not isinstance(task, Task):
         raise ConfigurationError(f"register_task takes a Task instance, not {task!r}")
-    if task.app is not app:
+    if "options" not in vars(task):  # its own __init__ did not call Task.__init__
+        task.setup(*class_based(task, app))
+    elif task.app is not app:
         options = class_options(type(task))
         options.pop("name", None)
         task.setup(app, task.fn, app._task_options(task.name, options))
@@ -239,16 +242,25 @@ def after_run(
 # --- self.retry, update_state -----------------------------------------------------------
 def request_retry(
     task: Task[Any, Any],
-    args: Sequence[Any] | None,
+    args: Sequence[Any] | BaseException | None,
     kwargs: Mapping[str, Any] | None,
     exc: BaseException | None,
     throw: bool,
     eta: datetime | None,
     countdown: float | None,
     max_retries: int | None,
+    options: Mapping[str, Any],
 ) -> Retry:
     """Celery's ``Task.retry``: decided here what can be decided in the task (no retry left
     raises in the body, where the task may catch it); the worker schedules the rest."""
+    if isinstance(args, BaseException):  # retry(exc, countdown=10): the tasks guide writes it
+        exc, args = exc or args, None
+    given = sorted(k for k, v in options.items() if v is not None)
+    if given:
+        raise ConfigurationError(
+            f"task {task.name!r}: retry() takes no send options ({', '.join(given)}): the next "
+            "attempt keeps the message's queue, priority, headers and expiry"
+        )
     request = task.request
     if request.called_directly:
         raise exc if exc is not None else Retry(None, countdown, max_retries, eta=eta)
@@ -265,7 +277,7 @@ def request_retry(
     json_args: list[Any] | None = None
     json_kwargs: dict[str, Any] | None = None
     if args is not None or kwargs is not None:
-        new_args = list(request.args) if args is None else list(args)
+        new_args = list(request.args if args is None else args)
         new_kwargs = dict(request.kwargs) if kwargs is None else dict(kwargs)
         json_args, json_kwargs = task.arguments.dump(new_args, new_kwargs)
     retry = Retry(exc, countdown, max_retries, eta=eta, args=json_args, kwargs=json_kwargs)
@@ -281,7 +293,7 @@ def update_state(
     task: Task[Any, Any],
     task_id: str | None,
     state: str | None,
-    meta: Mapping[str, Any] | None,
+    meta: Any,
 ) -> None:
     """Write ``state``/``meta`` through the result backend (Celery's ``update_state``)."""
     from pydantic_core import to_jsonable_python
@@ -303,7 +315,7 @@ def update_state(
             f"app {task.app.main!r} has none: set App(backend='redis://...')"
         )
     try:
-        stored = to_jsonable_python(dict(meta) if meta is not None else None)
+        stored = to_jsonable_python(meta)
     except Exception as exc:  # noqa: BLE001 - any encoder failure means: not JSON
         raise TaskArgumentError(
             f"task {task.name!r}: update_state meta is not JSON ({exc}); store ids and numbers"

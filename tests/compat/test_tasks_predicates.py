@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cloudq import App
 from cloudq.envelope import HEADER_DEAD_LETTER_REASON
 from cloudq.exceptions import Ignore, Reject
@@ -48,8 +50,10 @@ def test_reject_without_requeue_dead_letters_with_the_reason(cloudq_app: App) ->
     headers = dead["headers"]
     assert isinstance(headers, dict)
     assert "row 7 is malformed" in headers[HEADER_DEAD_LETTER_REASON]
-    assert dead.get("attempt", 1) == 1  # not retried: a rejection is not a failure
-    assert result.state == "PENDING"  # Celery stores nothing for a rejection
+    assert dead.get("attempt", 1) == 1  # not retried: a rejection is not an error
+    assert result.state == "FAILURE"  # as Celery 5.6: waiting on it must not hang
+    with pytest.raises(Exception, match="malformed"):
+        result.get(timeout=1)
 
 
 def test_reject_with_requeue_comes_back_then_is_dead_lettered(cloudq_app: App) -> None:
