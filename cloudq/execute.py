@@ -430,8 +430,8 @@ def _rejected(app: App, env: Envelope, reject: Reject, clock: Clock, keep: bool)
     said = "" if reject.reason is None else f": {reject.reason}"
     reason = f"rejected by the task{said}"
     if reject.requeue:
-        try:
-            done = int(env.headers.get(REQUEUE_HEADER, "0"))
+        try:  # the header is untrusted: a forged count must not extend the bound
+            done = max(0, int(env.headers.get(REQUEUE_HEADER, "0")))
         except ValueError:
             done = 0
         limit = app.conf.queue_max_receive_count

@@ -200,7 +200,7 @@ def _call(task: Task[Any, Any], name: str, *args: Any) -> None:
     """Call one handler; one that raises is logged, never allowed to change the outcome."""
     try:
         getattr(task, name)(*args)
-    except Exception:
+    except BaseException:  # SystemExit in a handler must not stop the worker either
         logger.exception("task %s: handler %s raised (outcome unchanged)", task.name, name)
 
 

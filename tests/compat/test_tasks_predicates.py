@@ -12,6 +12,7 @@ from cloudq import App
 from cloudq.envelope import HEADER_DEAD_LETTER_REASON
 from cloudq.exceptions import Ignore, Reject
 from cloudq.outcome import Ack, DeadLetter, Defer
+from cloudq.request import REQUEUE_HEADER
 from cloudq.testing import process_one
 
 
@@ -72,3 +73,18 @@ def test_reject_with_requeue_comes_back_then_is_dead_lettered(cloudq_app: App) -
     last = outcomes[-1]
     assert isinstance(last, DeadLetter) and "requeued 3 times" in last.reason
     assert len(dead_letters(cloudq_app)) == 1
+
+
+def test_a_forged_requeue_count_cannot_extend_the_bound(cloudq_app: App) -> None:
+    """The count travels in a header anyone sending a message can set: a negative or
+    unparsable one counts as none, so the requeues stay bounded."""
+    cloudq_app.conf.queue_max_receive_count = 2
+
+    @cloudq_app.task
+    def later() -> None:
+        raise Reject("not yet", requeue=True)
+
+    for forged in ("-100000", "x"):
+        later.apply_async(headers={REQUEUE_HEADER: forged})
+        outcomes = [process_one(cloudq_app) for _ in range(3)]
+        assert [type(o) for o in outcomes] == [Defer, Defer, DeadLetter], forged
