@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from cloudq.canvas import Signature
     from cloudq.control.commands import Control
     from cloudq.reports import FailureReport, Reporter
+    from cloudq.result import AsyncResult as _AsyncResult
     from cloudq.schedules import BaseSchedule
+    from cloudq.task import Task as _Task
 
 logger = get_logger("cloudq")
 
@@ -145,12 +147,14 @@ class App:
     def task(
         self, fn: Callable[P, R] | None = None, /, **options: Any
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
-        """Register a task: ``@app.task`` or ``@app.task(queue="high", max_retries=5)``."""
+        """Register a task: ``@app.task`` or ``@app.task(queue="high", max_retries=5)``;
+        ``base=MyTask`` (a ``cloudq.Task`` subclass) gives it Celery's handlers."""
 
         def register(func: Callable[P, R]) -> Task[P, R]:
-            declared = dict(options)
-            name = declared.pop("name", None) or self.gen_task_name(func)
-            task: Task[P, R] = Task(self, func, self._task_options(name, declared))
+            from cloudq.task_class import make_task
+
+            task, declared = make_task(self, func, options)
+            name = task.name
             if name in self.tasks and self.tasks[name].fn is not func:
                 logger.warning("task %s registered twice; the later definition wins", name)
             self.tasks[name] = task
@@ -524,3 +528,40 @@ class App:
         from cloudq.control.commands import Control
 
         return Control(self)
+
+    # --- Celery's task classes and send_task (cloudq.task_class, cloudq.send_task) -------
+    @property
+    def Task(self) -> type[_Task[Any, Any]]:  # noqa: N802 - Celery's name
+        """``class MyTask(app.Task)``: a base whose tasks belong to this app; assign another
+        (``app.Task = MyTask``) to make it the default base of ``@app.task``."""
+        base = self.__dict__.get("_task_base")
+        if base is None:
+            from cloudq.task_class import app_base
+
+            base = self.__dict__["_task_base"] = app_base(self)
+        return base
+
+    @Task.setter
+    def Task(self, base: type[_Task[Any, Any]]) -> None:  # noqa: N802
+        from cloudq.task_class import base_for
+
+        self.__dict__["_task_base"] = base_for(self, base)
+
+    def register_task(self, task: Any) -> _Task[Any, Any]:
+        """Register a class-based task: ``app.register_task(MyTask())``."""
+        from cloudq.task_class import register_task
+
+        return register_task(self, task)
+
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> _AsyncResult:
+        """Send a task by name, for producers that do not import its code (see
+        ``cloudq.send_task``: the arguments cannot be checked against its signature here)."""
+        from cloudq.send_task import send_task
+
+        return send_task(self, name, args, kwargs, **options)

@@ -50,8 +50,15 @@ class ArgumentSpec:
         *,
         context: Mapping[str, Any] | None = None,
         dump_kwargs: Mapping[str, Any] | None = None,
+        check: bool = True,
+        typed_results: bool = True,
     ) -> None:
         self.task_name = task_name
+        self._check = check
+        """``typing=False`` (Celery's option): values must be JSON, nothing more is checked."""
+        self._typed_results = typed_results
+        """Results read back as the declared type; off with ``pydantic=True``, whose results
+        Celery gives back as the dumped dict."""
         self._context = dict(context) if context is not None else None
         """Passed to pydantic validators (``@app.task(pydantic=True, pydantic_context=...)``)."""
         self._dump_kwargs = {"mode": "json", **(dump_kwargs or {})}
@@ -168,8 +175,21 @@ class ArgumentSpec:
     def _checked(
         self, args: Sequence[Any], kwargs: Mapping[str, Any], dump: bool
     ) -> tuple[list[Any], dict[str, Any]]:
+        if not self._check:
+            return self._unchecked(args, kwargs, dump)
         fast = self._positional(args, kwargs, dump)
         return fast if fast is not None else self._convert(args, kwargs, dump)
+
+    def _unchecked(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], dump: bool
+    ) -> tuple[list[Any], dict[str, Any]]:
+        values = [*args, *kwargs.values()]
+        if dump and not all(is_json(v) for v in values):
+            raise TaskArgumentError(
+                f"task {self.task_name!r}: an argument is not JSON and cannot travel in a "
+                "message; pass an id (e.g. order.id) and load the object inside the task"
+            )
+        return list(args), dict(kwargs)
 
     def dump(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]
@@ -199,7 +219,7 @@ class ArgumentSpec:
 
     def load_result(self, value: Any) -> Any:
         """A stored JSON result back into the declared return type, where one is declared."""
-        if self._return_hint in (None, Any):
+        if self._return_hint in (None, Any) or not self._typed_results:
             return value
         try:
             return TypeAdapter(self._return_hint).validate_python(value)

@@ -110,14 +110,12 @@ class Retry(TaskPredicate):
 
 
 class Ignore(TaskPredicate):
-    """Celery's predicate: acknowledge the message, leave the result record as it is.
-    (Not yet special-cased by ``execute``: today it fails the attempt like any error.)"""
+    """Celery's predicate: acknowledge the message, leave the result record as it is."""
 
 
 class Reject(TaskPredicate):
-    """Celery's predicate: refuse the message (``requeue=True``: back to the queue, otherwise
-    dead-lettered with ``reason``). Not yet special-cased by ``execute``: today it fails the
-    attempt like any error, so the message is retried or dead-lettered, never lost."""
+    """Celery's predicate: refuse the message (``requeue=True``: back to the queue, a bounded
+    number of times; otherwise dead-lettered with ``reason`` and a FAILURE record)."""
 
     def __init__(self, reason: object = None, requeue: bool = False) -> None:
         self.reason = reason

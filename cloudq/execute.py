@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cloudq import revoke
+from cloudq import revoke, task_class
 from cloudq.adapters.base import Delivery
 from cloudq.claimcheck import pointer_url
 from cloudq.clock import Clock
@@ -31,7 +31,8 @@ from cloudq.errors import (
     ClaimCheckMissing,
     ClaimCheckRefused,
     EnvelopeError,
-    MaxRetriesExceededError,
+    Ignore,
+    Reject,
     Retry,
     SoftTimeLimitExceeded,
     TaskArgumentError,
@@ -41,9 +42,10 @@ from cloudq.idempotency import NO_CLAIM, Claim, admit
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.ratelimit import RATE_SLOT_HEADER
-from cloudq.request import Request, current_request
+from cloudq.request import REQUEUE_HEADER, Request, current_request
 from cloudq.results.base import ErrorInfo, State, TaskResult
-from cloudq.retry import backoff_delay, delay_out_of_range, retries_left
+from cloudq.retry import backoff_delay, delay_out_of_range, max_retries_exceeded, retries_left
+from cloudq.send_task import WORKER_POLICY, WORKER_POLICY_HEADER
 from cloudq.timelimits import run_with_limits
 
 if TYPE_CHECKING:
@@ -126,10 +128,15 @@ def retry_or_fail(
     countdown: float | None = None,
     max_retries: int | None = None,
     exhausted: BaseException | None = None,
+    *,
+    eta: datetime | None = None,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
 ) -> Outcome:
     """The outcome of a failed attempt that may be retried: RetryAt, or DeadLetter when spent.
 
-    ``exhausted`` is the error to report when no retry is left (default: ``exc``).
+    ``exhausted`` is the error to report when no retry is left (default: ``exc``). ``eta``
+    says when instead of a delay; ``args``/``kwargs`` (JSON) replace the next attempt's.
     """
     policy = env.retry
     if max_retries is not None:
@@ -139,7 +146,10 @@ def retry_or_fail(
         error = error_info(exhausted) if exhausted is not None else error
         reason = f"max retries ({policy.max_retries}) exceeded: {error.type}: {error.message}"
         return failure_outcome(env, error, reason, clock, keep_result)
-    delay = countdown if countdown is not None else backoff_delay(policy, env.attempt)
+    if eta is not None:
+        delay = max(0.0, (eta - clock.now()).total_seconds())
+    else:
+        delay = countdown if countdown is not None else backoff_delay(policy, env.attempt)
     refused = delay_out_of_range(delay)
     if refused is not None:
         return failure_outcome(
@@ -147,9 +157,17 @@ def retry_or_fail(
         )
     when = clock.now() + timedelta(seconds=delay)
     headers = {k: v for k, v in env.headers.items() if k != RATE_SLOT_HEADER}
-    nxt = env.model_copy(
-        update={"attempt": env.attempt + 1, "eta": when, "sig": None, "headers": headers}
-    )
+    update: dict[str, Any] = {
+        "attempt": env.attempt + 1,
+        "eta": when,
+        "sig": None,
+        "headers": headers,
+    }
+    if args is not None:
+        update["args"] = args
+    if kwargs is not None:
+        update["kwargs"] = kwargs
+    nxt = env.model_copy(update=update)
     logger.warning(
         "task %s[%s] attempt %d failed (%s: %s); retry in %.1fs",
         env.task,
@@ -166,13 +184,17 @@ def retry_or_fail(
 def outcome_for_error(
     env: Envelope, task: Task[Any, Any] | None, exc: BaseException, clock: Clock, keep_result: bool
 ) -> Outcome:
-    """A raised error: retried if the task's ``autoretry_for`` covers it, else dead-lettered."""
+    """A raised error: retried if the task's ``autoretry_for`` covers it (with its
+    ``retry_kwargs``, as Celery's), else dead-lettered."""
     if (
         task is not None
         and task.options.autoretry_for
         and isinstance(exc, task.options.autoretry_for)
+        and not isinstance(exc, task.options.dont_autoretry_for)
     ):
-        return retry_or_fail(env, exc, clock, keep_result)
+        told = task.options.retry_kwargs or {}
+        countdown = None if task.options.retry_backoff else told.get("countdown")
+        return retry_or_fail(env, exc, clock, keep_result, countdown, told.get("max_retries"))
     error = error_info(exc)
     return failure_outcome(env, error, f"{error.type}: {error.message}", clock, keep_result)
 
@@ -290,6 +312,8 @@ def execute(
         error = ErrorInfo(type="cloudq.errors.UnknownTask", message=f"unknown task {env.task!r}")
         reason = f"unknown task {env.task!r}: not registered with app {app.main!r}"
         return failure_outcome(env, error, reason, clock, keep_result=False)
+    if env.headers.get(WORKER_POLICY_HEADER) == WORKER_POLICY:  # app.send_task by name
+        env = env.model_copy(update={"retry": task.retry_policy()})
     if not eager and env.eta is not None and env.eta > now:
         return Defer(envelope=env, until=env.eta)
     if not eager:
@@ -309,38 +333,114 @@ def execute(
     claim = admit(app, env, hard, now) if task.idempotent and not eager else NO_CLAIM
     if not isinstance(claim, Claim):
         return claim  # idempotent: already succeeded (skipped), or running elsewhere (deferred)
-    token = current_request.set(Request(env, delivery_count=delivery.receive_count))
+    request = Request(
+        env, delivery_count=delivery.receive_count, args=args, kwargs=kwargs, eager=eager
+    )
+    token = current_request.set(request)
+    try:
+        return _run(app, task, env, request, args, kwargs, soft, hard, runner, claim, clock, keep)
+    finally:
+        current_request.reset(token)
+
+
+def _run(
+    app: App,
+    task: Task[Any, Any],
+    env: Envelope,
+    request: Request,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    soft: float | None,
+    hard: float,
+    runner: Runner,
+    claim: Claim,
+    clock: Clock,
+    keep: bool,
+) -> Outcome:
+    """Run the body under ``request`` and decide; Celery's handlers see the decision."""
     debug = logger.isEnabledFor(logging.DEBUG)
     if debug:
         logger.debug("task %s[%s] started (attempt %d)", env.task, env.id, env.attempt)
+    hooked = task.hooked
+    if hooked:
+        task_class.before_start(task, env.id, args, kwargs)
     began = time.monotonic()
+    failure: BaseException | None = None
+    value: Any = None
     try:
         with claim:  # a failed attempt gives an idempotent task's claim back
             value = _call(task, args, kwargs, soft, hard, runner)
     except Retry as retry:
-        exhausted = retry.exc or MaxRetriesExceededError(
-            f"{env.task}[{env.id}] asked to retry after attempt {env.attempt}, the last allowed"
-        )
-        return retry_or_fail(
-            env, retry.exc or retry, clock, keep, retry.countdown, retry.max_retries, exhausted
-        )
+        outcome, failure = _retried(env, retry, clock, keep)
+    except Ignore:
+        logger.info("task %s[%s] ignored", env.task, env.id)
+        return DONE  # Celery's Ignore: acknowledged, the record left as it is, no handlers
+    except Reject as reject:
+        return _rejected(app, env, reject, clock, keep)
     except BaseException as exc:  # a task's failure is data, never a worker crash
-        if eager and isinstance(exc, KeyboardInterrupt):
+        if request.is_eager and isinstance(exc, KeyboardInterrupt):
             raise  # apply() runs in the caller's thread: a Ctrl-C there stops the caller
         if (revoked := revoke.stopped(app, env, exc, clock, keep)) is not None:
             return revoked  # revoke --terminate, raised in this thread
         # BaseException too (SystemExit, KeyboardInterrupt, custom ones): raised by the task,
         # they end that attempt. Shutdown signals never arrive as exceptions in a pool slot:
         # the worker's main thread handles them, and processes-pool children ignore SIGINT.
-        return outcome_for_error(env, task, exc, clock, keep)
-    finally:
-        current_request.reset(token)
+        failure = exc
+        outcome = outcome_for_error(env, task, exc, clock, keep)
+    else:
+        if request.pending_retry is not None:  # self.retry(throw=False), then returned
+            outcome, failure = _retried(env, request.pending_retry, clock, keep)
+        else:
+            # DEBUG: failures, retries and dead letters are logged one by one, successes are
+            # counted (the worker's periodic INFO line); see ACTIVITY_LOG_SECONDS in worker.py.
+            if debug:
+                elapsed = time.monotonic() - began
+                logger.debug("task %s[%s] succeeded in %.3fs", env.task, env.id, elapsed)
+            outcome = _success(env, task, value, clock, keep)
+    if hooked:
+        task_class.after_run(task, env.id, args, kwargs, outcome, failure, value)
+    return outcome
 
-    # DEBUG: failures, retries and dead letters are logged one by one, successes are counted
-    # (the worker's periodic INFO line); see ACTIVITY_LOG_SECONDS in cloudq/worker.py.
-    if debug:
-        logger.debug("task %s[%s] succeeded in %.3fs", env.task, env.id, time.monotonic() - began)
-    return _success(env, task, value, clock, keep)
+
+def _retried(
+    env: Envelope, retry: Retry, clock: Clock, keep: bool
+) -> tuple[Outcome, BaseException]:
+    """``raise self.retry(...)``: the outcome, and the error its handlers are given."""
+    exhausted = retry.exc or max_retries_exceeded(env.task, env.id, env.attempt)
+    outcome = retry_or_fail(
+        env,
+        retry.exc or retry,
+        clock,
+        keep,
+        retry.countdown,
+        retry.max_retries,
+        exhausted,
+        eta=retry.eta,
+        args=retry.args_override,
+        kwargs=retry.kwargs_override,
+    )
+    return outcome, (exhausted if isinstance(outcome, DeadLetter) else retry.exc or retry)
+
+
+def _rejected(app: App, env: Envelope, reject: Reject, clock: Clock, keep: bool) -> Outcome:
+    """Celery's ``Reject``: ``requeue=True`` puts the message back (as a deferral due now, not
+    an attempt; at most ``queue_max_receive_count`` times, then it is dead-lettered so it never
+    loops); otherwise it is dead-lettered with the reason and a FAILURE record, as Celery 5.6
+    records one (the task will never run again: waiting for it must not hang)."""
+    said = "" if reject.reason is None else f": {reject.reason}"
+    reason = f"rejected by the task{said}"
+    if reject.requeue:
+        try:  # the header is untrusted: a forged count must not extend the bound
+            done = max(0, int(env.headers.get(REQUEUE_HEADER, "0")))
+        except ValueError:
+            done = 0
+        limit = app.conf.queue_max_receive_count
+        if done < limit:
+            logger.info("task %s[%s] %s; requeued", env.task, env.id, reason)
+            back = {**env.headers, REQUEUE_HEADER: str(done + 1)}
+            return Defer(envelope=env.model_copy(update={"headers": back}), until=clock.now())
+        reason = f"{reason}; requeued {done} times (queue_max_receive_count), dead-lettered"
+    return failure_outcome(env, error_info(reject), reason, clock, keep)
 
 
 def _success(env: Envelope, task: Task[Any, Any], value: Any, clock: Clock, keep: bool) -> Outcome:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cloudq.envelope import Envelope
+    from cloudq.envelope import Envelope, RetryPolicy
+    from cloudq.errors import Retry
+
+REQUEUE_HEADER = "cloudq-requeues"
+"""How many times a task put its message back with ``Reject(requeue=True)`` (``execute``
+counts them; a requeued message reports itself as redelivered)."""
 
 
 class Request:
@@ -17,7 +23,15 @@ class Request:
     (copying the envelope's thirteen fields into a frozen dataclass cost 2 µs per task).
     """
 
-    __slots__ = ("_delivery_count", "_envelope", "_task")
+    __slots__ = (
+        "_args",
+        "_delivery_count",
+        "_envelope",
+        "_kwargs",
+        "_task",
+        "is_eager",
+        "pending_retry",
+    )
 
     def __init__(
         self,
@@ -25,10 +39,19 @@ class Request:
         *,
         task: str | None = None,
         delivery_count: int = 1,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        eager: bool = False,
     ) -> None:
         self._envelope = envelope
         self._task = task
         self._delivery_count = delivery_count
+        self._args = args
+        self._kwargs = kwargs
+        self.is_eager = eager
+        """Celery's name: run by ``apply()`` in the caller, not by a worker."""
+        self.pending_retry: Retry | None = None
+        """Set by ``self.retry(throw=False)``: the attempt is retried when the body returns."""
 
     def __repr__(self) -> str:
         return f"<Request {self.task}[{self.id}] attempt {self.attempt}>"
@@ -49,11 +72,6 @@ class Request:
     @property
     def attempt(self) -> int:
         return self._envelope.attempt if self._envelope is not None else 1
-
-    @property
-    def retries(self) -> int:
-        """Celery's name: retries so far (the attempt number minus one)."""
-        return self.attempt - 1
 
     @property
     def eta(self) -> datetime | None:
@@ -83,12 +101,47 @@ class Request:
 
     @property
     def args(self) -> list[Any]:
-        """The arguments as they travelled (JSON), before loading into the declared types."""
+        """The positional arguments as the caller passed them (loaded into their types)."""
+        if self._args is not None:
+            return self._args
         return self._envelope.args if self._envelope is not None else []
 
     @property
     def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments as the caller passed them."""
+        if self._kwargs is not None:
+            return self._kwargs
         return self._envelope.kwargs if self._envelope is not None else {}
+
+    @property
+    def retries(self) -> int:
+        """Celery's name: retries so far, 0 on the first attempt."""
+        return self.attempt - 1
+
+    @property
+    def hostname(self) -> str:
+        """The node running the task (``pid@host``, the worker's default node name)."""
+        return f"{os.getpid()}@{os.uname().nodename}"
+
+    @property
+    def delivery_info(self) -> dict[str, Any]:
+        """Celery's ``delivery_info``, in the terms a cloud queue has (no exchanges)."""
+        env = self._envelope
+        return {
+            "exchange": "",
+            "routing_key": env.queue if env is not None else None,
+            "priority": env.priority if env is not None else None,
+            "redelivered": self._delivery_count > 1 or REQUEUE_HEADER in self.headers,
+        }
+
+    @property
+    def expires(self) -> datetime | None:
+        return self._envelope.expires if self._envelope is not None else None
+
+    @property
+    def retry_policy(self) -> RetryPolicy | None:
+        """The retry policy the message carries (None when called directly)."""
+        return self._envelope.retry if self._envelope is not None else None
 
     @property
     def delivery_count(self) -> int:

@@ -6,6 +6,7 @@ import math
 import random
 
 from cloudq.envelope import RetryPolicy
+from cloudq.errors import MaxRetriesExceededError
 
 MAX_RETRY_DELAY_SECONDS = 366 * 24 * 3600.0
 """The longest wait before a retry (a year). Longer (``retry(countdown=1e12)``, or a policy
@@ -43,3 +44,10 @@ def delay_out_of_range(delay: float) -> str | None:
     if math.isfinite(delay) and delay <= MAX_RETRY_DELAY_SECONDS:
         return None
     return f"retry delay {delay}s is out of range (at most {MAX_RETRY_DELAY_SECONDS:.0f}s)"
+
+
+def max_retries_exceeded(task: str, task_id: str | None, attempt: int) -> MaxRetriesExceededError:
+    """What ``self.retry()`` raises (or records) when the attempt was the last allowed."""
+    return MaxRetriesExceededError(
+        f"{task}[{task_id}] asked to retry after attempt {attempt}, the last allowed"
+    )

@@ -7,9 +7,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
-from cloudq.arguments import ArgumentSpec
 from cloudq.canvas import Signature
 from cloudq.envelope import ENVELOPE_VERSION, Envelope, RetryPolicy
 from cloudq.errors import ConfigurationError, Retry
@@ -47,6 +46,8 @@ class TaskOptions:
     priority: int | None = None
     max_retries: int | None = -1  # -1: the app's task_max_retries
     autoretry_for: tuple[type[BaseException], ...] = ()
+    dont_autoretry_for: tuple[type[BaseException], ...] = ()
+    """Celery's: errors never retried automatically, even when ``autoretry_for`` covers them."""
     retry_backoff: bool | float = False
     retry_backoff_max: float = 600.0
     retry_jitter: bool = False
@@ -67,18 +68,69 @@ class TaskOptions:
     """A function of the task's arguments giving a business key: the task id is derived from it
     (same key, same id), so a second send of the same key is skipped once one succeeded.
     Implies ``idempotent``."""
+    retry_kwargs: Mapping[str, Any] | None = None
+    """Celery's: ``countdown`` and ``max_retries`` for ``autoretry_for`` retries."""
+    acks_late: bool = True
+    """Accepted as Celery's; cloudq always acknowledges after the task (``False`` is refused)."""
+    typing: bool = True
+    """``False``: arguments are not checked against the signature, only that they are JSON."""
+    pydantic: bool = False
+    """Celery 5.5's flag: model arguments built from dicts, model results dumped. cloudq does
+    this for every task from its type hints; the flag is accepted so ported code runs."""
+    pydantic_strict: bool = False
+    pydantic_context: Mapping[str, Any] | None = None
+    pydantic_dump_kwargs: Mapping[str, Any] | None = None
+    serializer: str = "json"
+    expires: float | None = None
+    """Celery's: seconds after which a sent task that has not run is discarded (REVOKED)."""
+    throws: tuple[type[BaseException], ...] = ()
+    """Expected errors: logged without their traceback (still failures, as in Celery)."""
+
+    def __post_init__(self) -> None:
+        from cloudq.task_class import check_options
+
+        check_options(self)
 
 
 class Task(Generic[P, R]):
     """A registered task. Calling it runs the function here; ``delay`` sends it to a queue."""
 
-    def __init__(self, app: App, fn: Callable[..., Any], options: TaskOptions) -> None:
+    app: App
+    """The app the task belongs to (a class attribute on ``app.Task``)."""
+    hooked: bool = False
+    """Whether the class overrides a handler (``on_success``...): ``execute`` calls them."""
+
+    def __init__(
+        self,
+        app: App | None = None,
+        fn: Callable[..., Any] | None = None,
+        options: TaskOptions | None = None,
+    ) -> None:
+        """``Task(app, fn, options)`` from ``@app.task``; ``MyTask()`` for a class-based task
+        (``run`` is the body, class attributes are the options, as in Celery)."""
+        if app is None or fn is None or options is None:
+            if "options" in vars(self):
+                return  # already set up: a subclass's __init__ calling super().__init__()
+            from cloudq.task_class import class_based
+
+            app, fn, options = class_based(self, app)
+        self.setup(app, fn, options)
+
+    def setup(self, app: App, fn: Callable[..., Any], options: TaskOptions) -> None:
+        """Bind to ``app`` with ``fn`` as body (also when ``register_task`` moves it)."""
+        from cloudq.task_class import is_hooked, spec_for
+
         self.app = app
         self.fn = fn
         self.options = options
         self.name = options.name
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.arguments = ArgumentSpec(fn, options.name, options.bind)
+        self.arguments = spec_for(fn, options)
+        self.hooked = is_hooked(type(self))
+        self._entry: Callable[..., Any] = (
+            self.__call__ if type(self).__call__ is not Task.__call__ else self.run
+        )
+        """What a worker calls: ``run``, or the class's own ``__call__`` (Celery's rule)."""
         self._rate: RateLimit | None = (
             parse_rate_limit(options.rate_limit) if options.rate_limit else None
         )
@@ -177,29 +229,102 @@ class Task(Generic[P, R]):
 
     # --- running here --------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        if self.options.bind:
-            result: R = self.fn(self, *args, **kwargs)
-        else:
-            result = self.fn(*args, **kwargs)
+        result: R = self.run(*args, **kwargs)
         return result
 
-    def run_with(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        """Call the function with already-loaded arguments (what ``execute`` uses)."""
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """The task's body: the decorated function (a class-based task overrides this)."""
         return self.fn(self, *args, **kwargs) if self.options.bind else self.fn(*args, **kwargs)
+
+    def run_with(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        """Call the body with already-loaded arguments (what ``execute`` uses)."""
+        return self._entry(*args, **kwargs)
 
     @property
     def request(self) -> Request:
         """The running invocation's context (an empty one when called directly)."""
         return current_request.get() or Request(task=self.name)
 
+    # --- Celery's handlers: override in a base class (``@app.task(base=...)``) ----------
+    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        """Called in the worker just before the body runs."""
+
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        """Called after the body returned ``retval``."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """Called when the task failed for good (its message is dead-lettered)."""
+
+    def on_retry(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """Called when the failed attempt is to be retried."""
+
+    def after_return(
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """Called after ``on_success`` or ``on_failure`` (not after a retry, as in Celery)."""
+
+    # --- Celery's option attributes, read from the options ------------------------------
+    @property
+    def max_retries(self) -> int | None:
+        return self.retry_policy().max_retries
+
+    @property
+    def default_retry_delay(self) -> float:
+        return self.retry_policy().default_delay
+
+    @property
+    def queue(self) -> str | None:
+        return self.options.queue
+
+    @property
+    def ignore_result(self) -> bool:
+        return self.options.ignore_result
+
+    @property
+    def rate_limit(self) -> str | None:
+        return self.options.rate_limit
+
+    @property
+    def autoretry_for(self) -> tuple[type[BaseException], ...]:
+        return self.options.autoretry_for
+
     def retry(
         self,
+        args: Sequence[Any] | BaseException | None = None,
+        kwargs: Mapping[str, Any] | None = None,
         exc: BaseException | None = None,
+        throw: bool = True,
+        eta: datetime | None = None,
         countdown: float | None = None,
         max_retries: int | None = None,
-    ) -> NoReturn:
-        """End this attempt and schedule the next (``raise self.retry(...)`` also works)."""
-        raise Retry(exc, countdown, max_retries)
+        **options: Any,
+    ) -> Retry:
+        """End this attempt and schedule the next, as Celery's ``self.retry``.
+
+        Raises ``exc`` (or ``MaxRetriesExceededError``) here, in the task, when no retry is
+        left. ``args``/``kwargs`` replace the next attempt's arguments (checked as at
+        ``delay()``). ``throw=False`` returns the ``Retry``: the attempt is retried when the
+        body returns, whatever it returns."""
+        from cloudq.task_class import request_retry
+
+        return request_retry(self, args, kwargs, exc, throw, eta, countdown, max_retries, options)
+
+    def update_state(
+        self,
+        task_id: str | None = None,
+        state: str | None = None,
+        meta: Any = None,
+        **_: Any,
+    ) -> None:
+        """Store ``state`` (e.g. ``"PROGRESS"``) and ``meta`` as the task's result record, as
+        Celery's: ``AsyncResult(id).state`` and ``.result`` read them. Needs a backend."""
+        from cloudq.task_class import update_state
+
+        update_state(self, task_id, state, meta)
 
     def apply(
         self,
@@ -255,39 +380,74 @@ class Task(Generic[P, R]):
     ) -> Envelope:
         """Validate arguments and build the envelope; nothing is sent."""
         json_args, json_kwargs = self.arguments.dump(args, kwargs)
-        now = self.app.clock.now()
-        if countdown is not None and eta is not None:
-            raise ConfigurationError("give countdown or eta, not both")
-        if countdown is not None:
-            eta = now + timedelta(seconds=countdown)
-        elif eta is not None and eta.tzinfo is None:
-            raise ConfigurationError("eta must be timezone-aware (e.g. datetime.now(UTC))")
-        if isinstance(expires, int | float):
-            expires = now + timedelta(seconds=expires)
-        parent = current_request.get()
-        queue = queue or self.app.route(self.name, args, kwargs)
-        group = fifo_group or self._fifo_group(args, kwargs)
-        if group is not None and not queue.endswith(".fifo"):
-            raise ConfigurationError(
-                f"task {self.name!r}: a FIFO message group was given but queue {queue!r} is a "
-                "standard queue (FIFO queue names end in '.fifo')"
-            )
-        return Envelope(
-            v=ENVELOPE_VERSION,
-            id=task_id or self._task_id(args, kwargs),
-            task=self.name,
-            args=json_args,
-            kwargs=json_kwargs,
-            queue=queue,
-            fifo_group=group,
+        return build_envelope(
+            self.app,
+            self.name,
+            json_args,
+            json_kwargs,
             retry=self.retry_policy(),
-            eta=eta,
-            expires=expires,
-            created_at=now,
+            task_id=task_id or self._task_id(args, kwargs),
+            fifo_group=fifo_group or self._fifo_group(args, kwargs),
             priority=priority if priority is not None else self.options.priority,
-            root_id=(parent.root_id or parent.id)
-            if parent and not parent.called_directly
-            else None,
-            parent_id=parent.id if parent and not parent.called_directly else None,
-            headers=dict(headers or {}),
+            route_args=(args, kwargs),
+            countdown=countdown,
+            eta=eta,
+            expires=expires if expires is not None else self.options.expires,
+            queue=queue,
+            headers=headers,
         )
+
+
+def build_envelope(
+    app: App,
+    name: str,
+    json_args: list[Any],
+    json_kwargs: dict[str, Any],
+    *,
+    retry: RetryPolicy,
+    task_id: str,
+    fifo_group: str | None,
+    priority: int | None,
+    route_args: tuple[Sequence[Any], Mapping[str, Any]],
+    countdown: float | None = None,
+    eta: datetime | None = None,
+    expires: float | datetime | None = None,
+    queue: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Envelope:
+    """The envelope of an already-checked call: times, route, workflow ids (also what
+    ``app.send_task`` sends for a task this process does not have)."""
+    now = app.clock.now()
+    if countdown is not None and eta is not None:
+        raise ConfigurationError("give countdown or eta, not both")
+    if countdown is not None:
+        eta = now + timedelta(seconds=countdown)
+    elif eta is not None and eta.tzinfo is None:
+        raise ConfigurationError("eta must be timezone-aware (e.g. datetime.now(UTC))")
+    if isinstance(expires, int | float):
+        expires = now + timedelta(seconds=expires)
+    parent = current_request.get()
+    queue = queue or app.route(name, *route_args)
+    if fifo_group is not None and not queue.endswith(".fifo"):
+        raise ConfigurationError(
+            f"task {name!r}: a FIFO message group was given but queue {queue!r} is a "
+            "standard queue (FIFO queue names end in '.fifo')"
+        )
+    linked = parent is not None and not parent.called_directly
+    return Envelope(
+        v=ENVELOPE_VERSION,
+        id=task_id,
+        task=name,
+        args=json_args,
+        kwargs=json_kwargs,
+        queue=queue,
+        fifo_group=fifo_group,
+        retry=retry,
+        eta=eta,
+        expires=expires,
+        created_at=now,
+        priority=priority,
+        root_id=(parent.root_id or parent.id) if parent is not None and linked else None,
+        parent_id=parent.id if parent is not None and linked else None,
+        headers=dict(headers or {}),
+    )

@@ -1,0 +1,3 @@
+from services import FailWhaleError
+
+__all__ = ["FailWhaleError"]
