@@ -125,6 +125,8 @@ class Observer:
             with self._lock:
                 self.monitor.apply(event)
             kind = event.get("type")
+            if not isinstance(event.get("uuid"), str):  # not a task event (the Monitor agrees)
+                return
             if kind == "task-succeeded":
                 self.buckets.add(float(event["timestamp"]), succeeded=1)
             elif kind in FAILED_TYPES:

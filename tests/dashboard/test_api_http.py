@@ -151,6 +151,13 @@ def test_what_came_from_a_message_is_escaped(stack: Stack) -> None:
     assert api.headers["content-type"].startswith("application/json")
     assert XSS in api.json()["exception"]  # JSON keeps the sender's exact text
 
+    cookie, token = session(dash, "/dead-letters?queue=default")
+    ask = post_form(dash, "/dead-letters/default/purge", [], cookie, token)
+    assert ask.status == 200 and "There is no undo" in ask.text
+    assert producer.broker.stats("default").dead_lettered == 1, "asking purged nothing"
+    post_form(dash, "/dead-letters/default/purge", [("confirmed", "1")], cookie, token)
+    dead_lettered(stack, 0)
+
 
 @pytest.mark.parametrize("store", ["redis"], indirect=True)
 def test_every_route_needs_auth_and_every_action_a_csrf_proof(stack: Stack) -> None:
