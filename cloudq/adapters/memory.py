@@ -28,12 +28,12 @@ from cloudq.adapters.base import (
     dead_letter_queue_name,
 )
 from cloudq.adapters.urls import url_options
+from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE, MAX_RECEIVE_COUNT_REASON
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH = 10
-MAX_RECEIVE_COUNT_REASON = "MaxReceiveCountExceeded"
 
 
 @dataclass
@@ -87,7 +87,7 @@ class MemoryBroker:
 
     def _dead_letter(self, q: _Queue, msg: _Message, reason: str) -> None:
         dlq = self._queue(dead_letter_queue_name(q.spec.name))
-        attrs = {**msg.attributes, "cloudq-dead-letter-reason": reason}
+        attrs = {**msg.attributes, DEAD_LETTER_REASON_ATTRIBUTE: reason}
         self._push(dlq, _Message(msg.message_id, msg.body, attrs), 0.0)
 
     # --- the contract ----------------------------------------------------------------------

@@ -40,10 +40,11 @@ from cloudq.adapters.base import (
     dead_letter_queue_name,
 )
 from cloudq.adapters.urls import redact_url, url_options
+from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE as REASON_ATTRIBUTE
+from cloudq.adapters.wire import MAX_RECEIVE_COUNT_REASON, MESSAGE_ID_ATTRIBUTE, is_fifo
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.logsafe import get_logger
-from cloudq.producer import is_fifo
 from cloudq_pubsub import limits as lim
 
 __all__ = [
@@ -57,13 +58,9 @@ __all__ = [
 
 logger = get_logger("cloudq.pubsub")
 
-REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
-MESSAGE_ID_ATTRIBUTE = "cloudq-message-id"
-"""Carries ``OutgoingMessage.message_id`` (the task id): Pub/Sub assigns its own message id."""
 _HIDDEN_ATTRIBUTES = frozenset({MESSAGE_ID_ATTRIBUTE})
 MAX_RECEIVE_COUNT_LABEL = "cloudq-max-receive-count"
 """Subscription label keeping cloudq's own limit, which may be below Pub/Sub's minimum of 5."""
-MAX_RECEIVE_COUNT_REASON = "MaxReceiveCountExceeded"
 DEFAULT_ORDERING_KEY = "default"
 """Ordering key of a message sent to a FIFO queue without a group."""
 

@@ -55,6 +55,7 @@ from cloudq.adapters.base import (
     dead_letter_queue_name,
 )
 from cloudq.adapters.urls import redact_url, url_options
+from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE as REASON_ATTRIBUTE
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.logsafe import get_logger
@@ -62,7 +63,6 @@ from cloudq_servicebus import limits as lim
 
 logger = get_logger("cloudq.servicebus")
 
-REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
 NATIVE_REASON = "DeadLetterReason"
 NATIVE_DESCRIPTION = "DeadLetterErrorDescription"
 _HIDDEN_ATTRIBUTES = frozenset({NATIVE_REASON, NATIVE_DESCRIPTION})
@@ -848,6 +848,7 @@ def open_servicebus_broker(url: str, clock: Clock) -> ServiceBusBroker:
 
 __all__ = [
     "DEAD_LETTER_SUFFIX",
+    "REASON_ATTRIBUTE",
     "QueueNotFoundError",
     "ServiceBusBroker",
     "open_servicebus_broker",

@@ -35,6 +35,8 @@ from cloudq.adapters.base import (
     dead_letter_queue_name,
 )
 from cloudq.adapters.urls import redact_url, url_options
+from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE as REASON_ATTRIBUTE
+from cloudq.adapters.wire import FIFO_SUFFIX, MESSAGE_ID_ATTRIBUTE, is_fifo
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.logsafe import get_logger
@@ -42,9 +44,20 @@ from cloudq_sqs import limits as lim
 
 logger = get_logger("cloudq.sqs")
 
-REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
-MESSAGE_ID_ATTRIBUTE = "cloudq-message-id"
-"""Carries ``OutgoingMessage.message_id`` (the task id): SQS assigns its own MessageId."""
+__all__ = [
+    "ENCODING_ATTRIBUTE",
+    "MESSAGE_ID_ATTRIBUTE",
+    "REASON_ATTRIBUTE",
+    "PartialSendError",
+    "QueueNotFoundError",
+    "SQSBroker",
+    "decode_body",
+    "encode_body",
+    "open_sqs_broker",
+    "send_with_retries",
+    "wire_size",
+]
+
 ENCODING_ATTRIBUTE = "cloudq-body-encoding"
 """Set to ``base64`` when a body is not text SQS accepts (bytes that are not UTF-8 XML chars)."""
 _HIDDEN_ATTRIBUTES = frozenset({MESSAGE_ID_ATTRIBUTE, ENCODING_ATTRIBUTE})
@@ -274,10 +287,10 @@ class SQSBroker:
     def physical_name(self, queue: str) -> str:
         """The SQS queue name: prefix + name; FIFO dead-letter queues keep ``.fifo`` last."""
         name = self.prefix + queue
-        fifo_dlq = ".fifo" + DEAD_LETTER_SUFFIX
+        fifo_dlq = FIFO_SUFFIX + DEAD_LETTER_SUFFIX
         if name.endswith(fifo_dlq):  # "jobs.fifo-dlq" -> "jobs-dlq.fifo": SQS's FIFO naming rule
-            name = name[: -len(fifo_dlq)] + DEAD_LETTER_SUFFIX + ".fifo"
-        stem = name.removesuffix(".fifo")
+            name = name[: -len(fifo_dlq)] + DEAD_LETTER_SUFFIX + FIFO_SUFFIX
+        stem = name.removesuffix(FIFO_SUFFIX)
         if not _QUEUE_NAME.fullmatch(stem) or len(name) > lim.MAX_QUEUE_NAME_CHARS:
             raise ConfigurationError(
                 f"{name!r} is not a valid SQS queue name: up to {lim.MAX_QUEUE_NAME_CHARS} "
@@ -288,9 +301,9 @@ class SQSBroker:
     def logical_name(self, physical: str) -> str:
         """The cloudq queue name of an SQS queue name (the inverse of ``physical_name``)."""
         name = physical.removeprefix(self.prefix)
-        fifo_dlq = DEAD_LETTER_SUFFIX + ".fifo"
+        fifo_dlq = DEAD_LETTER_SUFFIX + FIFO_SUFFIX
         if name.endswith(fifo_dlq):
-            name = name[: -len(fifo_dlq)] + ".fifo" + DEAD_LETTER_SUFFIX
+            name = name[: -len(fifo_dlq)] + FIFO_SUFFIX + DEAD_LETTER_SUFFIX
         return name
 
     @property
@@ -316,7 +329,7 @@ class SQSBroker:
             return self.prefix + queue
 
     def _is_fifo(self, queue: str) -> bool:
-        return self._name(queue).endswith(".fifo")
+        return is_fifo(self._name(queue))
 
     def _error(self, operation: str, queue: str, exc: Exception) -> BrokerError:
         code = _error_code(exc)
@@ -380,8 +393,8 @@ class SQSBroker:
 
     # --- the contract ---------------------------------------------------------------------------
     def ensure(self, spec: QueueSpec) -> None:
-        fifo = spec.fifo or spec.name.endswith(".fifo")
-        if fifo and not spec.name.endswith(".fifo"):
+        fifo = spec.fifo or is_fifo(spec.name)
+        if fifo and not is_fifo(spec.name):
             raise ConfigurationError(f"SQS FIFO queue names end in '.fifo': got {spec.name!r}")
         extra = {"FifoQueue": "true"} if fifo else {}
         dlq = dead_letter_queue_name(spec.name)
