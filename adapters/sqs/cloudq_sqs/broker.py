@@ -41,6 +41,7 @@ from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.logsafe import get_logger
 from cloudq_sqs import limits as lim
+from cloudq_sqs.aws_errors import api_name, error_code
 
 logger = get_logger("cloudq.sqs")
 
@@ -183,17 +184,6 @@ def _seconds(value: float, cap: int) -> int:
     return min(cap, max(0, math.ceil(value)))
 
 
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _api_name(operation: str) -> str:
-    return "".join(part.title() for part in operation.split("_"))
-
-
 def _string_attributes(message: dict[str, Any]) -> dict[str, str]:
     return {
         name: str(value["StringValue"])
@@ -332,12 +322,12 @@ class SQSBroker:
         return is_fifo(self._name(queue))
 
     def _error(self, operation: str, queue: str, exc: Exception) -> BrokerError:
-        code = _error_code(exc)
+        code = error_code(exc)
         name = self._name(queue)
         if code in _NO_SUCH_QUEUE:
             self._urls.pop(queue, None)
             return QueueNotFoundError(
-                f"SQS queue {name!r} does not exist ({_api_name(operation)}): queues are created "
+                f"SQS queue {name!r} does not exist ({api_name(operation)}): queues are created "
                 "by ensure() (the worker runs it at start) or by Terraform"
             )
         if code in _PURGE_IN_PROGRESS:
@@ -345,7 +335,7 @@ class SQSBroker:
                 f"SQS allows one PurgeQueue per queue every 60 seconds; {name!r} was purged less "
                 "than a minute ago (a purge can also take up to 60 s to finish)"
             )
-        return BrokerError(f"SQS {_api_name(operation)} on queue {name!r} failed: {exc}")
+        return BrokerError(f"SQS {api_name(operation)} on queue {name!r} failed: {exc}")
 
     def _call(self, operation: str, queue: str, **params: Any) -> dict[str, Any]:
         """One SQS API call; botocore errors become ``BrokerError`` naming operation and queue."""
@@ -420,7 +410,7 @@ class SQSBroker:
         try:
             url = self._client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         except self._errors as exc:
-            if _error_code(exc) not in _QUEUE_EXISTS:
+            if error_code(exc) not in _QUEUE_EXISTS:
                 raise self._error("create_queue", queue, exc) from exc
             url = self._url(queue)
             changeable = {k: v for k, v in attributes.items() if k != "FifoQueue"}
@@ -591,7 +581,7 @@ class SQSBroker:
                         logger.warning(
                             "SQS %s on %r: message %s not handled (%s: %s); it will be "
                             "redelivered when its visibility timeout ends",
-                            _api_name(operation),
+                            api_name(operation),
                             self._name(queue),
                             pending[f["Id"]].message_id,
                             f.get("Code"),

@@ -22,6 +22,7 @@ from cloudq.adapters.urls import redact_url, url_flag, url_options
 from cloudq.claimcheck import ObjectStoreClaimChecks
 from cloudq.errors import BrokerError, ClaimCheckMissing, ConfigurationError
 from cloudq.logsafe import get_logger
+from cloudq_sqs.aws_errors import api_name, error_code
 
 __all__ = ["BucketNotFoundError", "ClaimCheckMissing", "S3ClaimCheckStore", "open_s3_store"]
 
@@ -35,17 +36,6 @@ _OWN_BUCKET = frozenset({"BucketAlreadyOwnedByYou"})
 
 class BucketNotFoundError(BrokerError):
     """The S3 bucket is missing: Terraform creates it (or ``s3://BUCKET/PREFIX?create=1``)."""
-
-
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _api_name(operation: str) -> str:
-    return "".join(part.title() for part in operation.split("_"))
 
 
 class S3ClaimCheckStore(ObjectStoreClaimChecks):
@@ -94,13 +84,13 @@ class S3ClaimCheckStore(ObjectStoreClaimChecks):
             self.create_bucket()
 
     def _error(self, operation: str, url: str, exc: Exception) -> BrokerError:
-        if _error_code(exc) == "NoSuchBucket":
+        if error_code(exc) == "NoSuchBucket":
             return BucketNotFoundError(
-                f"S3 bucket {self.bucket!r} does not exist ({_api_name(operation)} of {url}): "
+                f"S3 bucket {self.bucket!r} does not exist ({api_name(operation)} of {url}): "
                 "claim-check buckets are created by Terraform, or by the store itself with "
                 f"{self.base_url}?create=1 (tests and demos)"
             )
-        return BrokerError(f"S3 {_api_name(operation)} of {url} failed: {exc}")
+        return BrokerError(f"S3 {api_name(operation)} of {url} failed: {exc}")
 
     def _call(self, operation: str, url: str, **params: Any) -> dict[str, Any]:
         """One S3 call; botocore errors become ``BrokerError`` naming operation and object."""
@@ -119,7 +109,7 @@ class S3ClaimCheckStore(ObjectStoreClaimChecks):
             self._client.create_bucket(**params)
             logger.info("created S3 bucket %r", self.bucket)
         except self._errors as exc:
-            if _error_code(exc) not in _OWN_BUCKET:
+            if error_code(exc) not in _OWN_BUCKET:
                 raise self._error("create_bucket", f"s3://{self.bucket}", exc) from exc
 
     # --- the object calls ----------------------------------------------------------------------
@@ -131,7 +121,7 @@ class S3ClaimCheckStore(ObjectStoreClaimChecks):
             response = self._client.get_object(Bucket=self.bucket, Key=name)
             body: bytes = response["Body"].read()
         except self._errors as exc:
-            if _error_code(exc) in _NO_SUCH_KEY:
+            if error_code(exc) in _NO_SUCH_KEY:
                 return None
             raise self._error("get_object", url, exc) from exc
         return body
