@@ -103,12 +103,16 @@ class BrokerBase(ABC):
         return physical.removeprefix(self.prefix)
 
     def _check_name(self, name: str) -> None:
-        too_long = self.max_name_chars is not None and len(name) > self.max_name_chars
-        pattern = self.name_pattern
-        if too_long or (pattern is not None and not pattern.fullmatch(name)):
+        if not self._valid_name(name):
             raise ConfigurationError(
                 f"{name!r} is not a valid {self.provider} queue name: {self.name_rule}"
             )
+
+    def _valid_name(self, name: str) -> bool:
+        """The provider's naming rule: ``name_pattern`` and ``max_name_chars`` by default."""
+        if self.max_name_chars is not None and len(name) > self.max_name_chars:
+            return False
+        return self.name_pattern is None or self.name_pattern.fullmatch(name) is not None
 
     def _name(self, queue: str) -> str:
         """The physical name for messages, even where the name itself is invalid."""

@@ -207,8 +207,6 @@ class SQSBroker(BrokerBase):
 
     provider = "SQS"
     reason_max_chars = lim.MAX_REASON_CHARS
-    name_pattern = _QUEUE_NAME
-    max_name_chars = lim.MAX_QUEUE_NAME_CHARS
     name_rule = (
         f"up to {lim.MAX_QUEUE_NAME_CHARS} letters, digits, '-' and '_' (prefix included), "
         "optionally ending in '.fifo'"
@@ -276,11 +274,10 @@ class SQSBroker(BrokerBase):
         self._check_name(name)
         return name
 
-    def _check_name(self, name: str) -> None:
+    def _valid_name(self, name: str) -> bool:
         """SQS's rule holds for the name without its ``.fifo``; the length counts all of it."""
-        if len(name) > lim.MAX_QUEUE_NAME_CHARS:
-            super()._check_name(name)  # too long: the skeleton's error
-        super()._check_name(name.removesuffix(FIFO_SUFFIX) or name)
+        stem = name.removesuffix(FIFO_SUFFIX)
+        return len(name) <= lim.MAX_QUEUE_NAME_CHARS and _QUEUE_NAME.fullmatch(stem) is not None
 
     def logical_name(self, physical: str) -> str:
         """The cloudq queue name of an SQS queue name (the inverse of ``physical_name``)."""
