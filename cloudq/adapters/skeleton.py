@@ -85,6 +85,10 @@ class BrokerBase(ABC):
     name_rule: ClassVar[str] = ""
     """That rule in words, for the error."""
     max_name_chars: ClassVar[int | None] = None
+    max_attributes: ClassVar[int | None] = None
+    """Attributes a message may carry on the provider (``None``: no such limit)."""
+    reserved_attributes: ClassVar[int] = 0
+    """Of those, the slots cloudq keeps for its own (message id, reason, encoding...)."""
 
     limits: BrokerLimits
     prefix: str = ""
@@ -168,8 +172,20 @@ class BrokerBase(ABC):
             delay = m.delay_seconds
             if delay < 0 or (cap is not None and delay > cap):
                 raise BrokerError(self._delay_refused(queue, delay))
+            self._check_attribute_count(m.attributes)
             self._check_message(queue, m)
         self._send(queue, messages)
+
+    def _check_attribute_count(self, attributes: dict[str, str]) -> None:
+        if self.max_attributes is None:
+            return
+        room = self.max_attributes - self.reserved_attributes
+        if len(attributes) > room:
+            raise ConfigurationError(
+                f"{self.provider} allows {self.max_attributes} attributes per message and cloudq "
+                f"keeps {self.reserved_attributes}: at most {room} may be set, "
+                f"got {len(attributes)}"
+            )
 
     def _group_refused(self, queue: str, group: str) -> str:
         if not self.groups_on_fifo:

@@ -4,6 +4,7 @@ and the one ``redact_url`` that every message, log line and ``repr`` showing a U
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -70,6 +71,16 @@ def url_flag(name: str, value: str, url: str) -> bool:
     if lowered in FALSE:
         return False
     raise ConfigurationError(f"{redact_url(url)!r}: {name} must be 1 or 0, got {value!r}")
+
+
+def env_setting(*names: str) -> str | None:
+    """The first of the environment variables ``names`` that is set and not empty: where a
+    setting the URL leaves out comes from, in the order the provider's own tools look."""
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
 
 
 def broker_url(

@@ -29,6 +29,8 @@ class Recording(BrokerBase):
     name_pattern = re.compile(r"[a-z-]+(\.fifo)?")
     name_rule = "lower-case letters and '-'"
     reason_max_chars = 10
+    max_attributes = 3
+    reserved_attributes = 1
 
     def __init__(self, max_delay: float | None = 900, fail_copy: bool = False) -> None:
         self.limits = BrokerLimits(max_delay, 60, max_message_bytes=8, max_batch=3)
@@ -65,6 +67,11 @@ def delivery(**attributes: str) -> Delivery:
         (OutgoingMessage(b"x", delay_seconds=-1), BrokerError, r"outside 0\.\.900"),
         (OutgoingMessage(b"x", delay_seconds=901), BrokerError, r"outside 0\.\.900"),
         (OutgoingMessage(b"x" * 9), MessageTooLarge, "nothing was sent"),
+        (
+            OutgoingMessage(b"x", attributes=dict.fromkeys("abc", "v")),
+            ConfigurationError,
+            "at most 2",
+        ),
     ],
 )
 def test_a_bad_message_sends_nothing(bad: OutgoingMessage, error: type, match: str) -> None:

@@ -39,7 +39,7 @@ from cloudq.adapters.base import (
     dead_letter_queue_name,
 )
 from cloudq.adapters.skeleton import BrokerBase, PartialSendError, QueueNotFoundError
-from cloudq.adapters.urls import broker_url, redact_url, url_count, url_number
+from cloudq.adapters.urls import broker_url, env_setting, redact_url, url_count, url_number
 from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE as REASON_ATTRIBUTE
 from cloudq.adapters.wire import MAX_RECEIVE_COUNT_REASON, MESSAGE_ID_ATTRIBUTE, is_fifo
 from cloudq.clock import Clock
@@ -102,13 +102,7 @@ def service_max_delivery_attempts(max_receive_count: int) -> int:
 
 
 def check_attributes(attributes: dict[str, str]) -> None:
-    """Reject attributes Pub/Sub would refuse, before anything is sent."""
-    room = lim.MAX_ATTRIBUTES - lim.RESERVED_ATTRIBUTES
-    if len(attributes) > room:
-        raise ConfigurationError(
-            f"Pub/Sub allows {lim.MAX_ATTRIBUTES} attributes per message and cloudq keeps "
-            f"{lim.RESERVED_ATTRIBUTES}: at most {room} may be set, got {len(attributes)}"
-        )
+    """Reject attribute keys and values Pub/Sub would refuse, before anything is sent."""
     for key, value in attributes.items():
         if not key or len(key.encode()) > lim.MAX_ATTRIBUTE_KEY_BYTES or key.startswith("goog"):
             raise ConfigurationError(
@@ -130,6 +124,8 @@ class PubSubBroker(BrokerBase):
 
     provider = "Pub/Sub"
     reason_max_bytes = lim.MAX_ATTRIBUTE_VALUE_BYTES
+    max_attributes = lim.MAX_ATTRIBUTES
+    reserved_attributes = lim.RESERVED_ATTRIBUTES
     name_pattern = _RESOURCE_ID
     max_name_chars = lim.MAX_ID_CHARS
     name_rule = (
@@ -661,11 +657,7 @@ def _make_clients(endpoint: str | None) -> tuple[Any, Any]:
 
 def default_project() -> str | None:
     """The project from the environment, as Google's libraries look for it."""
-    for var in ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "PUBSUB_PROJECT_ID"):
-        value = os.environ.get(var)
-        if value:
-            return value
-    return None
+    return env_setting("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "PUBSUB_PROJECT_ID")
 
 
 def open_pubsub_broker(url: str, clock: Clock) -> PubSubBroker:

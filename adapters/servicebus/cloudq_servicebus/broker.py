@@ -54,7 +54,7 @@ from cloudq.adapters.base import (
     dead_letter_queue_name,
 )
 from cloudq.adapters.skeleton import BrokerBase, QueueNotFoundError
-from cloudq.adapters.urls import broker_url, redact_url, url_count
+from cloudq.adapters.urls import broker_url, env_setting, redact_url, url_count
 from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE as REASON_ATTRIBUTE
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
@@ -776,11 +776,7 @@ def _quietly(fn: Callable[[], Any]) -> None:
 
 
 def connection_string_from_env() -> str | None:
-    for name in CONNECTION_ENV:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
+    return env_setting(*CONNECTION_ENV)
 
 
 def open_servicebus_broker(url: str, clock: Clock) -> ServiceBusBroker:

@@ -1,9 +1,12 @@
-"""Reading botocore's errors, for every AWS module of the adapter (SQS, S3, DynamoDB).
-
-Pure functions over the exception's ``response`` (botocore's shape): nothing here imports boto3.
+"""Reading botocore's errors and environment, for every AWS module of the adapter (SQS, S3,
+DynamoDB). Pure functions over the exception's ``response`` (botocore's shape): nothing here
+imports boto3.
 """
 
 from __future__ import annotations
+
+AWS_REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")
+"""Where a region the URL does not name comes from, first set wins (boto3's own variables)."""
 
 
 def error_code(exc: BaseException) -> str:

@@ -34,14 +34,14 @@ from cloudq.adapters.base import (
     dead_letter_queue_name,
 )
 from cloudq.adapters.skeleton import BrokerBase, PartialSendError, QueueNotFoundError
-from cloudq.adapters.urls import broker_url, url_count
+from cloudq.adapters.urls import broker_url, env_setting, url_count
 from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE as REASON_ATTRIBUTE
 from cloudq.adapters.wire import FIFO_SUFFIX, MESSAGE_ID_ATTRIBUTE, is_fifo
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.logsafe import get_logger
 from cloudq_sqs import limits as lim
-from cloudq_sqs.aws_errors import api_name, error_code
+from cloudq_sqs.aws_errors import AWS_REGION_ENV, api_name, error_code
 
 logger = get_logger("cloudq.sqs")
 
@@ -177,13 +177,7 @@ def _string_attributes(message: dict[str, Any]) -> dict[str, str]:
 
 
 def _check_attributes(attributes: dict[str, str]) -> None:
-    """Reject attributes SQS would refuse, before anything is sent."""
-    room = lim.MAX_MESSAGE_ATTRIBUTES - lim.RESERVED_MESSAGE_ATTRIBUTES
-    if len(attributes) > room:
-        raise ConfigurationError(
-            f"SQS allows {lim.MAX_MESSAGE_ATTRIBUTES} message attributes and cloudq keeps "
-            f"{lim.RESERVED_MESSAGE_ATTRIBUTES}: at most {room} may be set, got {len(attributes)}"
-        )
+    """Reject attribute names and values SQS would refuse, before anything is sent."""
     for name, value in attributes.items():
         lowered = name.lower()
         if (
@@ -207,6 +201,8 @@ class SQSBroker(BrokerBase):
 
     provider = "SQS"
     reason_max_chars = lim.MAX_REASON_CHARS
+    max_attributes = lim.MAX_MESSAGE_ATTRIBUTES
+    reserved_attributes = lim.RESERVED_MESSAGE_ATTRIBUTES
     name_rule = (
         f"up to {lim.MAX_QUEUE_NAME_CHARS} letters, digits, '-' and '_' (prefix included), "
         "optionally ending in '.fifo'"
@@ -246,7 +242,7 @@ class SQSBroker(BrokerBase):
         if client is None:
             import boto3  # type: ignore[import-untyped, unused-ignore]
 
-            region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            region = region or env_setting(*AWS_REGION_ENV)
             try:
                 from botocore.config import Config
 

@@ -23,7 +23,6 @@ boto3 is imported when a backend is opened, never when ``cloudq`` is: Lambda col
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,12 +31,12 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from cloudq.adapters.urls import redact_url, url_flag, url_options
+from cloudq.adapters.urls import env_setting, redact_url, url_flag, url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.logsafe import get_logger
 from cloudq.results.base import READY_STATES, TaskResult, poll_until_ready
-from cloudq_sqs.aws_errors import api_name, error_code
+from cloudq_sqs.aws_errors import AWS_REGION_ENV, api_name, error_code
 from cloudq_sqs.dynamodb_shared import DynamoDBShared
 
 __all__ = ["DynamoDBBackend", "TableNotFoundError", "open_dynamodb_backend"]
@@ -100,7 +99,7 @@ class DynamoDBBackend(DynamoDBShared):
         if client is None:
             import boto3  # type: ignore[import-untyped, unused-ignore]
 
-            region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            region = region or env_setting(*AWS_REGION_ENV)
             try:
                 client = boto3.session.Session().client(
                     "dynamodb", region_name=region, endpoint_url=endpoint_url

@@ -13,16 +13,15 @@ The bucket is Terraform's to create; ``?create=1`` creates it (tests and demos).
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from cloudq.adapters.urls import redact_url, url_flag, url_options
+from cloudq.adapters.urls import env_setting, redact_url, url_flag, url_options
 from cloudq.claimcheck import ObjectStoreClaimChecks
 from cloudq.errors import BrokerError, ClaimCheckMissing, ConfigurationError
 from cloudq.logsafe import get_logger
-from cloudq_sqs.aws_errors import api_name, error_code
+from cloudq_sqs.aws_errors import AWS_REGION_ENV, api_name, error_code
 
 __all__ = ["BucketNotFoundError", "ClaimCheckMissing", "S3ClaimCheckStore", "open_s3_store"]
 
@@ -65,9 +64,7 @@ class S3ClaimCheckStore(ObjectStoreClaimChecks):
             )
         super().__init__(bucket, prefix)
         self._errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
-        self._region = (
-            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        )
+        self._region = region or env_setting(*AWS_REGION_ENV)
         if client is None:
             import boto3  # type: ignore[import-untyped, unused-ignore]
 
