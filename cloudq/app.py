@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from cloudq.adapters import open_broker
 from cloudq.adapters.base import Broker, QueueSpec
 from cloudq.adapters.urls import redact_url
+from cloudq.adapters.wire import is_fifo
 from cloudq.app_signals import Signal
 from cloudq.claimcheck import ClaimCheckStore, open_claim_check_store
 from cloudq.clock import SYSTEM_CLOCK, Clock
@@ -445,7 +446,7 @@ class App:
             name=name,
             lease_seconds=self.conf.queue_lease_seconds,
             max_receive_count=self.conf.queue_max_receive_count,
-            fifo=name.endswith(".fifo"),
+            fifo=is_fifo(name),
         )
 
     def ensure_queue(self, name: str) -> None:

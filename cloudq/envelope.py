@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE
 from cloudq.errors import EnvelopeError, SignatureError
 
 ENVELOPE_VERSION: Literal[1] = 1
@@ -30,7 +31,8 @@ string makes ``hmac.compare_digest`` raise TypeError instead of saying "no match
 HEADER_ERROR_TYPE = "cloudq-error-type"
 HEADER_ERROR_MESSAGE = "cloudq-error-message"
 HEADER_ERROR_TRACEBACK = "cloudq-error-traceback"
-HEADER_DEAD_LETTER_REASON = "cloudq-dead-letter-reason"
+HEADER_DEAD_LETTER_REASON = DEAD_LETTER_REASON_ATTRIBUTE
+"""The same name as the broker attribute: ``cloudq.adapters.wire`` defines it."""
 
 
 class RetryPolicy(BaseModel):

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cloudq.adapters.base import BrokerLimits, OutgoingMessage
+from cloudq.adapters.wire import is_fifo
 from cloudq.claimcheck import POINTER_KEY, pointer
 from cloudq.envelope import Envelope, sign
 from cloudq.errors import MessageTooLarge
@@ -19,10 +20,7 @@ if TYPE_CHECKING:
 
 logger = get_logger("cloudq.producer")
 
-
-def is_fifo(queue: str) -> bool:
-    """FIFO queues are named ``*.fifo`` (SQS's rule, kept on every provider for portability)."""
-    return queue.endswith(".fifo")
+__all__ = ["is_fifo", "native_delay", "send_envelopes", "to_message"]  # is_fifo: re-exported
 
 
 def native_delay(eta: datetime | None, now: datetime, limits: BrokerLimits) -> float:

@@ -27,12 +27,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cloudq.adapters.base import Delivery, OutgoingMessage
+from cloudq.adapters.wire import is_fifo
 from cloudq.envelope import Envelope
 from cloudq.errors import WorkerLostError
 from cloudq.execute import error_info, failure_outcome, open_envelope
 from cloudq.logsafe import get_logger
 from cloudq.outcome import DeadLetter
-from cloudq.producer import is_fifo
 from cloudq.settle import HOLDS_BEFORE_RESEND, settle
 
 if TYPE_CHECKING:

@@ -10,7 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-DEAD_LETTER_SUFFIX = "-dlq"
+from cloudq.adapters.wire import DEAD_LETTER_SUFFIX, dead_letter_queue_name
+
+__all__ = [
+    "DEAD_LETTER_SUFFIX",
+    "Broker",
+    "BrokerLimits",
+    "Delivery",
+    "OutgoingMessage",
+    "QueueSpec",
+    "QueueStats",
+    "dead_letter_queue_name",
+]
 
 
 @dataclass(frozen=True)
@@ -134,8 +145,3 @@ class Broker(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-def dead_letter_queue_name(queue: str) -> str:
-    """The conventional name of a queue's dead-letter queue."""
-    return f"{queue}{DEAD_LETTER_SUFFIX}"

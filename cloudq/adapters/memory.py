@@ -27,13 +27,13 @@ from cloudq.adapters.base import (
     QueueStats,
     dead_letter_queue_name,
 )
-from cloudq.adapters.urls import url_options
+from cloudq.adapters.skeleton import BrokerBase
+from cloudq.adapters.urls import url_count, url_number, url_options
+from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE, MAX_RECEIVE_COUNT_REASON
 from cloudq.clock import Clock
-from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH = 10
-MAX_RECEIVE_COUNT_REASON = "MaxReceiveCountExceeded"
 
 
 @dataclass
@@ -54,8 +54,11 @@ class _Queue:
     """Receipt handle -> (lease expiry, message)."""
 
 
-class MemoryBroker:
-    """One named in-process broker; thread-safe."""
+class MemoryBroker(BrokerBase):
+    """One named in-process broker; thread-safe. The send checks and dead-lettering are the
+    skeleton's, as on the clouds: a test on memory meets the same refusals."""
+
+    provider = "memory"
 
     def __init__(self, name: str, clock: Clock, limits: BrokerLimits) -> None:
         self.name = name
@@ -86,8 +89,9 @@ class MemoryBroker:
                 self._push(q, msg, 0.0)
 
     def _dead_letter(self, q: _Queue, msg: _Message, reason: str) -> None:
+        """The broker's own dead-lettering, after ``max_receive_count`` receives."""
         dlq = self._queue(dead_letter_queue_name(q.spec.name))
-        attrs = {**msg.attributes, "cloudq-dead-letter-reason": reason}
+        attrs = {**msg.attributes, DEAD_LETTER_REASON_ATTRIBUTE: reason}
         self._push(dlq, _Message(msg.message_id, msg.body, attrs), 0.0)
 
     # --- the contract ----------------------------------------------------------------------
@@ -96,19 +100,7 @@ class MemoryBroker:
             self._queue(spec.name).spec = spec
             self._queue(dead_letter_queue_name(spec.name))
 
-    def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
-        if len(messages) > self.limits.max_batch:
-            raise BrokerError(
-                f"send of {len(messages)} messages exceeds batch limit {self.limits.max_batch}"
-            )
-        for m in messages:
-            if len(m.body) > self.limits.max_message_bytes:
-                raise MessageTooLarge(
-                    f"message of {len(m.body)} bytes exceeds {self.limits.max_message_bytes}"
-                )
-            cap = self.limits.max_delay_seconds
-            if m.delay_seconds < 0 or (cap is not None and m.delay_seconds > cap):
-                raise BrokerError(f"delay {m.delay_seconds}s outside 0..{cap}")
+    def _send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         with self._cond:
             q = self._queue(queue)
             for m in messages:
@@ -184,14 +176,14 @@ class MemoryBroker:
                     d.leased_until = now + seconds
 
     def dead_letter(self, delivery: Delivery, reason: str, body: bytes | None = None) -> None:
-        with self._cond:
-            q = self._queue(delivery.queue)
-            entry = q.in_flight.pop(delivery.handle, None)
-            msg = entry[1] if entry else _Message(delivery.message_id, delivery.body, {})
-            if body is not None:
-                msg = _Message(msg.message_id, body, msg.attributes, msg.receive_count)
-            self._dead_letter(q, msg, reason)
+        with self._cond:  # reentrant: the copy and the ack are one step for other threads
+            super().dead_letter(delivery, reason, body)
             self._cond.notify_all()
+
+    def _send_dead_letter(
+        self, delivery: Delivery, dlq: str, body: bytes, attributes: dict[str, str]
+    ) -> None:
+        self._push(self._queue(dlq), _Message(delivery.message_id, body, attributes), 0.0)
 
     def stats(self, queue: str) -> QueueStats:
         with self._cond:
@@ -227,19 +219,14 @@ _URL_OPTIONS = frozenset(
 )
 
 
-def _limits_from_query(query: str) -> BrokerLimits:
+def _limits_from_query(url: str, query: str) -> BrokerLimits:
     params = url_options(query, _URL_OPTIONS, "memory")
-    try:
-        delay = params.get("max_delay_seconds")
-        lease = params.get("max_lease_seconds")
-        return BrokerLimits(
-            max_delay_seconds=float(delay) if delay else None,
-            max_lease_seconds=float(lease) if lease else None,
-            max_message_bytes=int(params.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)),
-            max_batch=int(params.get("max_batch", DEFAULT_MAX_BATCH)),
-        )
-    except ValueError as exc:
-        raise ConfigurationError(f"memory:// option is not a number: {exc}") from exc
+    return BrokerLimits(
+        max_delay_seconds=url_number(params, "max_delay_seconds", url, zero=True),
+        max_lease_seconds=url_number(params, "max_lease_seconds", url),
+        max_message_bytes=url_count(params, "max_message_bytes", url) or DEFAULT_MAX_MESSAGE_BYTES,
+        max_batch=url_count(params, "max_batch", url) or DEFAULT_MAX_BATCH,
+    )
 
 
 def open_memory_broker(url: str, clock: Clock) -> MemoryBroker:
@@ -250,5 +237,5 @@ def open_memory_broker(url: str, clock: Clock) -> MemoryBroker:
     with _brokers_lock:
         broker = _brokers.get(key)
         if broker is None:
-            broker = _brokers[key] = MemoryBroker(name, clock, _limits_from_query(parts.query))
+            broker = _brokers[key] = MemoryBroker(name, clock, _limits_from_query(url, parts.query))
         return broker

@@ -4,8 +4,9 @@ and the one ``redact_url`` that every message, log line and ``repr`` showing a U
 
 from __future__ import annotations
 
+import os
 import re
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from cloudq.errors import ConfigurationError
 
@@ -70,3 +71,56 @@ def url_flag(name: str, value: str, url: str) -> bool:
     if lowered in FALSE:
         return False
     raise ConfigurationError(f"{redact_url(url)!r}: {name} must be 1 or 0, got {value!r}")
+
+
+def env_setting(*names: str) -> str | None:
+    """The first of the environment variables ``names`` that is set and not empty: where a
+    setting the URL leaves out comes from, in the order the provider's own tools look."""
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def broker_url(
+    url: str, known: frozenset[str], *, usage: str, credentials: str, host: bool = True
+) -> tuple[str, dict[str, str]]:
+    """A broker URL's host part and its options, for ``usage`` (the form, for the error).
+
+    No broker takes a path, or a user or password: ``credentials`` says where they come from
+    instead. ``host=False``: the URL takes options only.
+    """
+    parts = urlsplit(url)
+    if "@" in parts.netloc or parts.path not in ("", "/") or (parts.netloc and not host):
+        raise ConfigurationError(
+            f"expected {usage}, got {redact_url(url)!r}: {credentials}, never from the URL"
+        )
+    return parts.netloc, url_options(parts.query, known, parts.scheme)
+
+
+def url_number(options: dict[str, str], name: str, url: str, *, zero: bool = False) -> float | None:
+    """A positive (``zero``: or 0) number option, or ``None`` when it is not given."""
+    raw = options.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{redact_url(url)!r}: {name} must be a number, got {raw!r}"
+        ) from None
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        least = "0 or more" if zero else "positive"
+        raise ConfigurationError(f"{redact_url(url)!r}: {name} must be {least}, got {raw!r}")
+    return value
+
+
+def url_count(options: dict[str, str], name: str, url: str, *, zero: bool = False) -> int | None:
+    """A whole number option (bytes, seconds, a count), or ``None`` when it is not given."""
+    value = url_number(options, name, url, zero=zero)
+    if value is not None and not value.is_integer():
+        raise ConfigurationError(
+            f"{redact_url(url)!r}: {name} must be a whole number, got {options[name]!r}"
+        )
+    return None if value is None else int(value)

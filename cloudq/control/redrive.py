@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery, OutgoingMessage, dead_letter_queue_name
+from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE
 from cloudq.claimcheck import acknowledge, pointer_url
 from cloudq.control.events import TASK_HEADER
 from cloudq.envelope import (
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
 logger = get_logger("cloudq.redrive")
 
-REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
+REASON_ATTRIBUTE = DEAD_LETTER_REASON_ATTRIBUTE
 """Set by the broker adapter when the worker dead-letters: the reason, as the worker wrote it."""
 LIST_LEASE_SECONDS = 30.0
 """``dlq list`` holds what it reads this long at most; it releases them as soon as it is done."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from cloudq import routes
+from cloudq.adapters.wire import is_fifo
 from cloudq.logsafe import get_logger
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def export_tfvars(app: App, app_ref: str) -> dict[str, Any]:
             "max_receive_count": conf.queue_max_receive_count,
             # cloudq delays each message itself; a queue-wide delay would add to every one.
             "delay_seconds": 0,
-            "fifo": name.endswith(".fifo"),
+            "fifo": is_fifo(name),
         }
         for name in app_queues(app)
     }

@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from cloudq.adapters.base import (
     BrokerLimits,
@@ -39,11 +38,13 @@ from cloudq.adapters.base import (
     QueueStats,
     dead_letter_queue_name,
 )
-from cloudq.adapters.urls import redact_url, url_options
+from cloudq.adapters.skeleton import BrokerBase, PartialSendError, QueueNotFoundError
+from cloudq.adapters.urls import broker_url, env_setting, redact_url, url_count, url_number
+from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE as REASON_ATTRIBUTE
+from cloudq.adapters.wire import MAX_RECEIVE_COUNT_REASON, MESSAGE_ID_ATTRIBUTE, is_fifo
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.logsafe import get_logger
-from cloudq.producer import is_fifo
 from cloudq_pubsub import limits as lim
 
 __all__ = [
@@ -57,13 +58,9 @@ __all__ = [
 
 logger = get_logger("cloudq.pubsub")
 
-REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
-MESSAGE_ID_ATTRIBUTE = "cloudq-message-id"
-"""Carries ``OutgoingMessage.message_id`` (the task id): Pub/Sub assigns its own message id."""
 _HIDDEN_ATTRIBUTES = frozenset({MESSAGE_ID_ATTRIBUTE})
 MAX_RECEIVE_COUNT_LABEL = "cloudq-max-receive-count"
 """Subscription label keeping cloudq's own limit, which may be below Pub/Sub's minimum of 5."""
-MAX_RECEIVE_COUNT_REASON = "MaxReceiveCountExceeded"
 DEFAULT_ORDERING_KEY = "default"
 """Ordering key of a message sent to a FIFO queue without a group."""
 
@@ -71,22 +68,6 @@ _URL_OPTIONS = frozenset({"prefix", "max_batch", "endpoint", "timeout", "max_lea
 _RESOURCE_ID = re.compile(r"[A-Za-z][-A-Za-z0-9_.~+%]*")
 
 T = TypeVar("T")
-
-
-class QueueNotFoundError(BrokerError):
-    """The topic or subscription is missing: ``ensure`` (the worker, or Terraform) creates them."""
-
-
-class PartialSendError(BrokerError):
-    """Some messages of a ``send`` were published, the others not (a later request failed).
-
-    ``failed`` maps the index of each unsent message to the reason, so a caller re-sends those
-    alone instead of duplicating the rest.
-    """
-
-    def __init__(self, message: str, failed: dict[int, str]) -> None:
-        super().__init__(message)
-        self.failed = failed
 
 
 @dataclass(frozen=True)
@@ -121,13 +102,7 @@ def service_max_delivery_attempts(max_receive_count: int) -> int:
 
 
 def check_attributes(attributes: dict[str, str]) -> None:
-    """Reject attributes Pub/Sub would refuse, before anything is sent."""
-    room = lim.MAX_ATTRIBUTES - lim.RESERVED_ATTRIBUTES
-    if len(attributes) > room:
-        raise ConfigurationError(
-            f"Pub/Sub allows {lim.MAX_ATTRIBUTES} attributes per message and cloudq keeps "
-            f"{lim.RESERVED_ATTRIBUTES}: at most {room} may be set, got {len(attributes)}"
-        )
+    """Reject attribute keys and values Pub/Sub would refuse, before anything is sent."""
     for key, value in attributes.items():
         if not key or len(key.encode()) > lim.MAX_ATTRIBUTE_KEY_BYTES or key.startswith("goog"):
             raise ConfigurationError(
@@ -141,16 +116,22 @@ def check_attributes(attributes: dict[str, str]) -> None:
             )
 
 
-def truncate_utf8(text: str, max_bytes: int) -> str:
-    """``text`` cut to at most ``max_bytes`` of UTF-8, never inside a character."""
-    return text.encode()[:max_bytes].decode(errors="ignore")
-
-
-class PubSubBroker:
+class PubSubBroker(BrokerBase):
     """Two GAPIC clients (publisher, subscriber) and a cache of subscription settings.
 
     Thread-safe like the clients; nothing here starts a background thread.
     """
+
+    provider = "Pub/Sub"
+    reason_max_bytes = lim.MAX_ATTRIBUTE_VALUE_BYTES
+    max_attributes = lim.MAX_ATTRIBUTES
+    reserved_attributes = lim.RESERVED_ATTRIBUTES
+    name_pattern = _RESOURCE_ID
+    max_name_chars = lim.MAX_ID_CHARS
+    name_rule = (
+        f"a topic/subscription id of {lim.MIN_ID_CHARS} to {lim.MAX_ID_CHARS} letters, digits "
+        "and -_.~+% (prefix included), starting with a letter and not with 'goog'"
+    )
 
     def __init__(
         self,
@@ -216,21 +197,13 @@ class PubSubBroker:
         return f"PubSubBroker(project={self.project!r}, prefix={self.prefix!r})"
 
     # --- naming ---------------------------------------------------------------------------------
-    def physical_name(self, queue: str) -> str:
-        """The topic and subscription id of a queue: prefix + name, checked against Pub/Sub's
-        rules (3..255 characters, a letter first, no ``goog`` start)."""
-        name = self.prefix + queue
-        if (
-            not _RESOURCE_ID.fullmatch(name)
-            or not lim.MIN_ID_CHARS <= len(name) <= lim.MAX_ID_CHARS
-            or name.lower().startswith("goog")
-        ):
-            raise ConfigurationError(
-                f"{name!r} is not a valid Pub/Sub topic/subscription id: {lim.MIN_ID_CHARS} to "
-                f"{lim.MAX_ID_CHARS} letters, digits and -_.~+% (prefix included), starting with "
-                "a letter and not with 'goog'"
-            )
-        return name
+    def _valid_name(self, name: str) -> bool:
+        """Pub/Sub's rule for topic and subscription ids (the queue's physical name)."""
+        return (
+            super()._valid_name(name)
+            and len(name) >= lim.MIN_ID_CHARS
+            and not name.lower().startswith("goog")
+        )
 
     def logical_name(self, physical: str) -> str:
         """The cloudq queue of a topic or subscription id (or full path)."""
@@ -254,22 +227,16 @@ class PubSubBroker:
 
     # --- errors -----------------------------------------------------------------------------
     def _error(self, operation: str, resource: str, exc: Exception) -> BrokerError:
+        """``resource`` is the topic or subscription path (what ``_api`` names)."""
         if isinstance(exc, self._gexc.NotFound):
-            return QueueNotFoundError(
-                f"Pub/Sub {operation} on {resource}: not found ({exc.message}); queues are "
-                "created by ensure() (the worker does it at start unless create_missing_queues "
-                "is off) or by Terraform"
-            )
+            return self._not_found(operation, resource, str(exc.message))
         return BrokerError(f"Pub/Sub {operation} on {resource} failed: {exc}")
 
-    def _call(self, operation: str, resource: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        """One API call with retries; google errors become BrokerError naming what failed."""
+    def _api(self, operation: str, resource: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        """One API call with retries, through the skeleton's ``_call``; errors name ``resource``."""
         kwargs.setdefault("retry", self._retry)
         kwargs.setdefault("timeout", self.timeout)
-        try:
-            return fn(**kwargs)
-        except self._errors as exc:
-            raise self._error(operation, resource, exc) from exc
+        return self._call(operation, resource, lambda: fn(**kwargs))
 
     def _publish(self, topic: str, messages: list[Any]) -> None:
         """One Publish of plain protobuf messages, the request wrapped without a copy.
@@ -278,7 +245,7 @@ class PubSubBroker:
         field, converting each message: a third of the client's own CPU for a single message.
         """
         request = self._request_type.wrap(self._request_type.pb()(topic=topic, messages=messages))
-        self._call("Publish", topic, self._publisher.publish, request=request)
+        self._api("Publish", topic, self._publisher.publish, request=request)
 
     # --- ensure ---------------------------------------------------------------------------------
     def ensure(self, spec: QueueSpec) -> None:
@@ -340,7 +307,7 @@ class PubSubBroker:
         self._update_subscription(path, settings)
 
     def _update_subscription(self, path: str, settings: dict[str, Any]) -> None:
-        current = self._call(
+        current = self._api(
             "GetSubscription", path, self._subscriber.get_subscription, subscription=path
         )
         changed: dict[str, Any] = {}
@@ -366,7 +333,7 @@ class PubSubBroker:
             )
         labels_changed = changed.pop("labels", None)
         if changed:
-            self._call(
+            self._api(
                 "UpdateSubscription",
                 path,
                 self._subscriber.update_subscription,
@@ -378,7 +345,7 @@ class PubSubBroker:
             logger.info("updated Pub/Sub subscription %s: %s", path, sorted(changed))
         if labels_changed is not None:
             try:
-                self._call(
+                self._api(
                     "UpdateSubscription",
                     path,
                     self._subscriber.update_subscription,
@@ -398,7 +365,7 @@ class PubSubBroker:
         info = self._subscriptions.get(queue)
         if info is None:
             path = self.subscription_path(queue)
-            sub = self._call(
+            sub = self._api(
                 "GetSubscription", path, self._subscriber.get_subscription, subscription=path
             )
             label = sub.labels.get(MAX_RECEIVE_COUNT_LABEL, "")
@@ -410,47 +377,36 @@ class PubSubBroker:
         return info
 
     # --- send -----------------------------------------------------------------------------------
-    def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
+    def _ordering_key(self, queue: str, m: OutgoingMessage) -> str:
+        return (m.group or DEFAULT_ORDERING_KEY) if is_fifo(queue) else ""
+
+    def _check_message(self, queue: str, m: OutgoingMessage) -> None:
+        """Pub/Sub's rules: attribute keys and values, the ordering key's length (the size
+        counts data, attributes and key: ``_send`` checks it on the built message)."""
+        check_attributes(m.attributes)
+        key = self._ordering_key(queue, m)
+        if len(key.encode()) > lim.MAX_ORDERING_KEY_BYTES:
+            raise ConfigurationError(
+                f"ordering key {key[:40]!r}... is over {lim.MAX_ORDERING_KEY_BYTES} bytes"
+            )
+
+    def _send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         """Publish, split into requests of at most 1000 messages and 10 MiB.
 
-        Every message is checked before the first is sent; a bad one sends nothing.
+        Every message is built and sized before the first is sent; a bad one sends nothing.
         """
-        if not messages:
-            return
-        if len(messages) > self.limits.max_batch:
-            raise BrokerError(
-                f"send of {len(messages)} messages exceeds the batch of {self.limits.max_batch}"
-            )
-        fifo = is_fifo(queue)
         topic = self.topic_path(queue)
         built: list[tuple[Any, int]] = []
         for m in messages:
-            if m.delay_seconds:
-                raise BrokerError(
-                    f"Pub/Sub has no native delay (asked {m.delay_seconds}s for {queue!r}): "
-                    "limits.max_delay_seconds is 0, and the core holds messages due later"
-                )
-            if m.group is not None and not fifo:
-                raise ConfigurationError(
-                    f"message group {m.group!r} given for {queue!r}: ordering keys are used on "
-                    "FIFO queues only (names ending in '.fifo')"
-                )
-            check_attributes(m.attributes)
             attributes = dict(m.attributes)
             if m.message_id:
                 attributes[MESSAGE_ID_ATTRIBUTE] = m.message_id
-            key = (m.group or DEFAULT_ORDERING_KEY) if fifo else ""
-            if len(key.encode()) > lim.MAX_ORDERING_KEY_BYTES:
-                raise ConfigurationError(
-                    f"ordering key {key[:40]!r}... is over {lim.MAX_ORDERING_KEY_BYTES} bytes"
-                )
+            key = self._ordering_key(queue, m)
             message = self._message_pb(data=m.body, attributes=attributes, ordering_key=key)
             size = message.ByteSize()
             if size > lim.MAX_MESSAGE_BYTES:
-                raise MessageTooLarge(
-                    f"message of {size} bytes (data, attributes, ordering key) exceeds the "
-                    f"{lim.MAX_MESSAGE_BYTES} bytes Pub/Sub accepts on topic {topic}; nothing "
-                    "was sent"
+                raise self._too_large(
+                    queue, size, lim.MAX_MESSAGE_BYTES, "data, attributes, ordering key"
                 )
             built.append((message, size))
         sent = 0
@@ -566,7 +522,7 @@ class PubSubBroker:
         for queue, group in self._ack_ids(deliveries).items():
             path = self.subscription_path(queue)
             for chunk in _chunks(group, lim.MAX_ACK_IDS_PER_REQUEST):
-                self._call(
+                self._api(
                     "Acknowledge",
                     path,
                     self._subscriber.acknowledge,
@@ -579,7 +535,7 @@ class PubSubBroker:
         for queue, group in self._ack_ids(deliveries).items():
             path = self.subscription_path(queue)
             for chunk in _chunks(group, lim.MAX_ACK_IDS_PER_REQUEST):
-                self._call(
+                self._api(
                     "ModifyAckDeadline",
                     path,
                     self._subscriber.modify_ack_deadline,
@@ -604,18 +560,14 @@ class PubSubBroker:
         for d in self._modify(deliveries, granted):
             d.leased_until = now + granted
 
-    def dead_letter(self, delivery: Delivery, reason: str, body: bytes | None = None) -> None:
-        """Publish a copy to the dead-letter topic with the reason as an attribute, then ack
-        the original: never lose it."""
-        dlq = dead_letter_queue_name(delivery.queue)
+    def _send_dead_letter(
+        self, delivery: Delivery, dlq: str, body: bytes, attributes: dict[str, str]
+    ) -> None:
+        """Publish the copy to the dead-letter topic (the task id kept as an attribute)."""
         topic = self.topic_path(dlq)
-        attributes = {k: v for k, v in delivery.attributes.items() if k != REASON_ATTRIBUTE}
         if delivery.message_id:
-            attributes[MESSAGE_ID_ATTRIBUTE] = delivery.message_id
-        attributes[REASON_ATTRIBUTE] = truncate_utf8(reason, lim.MAX_ATTRIBUTE_VALUE_BYTES) or "-"
-        message = self._message_pb(
-            data=delivery.body if body is None else body, attributes=attributes
-        )
+            attributes = {**attributes, MESSAGE_ID_ATTRIBUTE: delivery.message_id}
+        message = self._message_pb(data=body, attributes=attributes)
         size = message.ByteSize()
         if size > lim.MAX_MESSAGE_BYTES:
             raise MessageTooLarge(
@@ -623,14 +575,13 @@ class PubSubBroker:
                 f"{lim.MAX_MESSAGE_BYTES} Pub/Sub accepts on {topic}"
             )
         self._publish(topic, [message])
-        self.ack([delivery])
 
     # --- inspection -----------------------------------------------------------------------------
     def stats(self, queue: str) -> QueueStats:
         """Pub/Sub's API has no message counts (Cloud Monitoring's backlog metrics lag by
         minutes): every depth is ``None``. Raises ``QueueNotFoundError`` for a missing queue."""
         path = self.subscription_path(queue)
-        self._call("GetSubscription", path, self._subscriber.get_subscription, subscription=path)
+        self._api("GetSubscription", path, self._subscriber.get_subscription, subscription=path)
         return QueueStats(
             queue=queue, visible=None, in_flight=None, delayed=None, dead_lettered=None
         )
@@ -644,7 +595,7 @@ class PubSubBroker:
         path = self.subscription_path(queue)
         now = datetime.now(UTC)
         try:
-            self._call(
+            self._api(
                 "Seek", path, self._subscriber.seek, request={"subscription": path, "time": now}
             )
             return
@@ -706,52 +657,30 @@ def _make_clients(endpoint: str | None) -> tuple[Any, Any]:
 
 def default_project() -> str | None:
     """The project from the environment, as Google's libraries look for it."""
-    for var in ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "PUBSUB_PROJECT_ID"):
-        value = os.environ.get(var)
-        if value:
-            return value
-    return None
-
-
-def _number(options: dict[str, str], name: str, url: str) -> float | None:
-    raw = options.get(name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(
-            f"{redact_url(url)!r}: {name} must be a number, got {raw!r}"
-        ) from None
-    if value <= 0:
-        raise ConfigurationError(f"{redact_url(url)!r}: {name} must be positive, got {raw!r}")
-    return value
+    return env_setting("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "PUBSUB_PROJECT_ID")
 
 
 def open_pubsub_broker(url: str, clock: Clock) -> PubSubBroker:
     """The ``cloudq.adapters`` entry point for ``pubsub://PROJECT?prefix=..&max_batch=..``."""
-    parts = urlsplit(url)
-    if parts.username or parts.password or parts.path not in ("", "/"):
-        raise ConfigurationError(
-            f"expected pubsub://PROJECT[?prefix=..], got {redact_url(url)!r}: credentials come "
-            "from Application Default Credentials, never from the URL"
-        )
-    options = url_options(parts.query, _URL_OPTIONS, "pubsub")
-    project = parts.netloc or default_project()
+    host, options = broker_url(
+        url,
+        _URL_OPTIONS,
+        usage="pubsub://PROJECT[?prefix=..]",
+        credentials="credentials come from Application Default Credentials",
+    )
+    project = host or default_project()
     if not project:
         raise ConfigurationError(
             f"{redact_url(url)!r} names no project: use pubsub://PROJECT or set "
             "GOOGLE_CLOUD_PROJECT"
         )
-    max_batch = _number(options, "max_batch", url)
-    timeout = _number(options, "timeout", url)
-    max_lease = _number(options, "max_lease_seconds", url)
+    max_lease = url_number(options, "max_lease_seconds", url)
     return PubSubBroker(
         clock,
         project,
         prefix=options.get("prefix", os.environ.get("CLOUDQ_PUBSUB_PREFIX", "")),
-        max_batch=int(max_batch) if max_batch else lim.DEFAULT_MAX_BATCH,
+        max_batch=url_count(options, "max_batch", url) or lim.DEFAULT_MAX_BATCH,
         endpoint=options.get("endpoint") or None,
-        timeout=timeout or lim.DEFAULT_TIMEOUT_SECONDS,
+        timeout=url_number(options, "timeout", url) or lim.DEFAULT_TIMEOUT_SECONDS,
         max_lease_seconds=math.ceil(max_lease) if max_lease else None,
     )

@@ -43,7 +43,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from cloudq.adapters.base import (
     DEAD_LETTER_SUFFIX,
@@ -54,7 +53,9 @@ from cloudq.adapters.base import (
     QueueStats,
     dead_letter_queue_name,
 )
-from cloudq.adapters.urls import redact_url, url_options
+from cloudq.adapters.skeleton import BrokerBase, QueueNotFoundError
+from cloudq.adapters.urls import broker_url, env_setting, redact_url, url_count
+from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE as REASON_ATTRIBUTE
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.logsafe import get_logger
@@ -62,7 +63,6 @@ from cloudq_servicebus import limits as lim
 
 logger = get_logger("cloudq.servicebus")
 
-REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
 NATIVE_REASON = "DeadLetterReason"
 NATIVE_DESCRIPTION = "DeadLetterErrorDescription"
 _HIDDEN_ATTRIBUTES = frozenset({NATIVE_REASON, NATIVE_DESCRIPTION})
@@ -74,10 +74,6 @@ CLOSE_TIMEOUT_SECONDS = 10.0
 _ENTITY_OPERATIONS = frozenset({"send", "receive", "open_sender", "open_receiver"})
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 T = TypeVar("T")
-
-
-class QueueNotFoundError(BrokerError):
-    """The named queue is missing: ``ensure`` (or the worker, or Terraform) creates queues."""
 
 
 @dataclass
@@ -155,8 +151,18 @@ def _body(message: Any) -> bytes:
     return b"".join(bytes(part) for part in body)
 
 
-class ServiceBusBroker:
+class ServiceBusBroker(BrokerBase):
     """One Service Bus namespace. Thread-safe: every SDK object is used under its own lock."""
+
+    provider = "Service Bus"
+    groups_on_fifo = False  # FIFO on Service Bus means sessions, which cloudq does not use
+    reason_max_chars = lim.MAX_REASON_CHARS
+    name_pattern = _QUEUE_NAME
+    max_name_chars = lim.MAX_QUEUE_NAME_CHARS
+    name_rule = (
+        f"up to {lim.MAX_QUEUE_NAME_CHARS} letters, digits, '.', '-', '_' and '/', starting "
+        "with a letter or digit (prefix included)"
+    )
 
     def __init__(
         self,
@@ -235,17 +241,6 @@ class ServiceBusBroker:
         return f"ServiceBusBroker({self.namespace!r}, prefix={self.prefix!r})"
 
     # --- naming and errors -------------------------------------------------------------------
-    def physical_name(self, queue: str) -> str:
-        """The Service Bus queue name: prefix + name."""
-        name = self.prefix + queue
-        if not _QUEUE_NAME.fullmatch(name) or len(name) > lim.MAX_QUEUE_NAME_CHARS:
-            raise ConfigurationError(
-                f"{name!r} is not a valid Service Bus queue name: up to "
-                f"{lim.MAX_QUEUE_NAME_CHARS} letters, digits, '.', '-', '_' and '/', starting "
-                "with a letter or digit (prefix included)"
-            )
-        return name
-
     def _error(self, operation: str, queue: str, exc: Exception) -> BrokerError | MessageTooLarge:
         from azure.core.exceptions import ResourceNotFoundError
         from azure.servicebus.exceptions import (
@@ -253,27 +248,26 @@ class ServiceBusBroker:
             MessagingEntityNotFoundError,
         )
 
-        name = self.prefix + queue
         if isinstance(exc, MessagingEntityNotFoundError | ResourceNotFoundError):
-            return QueueNotFoundError(
-                f"Service Bus {operation} on queue {name!r}: the queue does not exist; queues "
-                "are created by Terraform, or by the worker (create_missing_queues)"
-            )
+            return self._not_found(operation, f"queue {self._name(queue)!r}")
         if isinstance(exc, MessageSizeExceededError):
             return MessageTooLarge(
-                f"Service Bus {operation} on queue {name!r}: message over the namespace's size "
-                f"limit ({self._wire_limit} bytes with headers): {exc}"
+                f"Service Bus {operation} on queue {self._name(queue)!r}: message over the "
+                f"namespace's size limit ({self._wire_limit} bytes with headers): {exc}"
             )
-        return BrokerError(f"Service Bus {operation} on queue {name!r} failed: {exc}")
+        return super()._error(operation, queue, exc)
 
     def _call(self, operation: str, queue: str, fn: Callable[[], T]) -> T:
+        """The skeleton's ``_call``, saying plainly when a link failed for a missing queue."""
         try:
-            return fn()
-        except self._errors as exc:
-            error = self._error(operation, queue, exc)
-            if type(error) is BrokerError and operation in _ENTITY_OPERATIONS:
-                error = self._missing_queue(operation, queue) or error
-            raise error from exc
+            return super()._call(operation, queue, fn)
+        except BrokerError as error:
+            if type(error) is not BrokerError or operation not in _ENTITY_OPERATIONS:
+                raise
+            missing = self._missing_queue(operation, queue)
+            if missing is None:
+                raise
+            raise missing from error.__cause__
 
     def _missing_queue(self, operation: str, queue: str) -> QueueNotFoundError | None:
         """A link to a missing queue fails with whatever the detach carried (often a generic
@@ -283,10 +277,7 @@ class ServiceBusBroker:
         try:
             self._admin.get_queue(self.physical_name(queue))
         except ResourceNotFoundError:
-            return QueueNotFoundError(
-                f"Service Bus {operation} on queue {self.prefix + queue!r}: the queue does not "
-                "exist; queues are created by Terraform, or by the worker (create_missing_queues)"
-            )
+            return self._not_found(operation, f"queue {self._name(queue)!r}")
         except Exception:  # noqa: BLE001 - only a hint: the original error is raised anyway
             return None
         return None
@@ -423,22 +414,10 @@ class ServiceBusBroker:
         )
 
     # --- send --------------------------------------------------------------------------------
-    def _outgoing(self, queue: str, m: OutgoingMessage) -> Any:
+    def _outgoing(self, m: OutgoingMessage) -> Any:
+        """The SDK message of a checked one (the skeleton's ``send`` checked it)."""
         from azure.servicebus import ServiceBusMessage
 
-        if m.group is not None:
-            raise ConfigurationError(
-                f"message group {m.group!r} given for Service Bus queue {queue!r}: cloudq uses "
-                "no sessions on Service Bus"
-            )
-        if m.delay_seconds < 0:
-            raise BrokerError(f"negative delay {m.delay_seconds}s for queue {queue!r}")
-        if len(m.body) > self.limits.max_message_bytes:
-            raise MessageTooLarge(
-                f"message of {len(m.body)} bytes exceeds the {self.limits.max_message_bytes} "
-                f"bytes cloudq sends on Service Bus queue {self.prefix + queue!r} (256 KB "
-                "standard tier less room for headers); nothing was sent"
-            )
         message_id = m.message_id or uuid.uuid4().hex
         if len(message_id) > lim.MAX_MESSAGE_ID_CHARS:
             message_id = uuid.uuid5(uuid.NAMESPACE_URL, message_id).hex
@@ -451,17 +430,10 @@ class ServiceBusBroker:
             msg.scheduled_enqueue_time_utc = when
         return msg
 
-    def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
-        """Send in as few batches as fit (by bytes); every message is checked before any is
-        sent. A failure after a first batch went out raises naming how many were sent."""
-        if not messages:
-            return
-        if len(messages) > lim.MAX_BATCH:
-            raise BrokerError(
-                f"send of {len(messages)} messages exceeds cloudq's Service Bus batch of "
-                f"{lim.MAX_BATCH}"
-            )
-        outgoing = [self._outgoing(queue, m) for m in messages]
+    def _send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
+        """Send in as few batches as fit (by bytes). A failure after a first batch went out
+        raises naming how many were sent."""
+        outgoing = [self._outgoing(m) for m in messages]
         sent = 0
 
         def run(entry: tuple[Any, threading.Lock]) -> bool:
@@ -679,21 +651,13 @@ class ServiceBusBroker:
             if not held.settled:  # settled: the lock was lost and the message forgotten
                 held.lock_until = time.monotonic() + _seconds_until(until, self._clock)
 
-    def dead_letter(self, delivery: Delivery, reason: str, body: bytes | None = None) -> None:
-        """Send a copy (with ``body`` if given) to ``<queue>-dlq`` carrying the reason, then
-        complete the original: never lose it. A delivery not held here (an Azure Functions
-        trigger's) is left for its host to complete."""
-        attributes = {k: v for k, v in delivery.attributes.items() if k != REASON_ATTRIBUTE}
-        attributes[REASON_ATTRIBUTE] = reason[: lim.MAX_REASON_CHARS] or "-"
-        copy = OutgoingMessage(
-            body=delivery.body if body is None else body,
-            message_id=delivery.message_id,
-            attributes=attributes,
-        )
-        self.send(dead_letter_queue_name(delivery.queue), [copy])
-        if isinstance(delivery.handle, _Held) and not delivery.handle.settled:
-            held = delivery.handle
-            self._settle("complete", [held], "complete_message")
+    def _send_dead_letter(
+        self, delivery: Delivery, dlq: str, body: bytes, attributes: dict[str, str]
+    ) -> None:
+        """A copy on ``<queue>-dlq``, a queue of its own. The skeleton then acks the original;
+        a delivery not held here (an Azure Functions trigger's) is left for its host."""
+        copy = OutgoingMessage(body=body, message_id=delivery.message_id, attributes=attributes)
+        self.send(dlq, [copy])
 
     # --- the lease keeper --------------------------------------------------------------------
     def _keep_leases(self) -> None:
@@ -812,29 +776,18 @@ def _quietly(fn: Callable[[], Any]) -> None:
 
 
 def connection_string_from_env() -> str | None:
-    for name in CONNECTION_ENV:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
+    return env_setting(*CONNECTION_ENV)
 
 
 def open_servicebus_broker(url: str, clock: Clock) -> ServiceBusBroker:
     """The ``cloudq.adapters`` entry point for ``servicebus://[NAMESPACE][?prefix=..]``."""
-    parts = urlsplit(url)
-    if parts.path not in ("", "/") or "@" in parts.netloc:
-        raise ConfigurationError(
-            "expected servicebus://[NAMESPACE.servicebus.windows.net][?prefix=...], got "
-            f"{redact_url(url)!r}: "
-            "secrets never go in the URL (use CLOUDQ_SERVICEBUS_CONNECTION)"
-        )
-    options = url_options(parts.query, _URL_OPTIONS, "servicebus")
-    max_bytes = options.get("max_message_bytes")
-    if max_bytes is not None and not max_bytes.isdigit():
-        raise ConfigurationError(
-            f"servicebus:// max_message_bytes must be a number, got {max_bytes!r}"
-        )
-    namespace = parts.netloc or None
+    host, options = broker_url(
+        url,
+        _URL_OPTIONS,
+        usage="servicebus://[NAMESPACE.servicebus.windows.net][?prefix=...]",
+        credentials="secrets come from CLOUDQ_SERVICEBUS_CONNECTION",
+    )
+    namespace = host or None
     connection = None if namespace else connection_string_from_env()
     return ServiceBusBroker(
         clock,
@@ -842,12 +795,13 @@ def open_servicebus_broker(url: str, clock: Clock) -> ServiceBusBroker:
         namespace=namespace,
         admin_connection_string=os.environ.get(ADMIN_CONNECTION_ENV) or None,
         prefix=options.get("prefix", os.environ.get(PREFIX_ENV, "")),
-        max_message_bytes=int(max_bytes) if max_bytes else None,
+        max_message_bytes=url_count(options, "max_message_bytes", url),
     )
 
 
 __all__ = [
     "DEAD_LETTER_SUFFIX",
+    "REASON_ATTRIBUTE",
     "QueueNotFoundError",
     "ServiceBusBroker",
     "open_servicebus_broker",

@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from cloudq.adapters.base import (
     DEAD_LETTER_SUFFIX,
@@ -34,17 +33,32 @@ from cloudq.adapters.base import (
     QueueStats,
     dead_letter_queue_name,
 )
-from cloudq.adapters.urls import redact_url, url_options
+from cloudq.adapters.skeleton import BrokerBase, PartialSendError, QueueNotFoundError
+from cloudq.adapters.urls import broker_url, env_setting, url_count
+from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE as REASON_ATTRIBUTE
+from cloudq.adapters.wire import FIFO_SUFFIX, MESSAGE_ID_ATTRIBUTE, is_fifo
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.logsafe import get_logger
 from cloudq_sqs import limits as lim
+from cloudq_sqs.aws_errors import AWS_REGION_ENV, api_name, error_code
 
 logger = get_logger("cloudq.sqs")
 
-REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
-MESSAGE_ID_ATTRIBUTE = "cloudq-message-id"
-"""Carries ``OutgoingMessage.message_id`` (the task id): SQS assigns its own MessageId."""
+__all__ = [
+    "ENCODING_ATTRIBUTE",
+    "MESSAGE_ID_ATTRIBUTE",
+    "REASON_ATTRIBUTE",
+    "PartialSendError",
+    "QueueNotFoundError",
+    "SQSBroker",
+    "decode_body",
+    "encode_body",
+    "open_sqs_broker",
+    "send_with_retries",
+    "wire_size",
+]
+
 ENCODING_ATTRIBUTE = "cloudq-body-encoding"
 """Set to ``base64`` when a body is not text SQS accepts (bytes that are not UTF-8 XML chars)."""
 _HIDDEN_ATTRIBUTES = frozenset({MESSAGE_ID_ATTRIBUTE, ENCODING_ATTRIBUTE})
@@ -64,22 +78,6 @@ _FIFO_TOKEN = re.compile(r"[!-~]{1,128}")  # alphanumerics and punctuation, SQS'
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 # Characters SQS accepts in a body or string attribute (XML 1.0's Char production).
 _NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-class QueueNotFoundError(BrokerError):
-    """The named SQS queue is missing: ``ensure`` (or the worker, or Terraform) creates queues."""
-
-
-class PartialSendError(BrokerError):
-    """Some messages of a ``send`` were not accepted; the others were sent, exactly once.
-
-    ``failed`` maps the index of each unsent message in the ``send`` call to SQS's reason, so a
-    caller re-sends those alone instead of duplicating the rest.
-    """
-
-    def __init__(self, message: str, failed: dict[int, str]) -> None:
-        super().__init__(message)
-        self.failed = failed
 
 
 # --- pure helpers -------------------------------------------------------------------------------
@@ -170,17 +168,6 @@ def _seconds(value: float, cap: int) -> int:
     return min(cap, max(0, math.ceil(value)))
 
 
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _api_name(operation: str) -> str:
-    return "".join(part.title() for part in operation.split("_"))
-
-
 def _string_attributes(message: dict[str, Any]) -> dict[str, str]:
     return {
         name: str(value["StringValue"])
@@ -190,13 +177,7 @@ def _string_attributes(message: dict[str, Any]) -> dict[str, str]:
 
 
 def _check_attributes(attributes: dict[str, str]) -> None:
-    """Reject attributes SQS would refuse, before anything is sent."""
-    room = lim.MAX_MESSAGE_ATTRIBUTES - lim.RESERVED_MESSAGE_ATTRIBUTES
-    if len(attributes) > room:
-        raise ConfigurationError(
-            f"SQS allows {lim.MAX_MESSAGE_ATTRIBUTES} message attributes and cloudq keeps "
-            f"{lim.RESERVED_MESSAGE_ATTRIBUTES}: at most {room} may be set, got {len(attributes)}"
-        )
+    """Reject attribute names and values SQS would refuse, before anything is sent."""
     for name, value in attributes.items():
         lowered = name.lower()
         if (
@@ -215,8 +196,17 @@ def _check_attributes(attributes: dict[str, str]) -> None:
 
 
 # --- the broker ---------------------------------------------------------------------------------
-class SQSBroker:
+class SQSBroker(BrokerBase):
     """One boto3 SQS client plus a cache of queue URLs and sizes; thread-safe like the client."""
+
+    provider = "SQS"
+    reason_max_chars = lim.MAX_REASON_CHARS
+    max_attributes = lim.MAX_MESSAGE_ATTRIBUTES
+    reserved_attributes = lim.RESERVED_MESSAGE_ATTRIBUTES
+    name_rule = (
+        f"up to {lim.MAX_QUEUE_NAME_CHARS} letters, digits, '-' and '_' (prefix included), "
+        "optionally ending in '.fifo'"
+    )
 
     def __init__(
         self,
@@ -252,7 +242,7 @@ class SQSBroker:
         if client is None:
             import boto3  # type: ignore[import-untyped, unused-ignore]
 
-            region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            region = region or env_setting(*AWS_REGION_ENV)
             try:
                 from botocore.config import Config
 
@@ -274,23 +264,23 @@ class SQSBroker:
     def physical_name(self, queue: str) -> str:
         """The SQS queue name: prefix + name; FIFO dead-letter queues keep ``.fifo`` last."""
         name = self.prefix + queue
-        fifo_dlq = ".fifo" + DEAD_LETTER_SUFFIX
+        fifo_dlq = FIFO_SUFFIX + DEAD_LETTER_SUFFIX
         if name.endswith(fifo_dlq):  # "jobs.fifo-dlq" -> "jobs-dlq.fifo": SQS's FIFO naming rule
-            name = name[: -len(fifo_dlq)] + DEAD_LETTER_SUFFIX + ".fifo"
-        stem = name.removesuffix(".fifo")
-        if not _QUEUE_NAME.fullmatch(stem) or len(name) > lim.MAX_QUEUE_NAME_CHARS:
-            raise ConfigurationError(
-                f"{name!r} is not a valid SQS queue name: up to {lim.MAX_QUEUE_NAME_CHARS} "
-                "letters, digits, '-' and '_' (prefix included), optionally ending in '.fifo'"
-            )
+            name = name[: -len(fifo_dlq)] + DEAD_LETTER_SUFFIX + FIFO_SUFFIX
+        self._check_name(name)
         return name
+
+    def _valid_name(self, name: str) -> bool:
+        """SQS's rule holds for the name without its ``.fifo``; the length counts all of it."""
+        stem = name.removesuffix(FIFO_SUFFIX)
+        return len(name) <= lim.MAX_QUEUE_NAME_CHARS and _QUEUE_NAME.fullmatch(stem) is not None
 
     def logical_name(self, physical: str) -> str:
         """The cloudq queue name of an SQS queue name (the inverse of ``physical_name``)."""
         name = physical.removeprefix(self.prefix)
-        fifo_dlq = DEAD_LETTER_SUFFIX + ".fifo"
+        fifo_dlq = DEAD_LETTER_SUFFIX + FIFO_SUFFIX
         if name.endswith(fifo_dlq):
-            name = name[: -len(fifo_dlq)] + ".fifo" + DEAD_LETTER_SUFFIX
+            name = name[: -len(fifo_dlq)] + FIFO_SUFFIX + DEAD_LETTER_SUFFIX
         return name
 
     @property
@@ -303,50 +293,37 @@ class SQSBroker:
         return self._url(queue)
 
     def queue_arn(self, queue: str) -> str:
-        response = self._call(
+        response = self._api(
             "get_queue_attributes", queue, QueueUrl=self._url(queue), AttributeNames=["QueueArn"]
         )
         return str(response["Attributes"]["QueueArn"])
 
-    def _name(self, queue: str) -> str:
-        """The physical name for messages, even where the name itself is invalid."""
-        try:
-            return self.physical_name(queue)
-        except ConfigurationError:
-            return self.prefix + queue
-
     def _is_fifo(self, queue: str) -> bool:
-        return self._name(queue).endswith(".fifo")
+        return is_fifo(self._name(queue))
 
-    def _error(self, operation: str, queue: str, exc: Exception) -> BrokerError:
-        code = _error_code(exc)
-        name = self._name(queue)
+    def _error(self, operation: str, queue: str, exc: Exception) -> BrokerError | MessageTooLarge:
+        code = error_code(exc)
         if code in _NO_SUCH_QUEUE:
             self._urls.pop(queue, None)
-            return QueueNotFoundError(
-                f"SQS queue {name!r} does not exist ({_api_name(operation)}): queues are created "
-                "by ensure() (the worker runs it at start) or by Terraform"
-            )
+            return self._not_found(api_name(operation), f"queue {self._name(queue)!r}")
         if code in _PURGE_IN_PROGRESS:
             return BrokerError(
-                f"SQS allows one PurgeQueue per queue every 60 seconds; {name!r} was purged less "
-                "than a minute ago (a purge can also take up to 60 s to finish)"
+                f"SQS allows one PurgeQueue per queue every 60 seconds; {self._name(queue)!r} was "
+                "purged less than a minute ago (a purge can also take up to 60 s to finish)"
             )
-        return BrokerError(f"SQS {_api_name(operation)} on queue {name!r} failed: {exc}")
+        return super()._error(api_name(operation), queue, exc)
 
-    def _call(self, operation: str, queue: str, **params: Any) -> dict[str, Any]:
-        """One SQS API call; botocore errors become ``BrokerError`` naming operation and queue."""
-        try:
-            response: dict[str, Any] = getattr(self._client, operation)(**params)
-        except self._errors as exc:
-            raise self._error(operation, queue, exc) from exc
+    def _api(self, operation: str, queue: str, **params: Any) -> dict[str, Any]:
+        """One SQS API call (the boto3 method ``operation``), through the skeleton's ``_call``."""
+        method = getattr(self._client, operation)
+        response: dict[str, Any] = self._call(operation, queue, lambda: method(**params))
         return response
 
     def _url(self, queue: str) -> str:
         url = self._urls.get(queue)
         if url is None:
             name = self.physical_name(queue)
-            url = str(self._call("get_queue_url", queue, QueueName=name)["QueueUrl"])
+            url = str(self._api("get_queue_url", queue, QueueName=name)["QueueUrl"])
             self._urls[queue] = url
         return url
 
@@ -356,7 +333,7 @@ class SQSBroker:
         if size is None:
             url = self._url(queue)
             try:
-                attributes = self._call(
+                attributes = self._api(
                     "get_queue_attributes",
                     queue,
                     QueueUrl=url,
@@ -380,15 +357,15 @@ class SQSBroker:
 
     # --- the contract ---------------------------------------------------------------------------
     def ensure(self, spec: QueueSpec) -> None:
-        fifo = spec.fifo or spec.name.endswith(".fifo")
-        if fifo and not spec.name.endswith(".fifo"):
+        fifo = spec.fifo or is_fifo(spec.name)
+        if fifo and not is_fifo(spec.name):
             raise ConfigurationError(f"SQS FIFO queue names end in '.fifo': got {spec.name!r}")
         extra = {"FifoQueue": "true"} if fifo else {}
         dlq = dead_letter_queue_name(spec.name)
         self._create(
             dlq, {**extra, "MessageRetentionPeriod": str(lim.DEAD_LETTER_RETENTION_SECONDS)}
         )
-        arn = self._call(
+        arn = self._api(
             "get_queue_attributes", dlq, QueueUrl=self._url(dlq), AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
         redrive = {"deadLetterTargetArn": arn, "maxReceiveCount": str(spec.max_receive_count)}
@@ -407,21 +384,25 @@ class SQSBroker:
         try:
             url = self._client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         except self._errors as exc:
-            if _error_code(exc) not in _QUEUE_EXISTS:
+            if error_code(exc) not in _QUEUE_EXISTS:
                 raise self._error("create_queue", queue, exc) from exc
             url = self._url(queue)
             changeable = {k: v for k, v in attributes.items() if k != "FifoQueue"}
-            self._call("set_queue_attributes", queue, QueueUrl=url, Attributes=changeable)
+            self._api("set_queue_attributes", queue, QueueUrl=url, Attributes=changeable)
             logger.info("updated the attributes of SQS queue %r to %s", name, changeable)
         self._urls[queue] = str(url)
 
-    def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
-        if not messages:
-            return
-        if len(messages) > lim.MAX_BATCH:
-            raise BrokerError(
-                f"send of {len(messages)} messages exceeds SQS's batch of {lim.MAX_BATCH}"
+    def _check_message(self, queue: str, m: OutgoingMessage) -> None:
+        """SQS's rules: no per-message delay on a FIFO queue, attributes SQS takes (the size
+        counts the encoded body and attributes: ``_entry`` checks it)."""
+        if m.delay_seconds > 0 and self._is_fifo(queue):
+            raise ConfigurationError(
+                f"SQS FIFO queue {queue!r} takes no per-message delay (got {m.delay_seconds}s); "
+                "set DelaySeconds on the queue or send without a delay"
             )
+        _check_attributes(m.attributes)
+
+    def _send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         max_bytes = self._max_bytes(queue)
         # Every message is checked before the first is sent: a bad one sends nothing.
         entries = [self._entry(queue, str(i), m, max_bytes) for i, m in enumerate(messages)]
@@ -430,7 +411,7 @@ class SQSBroker:
             # One message (``delay()``): SendMessage, as a hand-written loop would. A batch of one
             # costs more CPU on both ends for the same result; failures raise BrokerError.
             entry = {k: v for k, v in entries[0][0].items() if k != "Id"}
-            self._call("send_message", queue, QueueUrl=url, **entry)
+            self._api("send_message", queue, QueueUrl=url, **entry)
             return
         # One batch may carry the service maximum in total; a queue allowing 1 MiB messages is on
         # the post-2025 service, which takes 1 MiB batches too.
@@ -455,30 +436,15 @@ class SQSBroker:
 
     def _send_batch(self, queue: str, url: str, entries: list[dict[str, Any]]) -> dict[str, str]:
         def call(batch: list[dict[str, Any]]) -> dict[str, Any]:
-            return self._call("send_message_batch", queue, QueueUrl=url, Entries=batch)
+            return self._api("send_message_batch", queue, QueueUrl=url, Entries=batch)
 
         return send_with_retries(call, entries)
 
     def _entry(
         self, queue: str, entry_id: str, m: OutgoingMessage, max_bytes: int
     ) -> tuple[dict[str, Any], int]:
-        """A SendMessageBatch entry and its size, checked against the SQS rules we can check."""
+        """A SendMessageBatch entry and its size, which must fit the queue's ``max_bytes``."""
         fifo = self._is_fifo(queue)
-        if m.group is not None and not fifo:
-            raise ConfigurationError(
-                f"message group {m.group!r} given for {queue!r}, a standard SQS queue: groups "
-                "exist only on FIFO queues (names ending in '.fifo')"
-            )
-        if fifo and m.delay_seconds > 0:
-            raise ConfigurationError(
-                f"SQS FIFO queue {queue!r} takes no per-message delay (got {m.delay_seconds}s); "
-                "set DelaySeconds on the queue or send without a delay"
-            )
-        if not 0 <= m.delay_seconds <= (self.limits.max_delay_seconds or 0):
-            raise BrokerError(
-                f"delay {m.delay_seconds}s outside 0..{self.limits.max_delay_seconds}s for SQS"
-            )
-        _check_attributes(m.attributes)
         body, encoded = encode_body(m.body)
         attributes = dict(m.attributes)
         if m.message_id:
@@ -487,10 +453,7 @@ class SQSBroker:
             attributes[ENCODING_ATTRIBUTE] = "base64"
         size = wire_size(body, attributes)
         if size > max_bytes:
-            raise MessageTooLarge(
-                f"message of {size} bytes (body and attributes) exceeds the {max_bytes} bytes "
-                f"SQS queue {self._name(queue)!r} accepts; nothing was sent"
-            )
+            raise self._too_large(queue, size, max_bytes, "body and attributes")
         entry: dict[str, Any] = {
             "Id": entry_id,
             "MessageBody": body,
@@ -514,7 +477,7 @@ class SQSBroker:
             return []
         url = self._url(queue)
         started = self._clock.monotonic()
-        response = self._call(
+        response = self._api(
             "receive_message",
             queue,
             QueueUrl=url,
@@ -568,7 +531,7 @@ class SQSBroker:
                     entries = [
                         {"Id": i, "ReceiptHandle": d.handle, **fields} for i, d in pending.items()
                     ]
-                    response = self._call(operation, queue, QueueUrl=url, Entries=entries)
+                    response = self._api(operation, queue, QueueUrl=url, Entries=entries)
                     done.extend(pending[ok["Id"]] for ok in response.get("Successful", []))
                     retry: dict[str, Delivery] = {}
                     for f in response.get("Failed", []):
@@ -578,7 +541,7 @@ class SQSBroker:
                         logger.warning(
                             "SQS %s on %r: message %s not handled (%s: %s); it will be "
                             "redelivered when its visibility timeout ends",
-                            _api_name(operation),
+                            api_name(operation),
                             self._name(queue),
                             pending[f["Id"]].message_id,
                             f.get("Code"),
@@ -606,38 +569,50 @@ class SQSBroker:
         ):
             d.leased_until = now + seconds
 
-    def dead_letter(self, delivery: Delivery, reason: str, body: bytes | None = None) -> None:
-        """Send a copy to the dead-letter queue, then delete the original: never lose it."""
-        dlq = dead_letter_queue_name(delivery.queue)
-        text, encoded = encode_body(delivery.body if body is None else body)
-        attributes = {k: v for k, v in delivery.attributes.items() if k != REASON_ATTRIBUTE}
+    def _dead_letter_wire(
+        self, delivery: Delivery, body: bytes, attributes: dict[str, str]
+    ) -> tuple[str, dict[str, str]]:
+        """A dead letter's SQS body and attributes (the message id kept, the encoding said)."""
+        text, encoded = encode_body(body)
+        attributes = dict(attributes)
         if delivery.message_id:
             attributes[MESSAGE_ID_ATTRIBUTE] = delivery.message_id
         if encoded:
             attributes[ENCODING_ATTRIBUTE] = "base64"
+        return text, attributes
+
+    def _clean_reason(self, reason: str) -> str:
+        return _NOT_XML_CHAR.sub("?", reason)
+
+    def _reason_room(
+        self, delivery: Delivery, dlq: str, body: bytes, attributes: dict[str, str]
+    ) -> int:
+        """What the dead-letter queue's size limit leaves for the reason."""
+        text, wire = self._dead_letter_wire(delivery, body, attributes)
         max_bytes = self._max_bytes(dlq)
-        room = max_bytes - wire_size(text, {**attributes, REASON_ATTRIBUTE: ""})
+        room = max_bytes - wire_size(text, {**wire, REASON_ATTRIBUTE: ""})
         if room < 1:
             raise MessageTooLarge(
                 f"dead letter of {delivery.message_id} exceeds the {max_bytes} bytes SQS queue "
                 f"{self._name(dlq)!r} accepts"
             )
-        reason = _NOT_XML_CHAR.sub("?", reason)[: min(lim.MAX_REASON_CHARS, room)]
-        while len(reason.encode("utf-8")) > room:  # multi-byte characters
-            reason = reason[: len(reason) // 2]
-        attributes[REASON_ATTRIBUTE] = reason or "-"
+        return room
+
+    def _send_dead_letter(
+        self, delivery: Delivery, dlq: str, body: bytes, attributes: dict[str, str]
+    ) -> None:
+        text, wire = self._dead_letter_wire(delivery, body, attributes)
         params: dict[str, Any] = {
             "QueueUrl": self._url(dlq),
             "MessageBody": text,
             "MessageAttributes": {
-                k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+                k: {"DataType": "String", "StringValue": v} for k, v in wire.items()
             },
         }
         if self._is_fifo(dlq):
             params["MessageGroupId"] = DEAD_LETTER_GROUP
             params["MessageDeduplicationId"] = fifo_token(delivery.message_id)
-        self._call("send_message", dlq, **params)
-        self.ack([delivery])
+        self._api("send_message", dlq, **params)
 
     def stats(self, queue: str) -> QueueStats:
         names = [
@@ -645,13 +620,13 @@ class SQSBroker:
             "ApproximateNumberOfMessagesNotVisible",
             "ApproximateNumberOfMessagesDelayed",
         ]
-        counts = self._call(
+        counts = self._api(
             "get_queue_attributes", queue, QueueUrl=self._url(queue), AttributeNames=names
         ).get("Attributes", {})
         dlq = dead_letter_queue_name(queue)
         dead: int | None
         try:
-            dlq_counts = self._call(
+            dlq_counts = self._api(
                 "get_queue_attributes", dlq, QueueUrl=self._url(dlq), AttributeNames=names
             ).get("Attributes", {})
             dead = sum(int(dlq_counts.get(n, 0)) for n in names)
@@ -667,7 +642,7 @@ class SQSBroker:
 
     def purge(self, queue: str) -> None:
         """PurgeQueue: SQS allows one per queue per 60 s and may take that long to finish."""
-        self._call("purge_queue", queue, QueueUrl=self._url(queue))
+        self._api("purge_queue", queue, QueueUrl=self._url(queue))
 
     def close(self) -> None:
         self._client.close()
@@ -675,24 +650,18 @@ class SQSBroker:
 
 def open_sqs_broker(url: str, clock: Clock) -> SQSBroker:
     """The ``cloudq.adapters`` entry point for ``sqs://``."""
-    parts = urlsplit(url)
-    if parts.netloc or parts.path not in ("", "/"):
-        raise ConfigurationError(
-            f"sqs:// takes options only ({redact_url(url)!r}): credentials, region and endpoint "
-            "come from the AWS environment, e.g. sqs://?region=eu-west-1&prefix=myapp-"
-        )
-    options = url_options(parts.query, _URL_OPTIONS, "sqs")
-    max_delay = options.get("max_delay_seconds")
-    if max_delay is not None and not max_delay.isdigit():
-        raise ConfigurationError(f"sqs:// max_delay_seconds must be a number, got {max_delay!r}")
-    max_bytes = options.get("max_message_bytes")
-    if max_bytes is not None and not max_bytes.isdigit():
-        raise ConfigurationError(f"sqs:// max_message_bytes must be a number, got {max_bytes!r}")
+    _, options = broker_url(
+        url,
+        _URL_OPTIONS,
+        usage="sqs://?OPTIONS (options only, e.g. sqs://?region=eu-west-1&prefix=myapp-)",
+        credentials="credentials, region and endpoint come from the AWS environment",
+        host=False,
+    )
     return SQSBroker(
         clock,
         region=options.get("region"),
         prefix=options.get("prefix", os.environ.get("CLOUDQ_SQS_PREFIX", "")),
         endpoint_url=options.get("endpoint_url"),
-        max_message_bytes=int(max_bytes) if max_bytes else None,
-        max_delay_seconds=int(max_delay) if max_delay else None,
+        max_message_bytes=url_count(options, "max_message_bytes", url),
+        max_delay_seconds=url_count(options, "max_delay_seconds", url),
     )

@@ -23,7 +23,6 @@ boto3 is imported when a backend is opened, never when ``cloudq`` is: Lambda col
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,11 +31,12 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from cloudq.adapters.urls import redact_url, url_flag, url_options
+from cloudq.adapters.urls import env_setting, redact_url, url_flag, url_options
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.logsafe import get_logger
 from cloudq.results.base import READY_STATES, TaskResult, poll_until_ready
+from cloudq_sqs.aws_errors import AWS_REGION_ENV, api_name, error_code
 from cloudq_sqs.dynamodb_shared import DynamoDBShared
 
 __all__ = ["DynamoDBBackend", "TableNotFoundError", "open_dynamodb_backend"]
@@ -63,17 +63,6 @@ _MAX_ITEM_BYTES = 400 * 1024
 
 class TableNotFoundError(BrokerError):
     """The DynamoDB table is missing: Terraform creates it (or ``dynamodb://TABLE?create=1``)."""
-
-
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _api_name(operation: str) -> str:
-    return "".join(part.title() for part in operation.split("_"))
 
 
 def _number(value: float) -> str:
@@ -110,7 +99,7 @@ class DynamoDBBackend(DynamoDBShared):
         if client is None:
             import boto3  # type: ignore[import-untyped, unused-ignore]
 
-            region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            region = region or env_setting(*AWS_REGION_ENV)
             try:
                 client = boto3.session.Session().client(
                     "dynamodb", region_name=region, endpoint_url=endpoint_url
@@ -129,22 +118,22 @@ class DynamoDBBackend(DynamoDBShared):
 
     # --- errors -------------------------------------------------------------------------------
     def _error(self, operation: str, task_id: str | None, exc: Exception) -> BrokerError:
-        code = _error_code(exc)
+        code = error_code(exc)
         what = f" of {task_id!r}" if task_id is not None else ""
         if code == "ResourceNotFoundException":
             return TableNotFoundError(
-                f"DynamoDB table {self.table!r} does not exist ({_api_name(operation)}{what}): "
+                f"DynamoDB table {self.table!r} does not exist ({api_name(operation)}{what}): "
                 "result tables are created by Terraform, or by the backend itself with "
                 f"dynamodb://{self.table}?create=1 (tests and demos)"
             )
         if code == "ValidationException" and "size" in str(exc).lower():
             return BrokerError(
-                f"DynamoDB {_api_name(operation)}{what} on table {self.table!r} failed: the "
+                f"DynamoDB {api_name(operation)}{what} on table {self.table!r} failed: the "
                 f"record is over DynamoDB's {_MAX_ITEM_BYTES // 1024} KB item limit; return "
                 f"a smaller result (e.g. an object-store key): {exc}"
             )
         return BrokerError(
-            f"DynamoDB {_api_name(operation)}{what} on table {self.table!r} failed: {exc}"
+            f"DynamoDB {api_name(operation)}{what} on table {self.table!r} failed: {exc}"
         )
 
     @contextmanager
@@ -164,7 +153,7 @@ class DynamoDBBackend(DynamoDBShared):
         try:
             self._client.describe_table(TableName=self.table)
         except self._errors as exc:
-            if _error_code(exc) != "ResourceNotFoundException":
+            if error_code(exc) != "ResourceNotFoundException":
                 raise self._error("describe_table", None, exc) from exc
             try:
                 self._client.create_table(
@@ -175,7 +164,7 @@ class DynamoDBBackend(DynamoDBShared):
                 )
                 logger.info("created DynamoDB table %r", self.table)
             except self._errors as exc2:
-                if _error_code(exc2) != "ResourceInUseException":
+                if error_code(exc2) != "ResourceInUseException":
                     raise self._error("create_table", None, exc2) from exc2
         with self._mapped("describe_table"):
             waiter = self._client.get_waiter("table_exists")
@@ -228,7 +217,7 @@ class DynamoDBBackend(DynamoDBShared):
         try:
             self._client.put_item(**params)
         except self._errors as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 logger.debug(
                     "kept the final record of %s: a late %s write was ignored",
                     result.task_id,

@@ -30,6 +30,7 @@ from typing import Any
 
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError
+from cloudq_sqs.aws_errors import error_code
 
 KEY = "task_id"
 TTL_ATTRIBUTE = "expires_at"
@@ -48,13 +49,8 @@ INDEX_REFRESH_SECONDS = 60.0
 BATCH_GET_KEYS = 100
 
 
-def _code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
 def _condition_failed(exc: BaseException) -> bool:
-    return _code(exc) == "ConditionalCheckFailedException"
+    return error_code(exc) == "ConditionalCheckFailedException"
 
 
 def _worker_key(worker_id: str) -> dict[str, Any]:
@@ -234,7 +230,7 @@ class DynamoDBShared:
                     self._client.update_item(TableName=self.table, **update)
                     break
                 except self._errors as exc:
-                    if _code(exc) != "ValidationException":  # no index item (no "ids") yet
+                    if error_code(exc) != "ValidationException":  # no index item (no "ids") yet
                         raise
             created = self._conditional(
                 "put_item",
@@ -293,7 +289,10 @@ class DynamoDBShared:
             try:
                 self._client.update_item(TableName=self.table, **params)
             except self._errors as exc:
-                if _code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
+                if error_code(exc) not in (
+                    "ConditionalCheckFailedException",
+                    "ValidationException",
+                ):
                     raise
 
     def control_forget(self, worker_id: str) -> None:
@@ -333,7 +332,7 @@ class DynamoDBShared:
                     self._client.update_item(TableName=self.table, **update)
                     return
                 except self._errors as exc:
-                    if _code(exc) != "ValidationException":  # no item (no "ids" map) yet
+                    if error_code(exc) != "ValidationException":  # no item (no "ids" map) yet
                         raise
             created = self._conditional(
                 "put_item",

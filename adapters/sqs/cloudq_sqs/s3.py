@@ -13,15 +13,15 @@ The bucket is Terraform's to create; ``?create=1`` creates it (tests and demos).
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from cloudq.adapters.urls import redact_url, url_flag, url_options
+from cloudq.adapters.urls import env_setting, redact_url, url_flag, url_options
 from cloudq.claimcheck import ObjectStoreClaimChecks
 from cloudq.errors import BrokerError, ClaimCheckMissing, ConfigurationError
 from cloudq.logsafe import get_logger
+from cloudq_sqs.aws_errors import AWS_REGION_ENV, api_name, error_code
 
 __all__ = ["BucketNotFoundError", "ClaimCheckMissing", "S3ClaimCheckStore", "open_s3_store"]
 
@@ -35,17 +35,6 @@ _OWN_BUCKET = frozenset({"BucketAlreadyOwnedByYou"})
 
 class BucketNotFoundError(BrokerError):
     """The S3 bucket is missing: Terraform creates it (or ``s3://BUCKET/PREFIX?create=1``)."""
-
-
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _api_name(operation: str) -> str:
-    return "".join(part.title() for part in operation.split("_"))
 
 
 class S3ClaimCheckStore(ObjectStoreClaimChecks):
@@ -75,9 +64,7 @@ class S3ClaimCheckStore(ObjectStoreClaimChecks):
             )
         super().__init__(bucket, prefix)
         self._errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
-        self._region = (
-            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        )
+        self._region = region or env_setting(*AWS_REGION_ENV)
         if client is None:
             import boto3  # type: ignore[import-untyped, unused-ignore]
 
@@ -94,13 +81,13 @@ class S3ClaimCheckStore(ObjectStoreClaimChecks):
             self.create_bucket()
 
     def _error(self, operation: str, url: str, exc: Exception) -> BrokerError:
-        if _error_code(exc) == "NoSuchBucket":
+        if error_code(exc) == "NoSuchBucket":
             return BucketNotFoundError(
-                f"S3 bucket {self.bucket!r} does not exist ({_api_name(operation)} of {url}): "
+                f"S3 bucket {self.bucket!r} does not exist ({api_name(operation)} of {url}): "
                 "claim-check buckets are created by Terraform, or by the store itself with "
                 f"{self.base_url}?create=1 (tests and demos)"
             )
-        return BrokerError(f"S3 {_api_name(operation)} of {url} failed: {exc}")
+        return BrokerError(f"S3 {api_name(operation)} of {url} failed: {exc}")
 
     def _call(self, operation: str, url: str, **params: Any) -> dict[str, Any]:
         """One S3 call; botocore errors become ``BrokerError`` naming operation and object."""
@@ -119,7 +106,7 @@ class S3ClaimCheckStore(ObjectStoreClaimChecks):
             self._client.create_bucket(**params)
             logger.info("created S3 bucket %r", self.bucket)
         except self._errors as exc:
-            if _error_code(exc) not in _OWN_BUCKET:
+            if error_code(exc) not in _OWN_BUCKET:
                 raise self._error("create_bucket", f"s3://{self.bucket}", exc) from exc
 
     # --- the object calls ----------------------------------------------------------------------
@@ -131,7 +118,7 @@ class S3ClaimCheckStore(ObjectStoreClaimChecks):
             response = self._client.get_object(Bucket=self.bucket, Key=name)
             body: bytes = response["Body"].read()
         except self._errors as exc:
-            if _error_code(exc) in _NO_SUCH_KEY:
+            if error_code(exc) in _NO_SUCH_KEY:
                 return None
             raise self._error("get_object", url, exc) from exc
         return body

@@ -144,7 +144,7 @@ def test_no_native_delay_and_checks_before_anything_is_sent(broker: PubSubBroker
     fine = OutgoingMessage(b"fine")
     cases: list[tuple[OutgoingMessage, type[Exception], str]] = [
         (OutgoingMessage(b"later", delay_seconds=5), BrokerError, "no native delay"),
-        (OutgoingMessage(b"g", group="g1"), ConfigurationError, "FIFO queues only"),
+        (OutgoingMessage(b"g", group="g1"), ConfigurationError, "only on FIFO queues"),
         (OutgoingMessage(b"a", attributes={"googx": "1"}), ConfigurationError, "attribute key"),
         (OutgoingMessage(b"a", attributes={"k": "v" * 1025}), ConfigurationError, "1024"),
         (OutgoingMessage(b"x" * (lim.MAX_MESSAGE_BYTES + 1)), MessageTooLarge, "nothing was"),
