@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
+from cloudq.adapters.wire import is_fifo
 from cloudq.canvas import Signature
 from cloudq.envelope import ENVELOPE_VERSION, Envelope, RetryPolicy
 from cloudq.errors import ConfigurationError, Retry
@@ -428,7 +429,7 @@ def build_envelope(
         expires = now + timedelta(seconds=expires)
     parent = current_request.get()
     queue = queue or app.route(name, *route_args)
-    if fifo_group is not None and not queue.endswith(".fifo"):
+    if fifo_group is not None and not is_fifo(queue):
         raise ConfigurationError(
             f"task {name!r}: a FIFO message group was given but queue {queue!r} is a "
             "standard queue (FIFO queue names end in '.fifo')"

@@ -160,7 +160,7 @@ def process_event(app: App, event: dict[str, Any], context: Any) -> dict[str, An
         except Exception:
             logger.exception("record %s could not be processed; SQS will redeliver it", message_id)
             failed.append(message_id)
-            if str(record.get("eventSourceARN", "")).endswith(".fifo"):
+            if is_fifo(str(record.get("eventSourceARN", ""))):
                 # FIFO order: nothing after a failed record may run before it does.
                 rest = [str(r["messageId"]) for r in records[index + 1 :]]
                 failed.extend(rest)
