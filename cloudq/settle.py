@@ -19,7 +19,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cloudq.adapters.base import Delivery
-from cloudq.canvas import Signature, build_envelope, signature_from
+from cloudq.canvas import (
+    Signature,
+    build_envelope,
+    errback_envelopes,
+    fail_downstream,
+    signature_from,
+)
 from cloudq.claimcheck import acknowledge, pointer_url
 from cloudq.envelope import (
     HEADER_ERROR_TRACEBACK,
@@ -147,12 +153,13 @@ def _fail_follow_up(
 def _errbacks(
     app: App, parent: Envelope, errlinks: Sequence[Any], failed_id: str
 ) -> list[Envelope]:
-    """Error callbacks called with the failed task's id; one that cannot be built is logged."""
+    """Error callbacks called with the failed task's id (Celery's ``(request, exc,
+    traceback)`` ones are called here); one that cannot be built is logged."""
     out = []
     for errlink in errlinks:
         try:
             sig = errlink if isinstance(errlink, Signature) else signature_from(errlink, app)
-            out.append(build_envelope(app, sig, [failed_id]))
+            out += errback_envelopes(app, sig, parent, failed_id)
         except _UNSENDABLE as exc:
             logger.error(
                 "error callback of %s[%s] cannot be sent, dropped: %s", parent.task, failed_id, exc
@@ -218,13 +225,13 @@ def _after_failure(app: App, envelope: Envelope) -> list[Envelope]:
     """Error callbacks get the failed task's id; a chord's run once, for its first failure."""
     errlinks: list[Any] = list(envelope.errlinks)
     chord_id = envelope.chord_id
+    body: dict[str, Any] | None = None
     if chord_id is not None:
         stored = app.chord_store().chord_fail(chord_id)
         if stored is not None:
             try:
-                errlinks += signature_from(
-                    open_chord_body(app.signing_keys, chord_id, stored), app
-                ).errlinks
+                body = open_chord_body(app.signing_keys, chord_id, stored)
+                errlinks += signature_from(body, app).errlinks
             except SignatureError as exc:
                 logger.error(
                     "chord %s of %s[%s]: its body's error callbacks are not sent, the result "
@@ -238,6 +245,7 @@ def _after_failure(app: App, envelope: Envelope) -> list[Envelope]:
                 logger.error(
                     "chord body of %s[%s] is malformed: %s", envelope.task, envelope.id, exc
                 )
+    fail_downstream(app, envelope, body)
     return _errbacks(app, envelope, errlinks, envelope.id)
 
 

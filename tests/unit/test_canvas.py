@@ -92,7 +92,9 @@ def test_failure_stops_the_chain_and_runs_error_callbacks() -> None:
     result = c.apply_async()
     drain(app)
     assert len(log["failed"]) == 1
-    assert not result.ready(), "the task after the failure must not run"
+    assert result.state == "FAILURE", "the task after the failure gets the failure, unrun"
+    with pytest.raises(ValueError, match="boom 2"):
+        result.get(timeout=0)
     assert app.broker.stats("default").dead_lettered == 1
 
 
