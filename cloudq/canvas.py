@@ -51,6 +51,8 @@ _INTERNAL = frozenset({CHAIN_STEP, *_ENVELOPE_FIELDS})
 
 GROUP_TASK = "cloudq.group"
 """The built-in task that sends a group (a chord if it has a body) following a task."""
+COLLECT_TASK = "cloudq.collect"
+"""The built-in body that returns its header's results (a group closing a chord header task)."""
 MAP_TASK = "cloudq.map"
 STARMAP_TASK = "cloudq.starmap"
 
@@ -393,14 +395,28 @@ def _group_wire(app: App, members: Sequence[Canvas], body: Canvas | None) -> Sig
 
 def _chord_part(chord_id: str, index: int) -> Any:
     def mark(tail: Signature) -> None:
-        if tail.task == GROUP_TASK:
-            raise ConfigurationError(
-                "a chord header task that ends in a group is not supported: end it in a task "
-                "that returns the group's results"
-            )
+        if tail.task == GROUP_TASK:  # ends in a group: its part is the group's results
+            _close_group(tail)
+            _update_tail(tail, mark)
+            return
         tail.options.update(chord_id=chord_id, chord_index=index)
 
     return mark
+
+
+def _close_group(wire: Signature) -> None:
+    """Make a group a chord whose body (the built-in ``cloudq.collect``) returns the group's
+    results: a chord header task that ends in a group counts once, with that list."""
+    chord_id = str(wire.kwargs["group_id"])
+    members = _members(wire)
+    for index, member in enumerate(members):
+        _update_tail(member, _chord_part(chord_id, index))
+    collect = Signature(task=COLLECT_TASK, options={"task_id": new_id(), "queue": _queue_of(wire)})
+    wire.kwargs.update(
+        chord_id=chord_id,
+        body=collect.model_dump(mode="json"),
+        tasks=[m.model_dump(mode="json") for m in members],
+    )
 
 
 # --- sending a wire signature -----------------------------------------------------------
@@ -624,8 +640,23 @@ class GroupResult:
 class _Composite:
     """What chains, groups and chords share: compile with ``wire()``, then send."""
 
+    _frozen: Signature | None = None
+
     def wire(self) -> Signature:
         raise NotImplementedError
+
+    def freeze(self, _id: str | None = None) -> Any:
+        """Compile now (every task id assigned; ``_id`` for the last task); sending it later
+        uses these ids. The handle it will have."""
+        wire = self.wire()
+        if _id is not None:
+            _update_tail(wire, lambda tail: tail.options.__setitem__("task_id", _id))
+        self._frozen = wire
+        return result_of(wire)
+
+    @property
+    def id(self) -> str | None:
+        return None if self._frozen is None else str(result_of(self._frozen).id)
 
     def __or__(self, other: Canvas) -> Chain:
         return Chain([self, other])  # type: ignore[list-item]  # a _Composite is a Canvas
@@ -642,7 +673,7 @@ class _Composite:
     ) -> Any:
         """Send it; ``link=``/``link_error=`` go on its last step, other options on each of
         its first tasks."""
-        wire = self.wire()
+        wire = self._frozen.clone() if self._frozen is not None else self.wire()
         links = {k: options.pop(k) for k in LINK_OPTIONS & set(options)}
         if links:
             _update_tail(wire, lambda tail: tail._set(links))
@@ -675,13 +706,12 @@ class Chain(_Composite):
         return self
 
     def wire(self) -> Signature:
-        steps = list(self.tasks)
         merged: list[Canvas] = []
-        for step in steps:  # a group followed by a step is a chord (Celery's upgrade)
-            if merged and isinstance(merged[-1], Group):
-                merged[-1] = Chord(merged[-1].tasks, step)
+        for step in reversed(self.tasks):  # a group followed by a step is a chord (Celery's
+            if isinstance(step, Group) and merged:  # upgrade), from the end: g | g | t nests
+                merged[0] = Chord(step.tasks, merged[0])
             else:
-                merged.append(step)
+                merged.insert(0, step)
         wires = [to_wire(s) for s in merged]
         for current, nxt in zip(reversed(wires[:-1]), reversed(wires[1:]), strict=True):
             _then(current, nxt)
@@ -759,6 +789,8 @@ def _flatten(items: Sequence[Any]) -> Iterator[Canvas]:
     for item in items:
         if isinstance(item, Signature | Chain | Group | Chord):
             yield item
+        elif hasattr(item, "s") and hasattr(item, "delay"):  # a task: Celery takes it as .s()
+            yield item.s()
         elif isinstance(item, Iterable) and not isinstance(item, str | bytes | Mapping):
             yield from _flatten(list(item))
         else:

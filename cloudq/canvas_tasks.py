@@ -1,6 +1,7 @@
 """The built-in tasks the canvas compiles to, registered on every app (named under ``cloudq.``
-so they cannot clash with an app's own): a group or chord that follows a task in a chain, and
-``task.map`` / ``task.starmap`` / ``task.chunks`` (Celery's ``celery.map``, ``celery.starmap``).
+so they cannot clash with an app's own): a group or chord that follows a task in a chain, the
+body closing a group that ends a chord header task, and ``task.map`` / ``task.starmap`` /
+``task.chunks`` (Celery's ``celery.map``, ``celery.starmap``).
 
 They run only what a verified envelope carried (``execute`` checks it before any task runs),
 so what they send is signed as the producer's own.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cloudq.canvas import GROUP_TASK, MAP_TASK, STARMAP_TASK, Signature, expand
+from cloudq.canvas import COLLECT_TASK, GROUP_TASK, MAP_TASK, STARMAP_TASK, Signature, expand
 from cloudq.errors import NotRegistered
 
 if TYPE_CHECKING:
@@ -27,6 +28,11 @@ def register_builtins(app: App) -> None:
         family = {"parent_id": self.request.parent_id, "root_id": self.request.root_id}
         envelopes = expand(app, wire, parent)
         app.send_envelopes([e.model_copy(update=family) for e in envelopes])
+
+    @app.task(name=COLLECT_TASK)
+    def collect(results: list[Any]) -> list[Any]:
+        """A chord body that returns its header's results as they are."""
+        return results
 
     @app.task(name=MAP_TASK)
     def xmap(task: str, it: list[Any]) -> list[Any]:
