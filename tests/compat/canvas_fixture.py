@@ -20,6 +20,7 @@ def proj(example: Callable[[str], Path]) -> Iterator[ModuleType]:
     """``proj.tasks``, its app on a broker and result store of its own, a worker running."""
     example("canvas")
     tasks = importlib.import_module("proj.tasks")
+    importlib.import_module("integration_tasks")  # its shared tasks, on the same app
     name = uuid.uuid4().hex
     tasks.app.conf.broker_url = f"memory://{name}"
     tasks.app.conf.result_backend = f"memory://{name}"
