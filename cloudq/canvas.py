@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from cloudq.envelope import HEADER_ERROR_MESSAGE, HEADER_ERROR_TRACEBACK, HEADER_ERROR_TYPE
-from cloudq.errors import ConfigurationError
+from cloudq.errors import ConfigurationError, SignatureError
 from cloudq.ids import new_id
 from cloudq.logsafe import get_logger
 from cloudq.results.base import ErrorInfo, State, TaskResult
@@ -504,19 +504,58 @@ def fail_downstream(app: App, envelope: Envelope, chord_body: Mapping[str, Any] 
     if app.backend is None:
         return
     error = failure_of(envelope)
-    work: list[tuple[Any, ErrorInfo]] = [
-        (link, error) for link in envelope.links if link.get("options", {}).get(CHAIN_STEP)
-    ]
+    work = _steps(envelope.links, error)
     if chord_body is not None:
         work.append((chord_body, chord_error(envelope.id, error)))
+    _fail_all(app, envelope.id, work)
+
+
+def fail_unsent(
+    app: App, task_id: str, links: Sequence[Any], chord_id: str | None, error: ErrorInfo
+) -> None:
+    """A follow-up that can never be sent (``settle`` stored its FAILURE): the steps after it
+    fail with its error, and the chord it was a header part of with ``ChordError``."""
+    if app.backend is None:
+        return
+    work = _steps(links, error)
+    body = _fail_chord(app, chord_id) if chord_id is not None else None
+    if body is not None:
+        work.append((body, chord_error(task_id, error)))
+    _fail_all(app, task_id, work)
+
+
+def _steps(links: Sequence[Any], error: ErrorInfo) -> list[tuple[Any, ErrorInfo]]:
+    """The chain's next steps among ``links`` (signatures or their JSON), each with ``error``."""
+    out: list[tuple[Any, ErrorInfo]] = []
+    for link in links:
+        options = link.options if isinstance(link, Signature) else link.get("options", {})
+        if isinstance(options, Mapping) and options.get(CHAIN_STEP):
+            out.append((link, error))
+    return out
+
+
+def _fail_chord(app: App, chord_id: str) -> dict[str, Any] | None:
+    """Mark the chord failed; its body, verified, if this is its first failure."""
+    stored = app.chord_store().chord_fail(chord_id)
+    if stored is None:
+        return None
+    try:
+        return open_chord_body(app.signing_keys, chord_id, stored)
+    except (SignatureError, ValueError) as exc:
+        logger.error("chord %s: the result store's copy of its body is refused: %s", chord_id, exc)
+        return None
+
+
+def _fail_all(app: App, failed_id: str, work: list[tuple[Any, ErrorInfo]]) -> None:
+    """Store FAILURE for every task in ``work`` and all that follows each (bounded walk)."""
     seen = 0
     while work and seen < MAX_DOWNSTREAM:
         data, err = work.pop()
         seen += 1
         try:
-            sig = signature_from(data, app) if not isinstance(data, Signature) else data
+            sig = data if isinstance(data, Signature) else signature_from(data, app)
         except ValueError as exc:
-            logger.error("downstream of %s[%s] is malformed: %s", envelope.task, envelope.id, exc)
+            logger.error("a task after %s is malformed, not marked failed: %s", failed_id, exc)
             continue
         if sig.task == GROUP_TASK:
             work += [(m, err) for m in sig.kwargs.get("tasks", [])]
@@ -528,14 +567,9 @@ def fail_downstream(app: App, envelope: Envelope, chord_body: Mapping[str, Any] 
             work.append((step, err))
         chord_id = sig.options.get("chord_id")
         if chord_id is not None:  # a chord's header part that never runs fails the chord
-            stored = app.chord_store().chord_fail(str(chord_id))
-            if stored is not None:
-                try:
-                    body = open_chord_body(app.signing_keys, str(chord_id), stored)
-                except ValueError as exc:
-                    logger.error("chord %s: the stored body is refused: %s", chord_id, exc)
-                else:
-                    work.append((body, chord_error(envelope.id, err)))
+            chord_body = _fail_chord(app, str(chord_id))
+            if chord_body is not None:
+                work.append((chord_body, chord_error(failed_id, err)))
 
 
 MAX_DOWNSTREAM = 10_000

@@ -24,6 +24,7 @@ from cloudq.canvas import (
     build_envelope,
     errback_envelopes,
     fail_downstream,
+    fail_unsent,
     signature_from,
 )
 from cloudq.claimcheck import acknowledge, pointer_url
@@ -118,7 +119,7 @@ def _follow_up(
         return [build_envelope(app, sig, args)]
     except _UNSENDABLE as exc:
         task_id = str(sig.options.get("task_id") or new_id())
-        return _fail_follow_up(app, parent, sig.task, task_id, sig.errlinks, exc)
+        return _fail_follow_up(app, parent, sig.task, task_id, sig.errlinks, exc, sig)
 
 
 def _fail_follow_up(
@@ -128,9 +129,11 @@ def _fail_follow_up(
     task_id: str,
     errlinks: Sequence[Any],
     exc: Exception,
+    after: Signature | Envelope | None = None,
 ) -> list[Envelope]:
-    """A follow-up that can never be sent fails here: a FAILURE record under its id, and its
-    error callbacks to send; the chain stops there."""
+    """A follow-up that can never be sent fails here: a FAILURE record under its id (and for
+    what follows it, ``after``'s links and chord), and its error callbacks to send; the chain
+    stops there."""
     logger.error(
         "follow-up %s[%s] of %s[%s] cannot be sent (%s): it fails here, the chain stops",
         task,
@@ -147,6 +150,9 @@ def _fail_follow_up(
         date_done=app.clock.now(),
     )
     _store(app, failed)
+    if after is not None:
+        chord_id = after.chord_id if isinstance(after, Envelope) else after.options.get("chord_id")
+        fail_unsent(app, task_id, after.links, chord_id, failed.error or error_info(exc))
     return _errbacks(app, parent, errlinks, task_id)
 
 
@@ -217,7 +223,7 @@ def _chord_body(
             logger.error("chord body of %s[%s] is malformed: %s", envelope.task, envelope.id, bad)
             return []
         task_id = str(sig.options.get("task_id") or new_id())
-        return _fail_follow_up(app, envelope, sig.task, task_id, sig.errlinks, exc)
+        return _fail_follow_up(app, envelope, sig.task, task_id, sig.errlinks, exc, sig)
     return _follow_up(app, envelope, body, [results])
 
 
@@ -262,7 +268,8 @@ def _send_follow_ups(app: App, parent: Envelope, envelopes: Sequence[Envelope]) 
         try:
             send_envelopes(app, [env])
         except MessageTooLarge as exc:
-            for errback in _fail_follow_up(app, parent, env.task, env.id, env.errlinks, exc):
+            errbacks = _fail_follow_up(app, parent, env.task, env.id, env.errlinks, exc, env)
+            for errback in errbacks:
                 try:
                     send_envelopes(app, [errback])
                 except MessageTooLarge as too_big:

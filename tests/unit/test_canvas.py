@@ -198,7 +198,9 @@ def test_a_link_that_cannot_take_the_result_fails_there_and_the_parent_is_not_re
     with pytest.raises(TaskFailed, match="tsum"):
         app.AsyncResult("link").get(timeout=0)
     assert log["failed"] == ["link"], "the chain's error callback got the failed link's id"
-    assert not last.ready(), "nothing after the failed link runs"
+    assert last.state == "FAILURE", "nothing after the failed link runs: it gets its failure"
+    with pytest.raises(TaskFailed, match="tsum"):
+        last.get(timeout=0)
     assert app.broker.stats("default").visible == 0
 
 
