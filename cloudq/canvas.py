@@ -190,6 +190,8 @@ class Signature(BaseModel):
         if LINK_OPTIONS & set(options):
             sig = self.clone()
             sig._set({k: options.pop(k) for k in LINK_OPTIONS & set(options)})
+        if self.app.conf.task_always_eager:
+            return run_eagerly(to_wire(sig), args, kwargs)  # type: ignore[no-any-return]
         envelope = build_envelope(self.app, sig, args, kwargs or {}, **options)
         self.app.send_envelopes([envelope])
         return self.app.AsyncResult(envelope.id, task_name=self.task)
@@ -448,13 +450,54 @@ def expand(
 def send_wire(
     wire: Signature, args: Sequence[Any], kwargs: Mapping[str, Any] | None, **options: Any
 ) -> Any:
-    """Send a compiled canvas from the caller; its handle (``result_of``)."""
+    """Send a compiled canvas from the caller; its handle (``result_of``). With
+    ``task_always_eager`` it runs here instead (``run_eagerly``)."""
     app = wire.app
+    if app.conf.task_always_eager:
+        return run_eagerly(wire, args, kwargs)
     if wire.task == GROUP_TASK:  # sent from here: no hop through the built-in task
         app.send_envelopes(expand(app, wire, args, kwargs, **options))
     else:
         app.send_envelopes([build_envelope(app, wire, args, kwargs, **options)])
     return result_of(wire)
+
+
+def run_eagerly(
+    wire: Signature,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    parent: Any = None,
+) -> Any:
+    """Celery's test mode for a canvas: each task runs here as ``apply()`` runs it, its result
+    going on as a message would take it; a failure stops what follows (``get()`` raises it;
+    ``task_eager_propagates`` raises at the call). Its handle, with ``.parent`` as
+    ``result_of``'s."""
+    app = wire.app
+    if wire.task == GROUP_TASK:
+        members = [run_eagerly(m, args, kwargs) for m in _members(wire)]
+        header = GroupResult(str(wire.kwargs["group_id"]), members)
+        vars(header)["parent"] = parent
+        body = _body(wire)
+        if body is None:
+            return header
+        failed = next((r for r in members if r.failed()), None)
+        if failed is not None:
+            return failed
+        return run_eagerly(body, [[r.get() for r in members]], None, header)
+    call_args, call_kwargs = _merge(wire, args, kwargs or {})
+    task = app.tasks.get(wire.task)
+    if task is None:
+        raise ConfigurationError(f"signature names task {wire.task!r}, not in app {app.main!r}")
+    own = task.apply(call_args, call_kwargs, task_id=wire.id, throw=app.conf.task_eager_propagates)
+    vars(own)["parent"] = parent
+    if own.failed():
+        return own
+    final = own
+    for link in wire.links:
+        handle = run_eagerly(link, [own.get()], None, own)
+        if link.options.get(CHAIN_STEP):
+            final = handle
+    return final
 
 
 def result_of(wire: Signature, parent: Any = None) -> Any:
