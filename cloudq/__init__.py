@@ -4,7 +4,7 @@ Importing this package imports no cloud SDK: adapters load their SDK when a brok
 """
 
 from cloudq.app import App
-from cloudq.canvas import Signature, chain, chord, group
+from cloudq.canvas import Signature, chain, chord, group, signature
 from cloudq.errors import (
     CloudqError,
     ConfigurationError,
@@ -45,4 +45,5 @@ __all__ = [
     "current_app",
     "group",
     "shared_task",
+    "signature",
 ]

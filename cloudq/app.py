@@ -123,6 +123,9 @@ class App:
         self.on_after_configure = Signal("on_after_configure")
         self.on_after_finalize = Signal("on_after_finalize")
         self.conf._on_change = self._setting_changed
+        from cloudq.canvas_tasks import register_builtins
+
+        register_builtins(self)  # cloudq.group, cloudq.map, cloudq.starmap: the canvas's own
         if config_source is not None:
             self.config_from_object(config_source, namespace=namespace)
         from cloudq.shared import register_app

@@ -39,10 +39,14 @@ def send_task(
 
     A task registered in this process is sent as ``apply_async`` would (arguments checked),
     except that ``task_always_eager`` does not run it here (as in Celery)."""
+    from cloudq import canvas
+
     call_args, call_kwargs = list(args or ()), dict(kwargs or {})
+    send: dict[str, Any] = dict(options)
+    link, link_error = send.pop("link", None), send.pop("link_error", None)
     task = app.tasks.get(name)
     if task is not None:
-        envelope = task.envelope(call_args, call_kwargs, **options)
+        envelope = task.envelope(call_args, call_kwargs, **send)
     else:
         for value in [*call_args, *call_kwargs.values()]:
             if not is_json(value):
@@ -72,5 +76,6 @@ def send_task(
             queue=options.get("queue"),
             headers=headers,
         )
+    envelope = canvas.with_links(envelope, link, link_error)
     app.send_envelopes([envelope])
     return app.AsyncResult(envelope.id, task_name=name)

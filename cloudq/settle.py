@@ -19,7 +19,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cloudq.adapters.base import Delivery
-from cloudq.canvas import Signature, build_envelope, signature_from
+from cloudq.canvas import (
+    Signature,
+    build_envelope,
+    errback_envelopes,
+    fail_downstream,
+    fail_unsent,
+    signature_from,
+)
 from cloudq.claimcheck import acknowledge, pointer_url
 from cloudq.envelope import (
     HEADER_ERROR_TRACEBACK,
@@ -112,7 +119,7 @@ def _follow_up(
         return [build_envelope(app, sig, args)]
     except _UNSENDABLE as exc:
         task_id = str(sig.options.get("task_id") or new_id())
-        return _fail_follow_up(app, parent, sig.task, task_id, sig.errlinks, exc)
+        return _fail_follow_up(app, parent, sig.task, task_id, sig.errlinks, exc, sig)
 
 
 def _fail_follow_up(
@@ -122,9 +129,11 @@ def _fail_follow_up(
     task_id: str,
     errlinks: Sequence[Any],
     exc: Exception,
+    after: Signature | Envelope | None = None,
 ) -> list[Envelope]:
-    """A follow-up that can never be sent fails here: a FAILURE record under its id, and its
-    error callbacks to send; the chain stops there."""
+    """A follow-up that can never be sent fails here: a FAILURE record under its id (and for
+    what follows it, ``after``'s links and chord), and its error callbacks to send; the chain
+    stops there."""
     logger.error(
         "follow-up %s[%s] of %s[%s] cannot be sent (%s): it fails here, the chain stops",
         task,
@@ -141,18 +150,22 @@ def _fail_follow_up(
         date_done=app.clock.now(),
     )
     _store(app, failed)
+    if after is not None:
+        chord_id = after.chord_id if isinstance(after, Envelope) else after.options.get("chord_id")
+        fail_unsent(app, task_id, after.links, chord_id, failed.error or error_info(exc))
     return _errbacks(app, parent, errlinks, task_id)
 
 
 def _errbacks(
     app: App, parent: Envelope, errlinks: Sequence[Any], failed_id: str
 ) -> list[Envelope]:
-    """Error callbacks called with the failed task's id; one that cannot be built is logged."""
+    """Error callbacks called with the failed task's id (Celery's ``(request, exc,
+    traceback)`` ones are called here); one that cannot be built is logged."""
     out = []
     for errlink in errlinks:
         try:
             sig = errlink if isinstance(errlink, Signature) else signature_from(errlink, app)
-            out.append(build_envelope(app, sig, [failed_id]))
+            out += errback_envelopes(app, sig, parent, failed_id)
         except _UNSENDABLE as exc:
             logger.error(
                 "error callback of %s[%s] cannot be sent, dropped: %s", parent.task, failed_id, exc
@@ -210,7 +223,7 @@ def _chord_body(
             logger.error("chord body of %s[%s] is malformed: %s", envelope.task, envelope.id, bad)
             return []
         task_id = str(sig.options.get("task_id") or new_id())
-        return _fail_follow_up(app, envelope, sig.task, task_id, sig.errlinks, exc)
+        return _fail_follow_up(app, envelope, sig.task, task_id, sig.errlinks, exc, sig)
     return _follow_up(app, envelope, body, [results])
 
 
@@ -218,13 +231,13 @@ def _after_failure(app: App, envelope: Envelope) -> list[Envelope]:
     """Error callbacks get the failed task's id; a chord's run once, for its first failure."""
     errlinks: list[Any] = list(envelope.errlinks)
     chord_id = envelope.chord_id
+    body: dict[str, Any] | None = None
     if chord_id is not None:
         stored = app.chord_store().chord_fail(chord_id)
         if stored is not None:
             try:
-                errlinks += signature_from(
-                    open_chord_body(app.signing_keys, chord_id, stored), app
-                ).errlinks
+                body = open_chord_body(app.signing_keys, chord_id, stored)
+                errlinks += signature_from(body, app).errlinks
             except SignatureError as exc:
                 logger.error(
                     "chord %s of %s[%s]: its body's error callbacks are not sent, the result "
@@ -238,6 +251,7 @@ def _after_failure(app: App, envelope: Envelope) -> list[Envelope]:
                 logger.error(
                     "chord body of %s[%s] is malformed: %s", envelope.task, envelope.id, exc
                 )
+    fail_downstream(app, envelope, body)
     return _errbacks(app, envelope, errlinks, envelope.id)
 
 
@@ -254,7 +268,8 @@ def _send_follow_ups(app: App, parent: Envelope, envelopes: Sequence[Envelope]) 
         try:
             send_envelopes(app, [env])
         except MessageTooLarge as exc:
-            for errback in _fail_follow_up(app, parent, env.task, env.id, env.errlinks, exc):
+            errbacks = _fail_follow_up(app, parent, env.task, env.id, env.errlinks, exc, env)
+            for errback in errbacks:
                 try:
                     send_envelopes(app, [errback])
                 except MessageTooLarge as too_big:

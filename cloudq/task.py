@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
+from cloudq import canvas
 from cloudq.adapters.wire import is_fifo
 from cloudq.canvas import Signature
 from cloudq.envelope import ENVELOPE_VERSION, Envelope, RetryPolicy
@@ -36,6 +37,10 @@ class SendOptions(TypedDict, total=False):
     task_id: str | None
     headers: Mapping[str, str] | None
     fifo_group: str | None
+    link: Any
+    """Signature(s) (or chains, groups) to send with the result when the task succeeds."""
+    link_error: Any
+    """Signature(s) to call when it fails for good (``cloudq.canvas.errback_envelopes``)."""
 
 
 @dataclass(frozen=True)
@@ -226,7 +231,29 @@ class Task(Generic[P, R]):
         sig = Signature(task=self.name, args=list(args), kwargs=kwargs, immutable=True)
         return sig.bind_app(self.app)
 
-    signature = s
+    def signature(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Signature:
+        """Celery's ``add.signature((2, 2), countdown=10)``: args and kwargs as given, then send
+        options (``immutable=True`` too); ``add.s(2, 2)`` is the short form."""
+        return canvas.signature(self.name, args, kwargs, app=self.app, **options)
+
+    subtask = signature
+
+    def chunks(self, it: Iterable[Any], n: int) -> canvas.Chunks:
+        """``add.chunks(zip(xs, ys), 10)``: a group of tasks, each calling ``add`` 10 times."""
+        return canvas.chunks(self.app, self.name, it, n)
+
+    def map(self, it: Iterable[Any]) -> Signature:
+        """``tsum.map([[1, 2], [3]])``: one task calling ``tsum(item)`` for each item."""
+        return canvas.xmap(self.app, self.name, it)
+
+    def starmap(self, it: Iterable[Any]) -> Signature:
+        """``add.starmap(zip(xs, ys))``: one task calling ``add(*item)`` for each item."""
+        return canvas.starmap(self.app, self.name, it)
 
     # --- running here --------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -361,7 +388,10 @@ class Task(Generic[P, R]):
             return self.apply(  # type: ignore[return-value]
                 args, kwargs, task_id=options.get("task_id"), throw=conf.task_eager_propagates
             )
-        envelope = self.envelope(args or (), kwargs or {}, **options)
+        send: dict[str, Any] = dict(options)
+        link, link_error = send.pop("link", None), send.pop("link_error", None)
+        envelope = self.envelope(args or (), kwargs or {}, **send)
+        envelope = canvas.with_links(envelope, link, link_error)
         self.app.send_envelopes([envelope])
         return self.app.AsyncResult(envelope.id, task_name=self.name)
 

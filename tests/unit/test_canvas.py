@@ -92,7 +92,9 @@ def test_failure_stops_the_chain_and_runs_error_callbacks() -> None:
     result = c.apply_async()
     drain(app)
     assert len(log["failed"]) == 1
-    assert not result.ready(), "the task after the failure must not run"
+    assert result.state == "FAILURE", "the task after the failure gets the failure, unrun"
+    with pytest.raises(ValueError, match="boom 2"):
+        result.get(timeout=0)
     assert app.broker.stats("default").dead_lettered == 1
 
 
@@ -196,7 +198,9 @@ def test_a_link_that_cannot_take_the_result_fails_there_and_the_parent_is_not_re
     with pytest.raises(TaskFailed, match="tsum"):
         app.AsyncResult("link").get(timeout=0)
     assert log["failed"] == ["link"], "the chain's error callback got the failed link's id"
-    assert not last.ready(), "nothing after the failed link runs"
+    assert last.state == "FAILURE", "nothing after the failed link runs: it gets its failure"
+    with pytest.raises(TaskFailed, match="tsum"):
+        last.get(timeout=0)
     assert app.broker.stats("default").visible == 0
 
 

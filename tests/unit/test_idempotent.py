@@ -289,7 +289,7 @@ def test_idempotent_without_a_result_backend_is_refused_at_declaration() -> None
         @app.task(idempotency_key=lambda: "k")
         def other() -> None: ...
 
-    assert not app.tasks
+    assert not [name for name in app.tasks if not name.startswith("cloudq.")]  # only built-ins
 
 
 def test_idempotent_with_ignore_result_or_a_bad_key_is_refused(app: App) -> None:
