@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import builtins
 from typing import TYPE_CHECKING, Any
 
-from cloudq.errors import ConfigurationError, RemoteTraceback, TaskFailed, TaskRevokedError
+from cloudq.errors import ConfigurationError, TaskRevokedError
 from cloudq.results.base import ErrorInfo, State, TaskResult
+from cloudq.results.rebuild import rebuild_exception
+
+__all__ = ["AsyncResult", "EagerResult", "rebuild_exception"]
 
 if TYPE_CHECKING:
     from cloudq.app import App
-
-
-def rebuild_exception(error: ErrorInfo) -> BaseException:
-    """The task's exception for the caller: builtins are re-created, others become TaskFailed.
-
-    Nothing is imported or unpickled from the message: a result store is not trusted with code.
-    """
-    module, _, name = error.type.rpartition(".")
-    exc: BaseException
-    candidate = getattr(builtins, name, None) if module == "builtins" else None
-    if isinstance(candidate, type) and issubclass(candidate, Exception):
-        try:
-            exc = candidate(error.message)
-        except Exception:  # noqa: BLE001 - odd constructors: fall back
-            exc = TaskFailed(error.type, error.message)
-    else:
-        exc = TaskFailed(error.type, error.message)
-    if error.traceback:
-        exc.__cause__ = RemoteTraceback(error.traceback)
-    return exc
 
 
 class AsyncResult:
