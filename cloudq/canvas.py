@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from cloudq.errors import ConfigurationError
 from cloudq.ids import new_id
+from cloudq.result import GroupResult
 from cloudq.storeseal import seal_chord_body
 
 if TYPE_CHECKING:
@@ -175,37 +176,6 @@ def chain(*tasks: Signature | Iterable[Signature]) -> Chain:
     for item in tasks:
         flat.extend([item] if isinstance(item, Signature) else item)
     return Chain(flat)
-
-
-class GroupResult:
-    """Results of a group, in the order of its tasks."""
-
-    def __init__(self, group_id: str, results: list[AsyncResult]) -> None:
-        self.id = group_id
-        self.results = results
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def ready(self) -> bool:
-        return all(r.ready() for r in self.results)
-
-    def successful(self) -> bool:
-        return all(r.successful() for r in self.results)
-
-    def completed_count(self) -> int:
-        return sum(1 for r in self.results if r.successful())
-
-    def get(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
-        """Every result, in order; ``timeout`` covers the whole group."""
-        import time
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        out = []
-        for r in self.results:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            out.append(r.get(timeout=left, propagate=propagate))
-        return out
 
 
 class Group:

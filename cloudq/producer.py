@@ -13,6 +13,7 @@ from cloudq.claimcheck import POINTER_KEY, pointer
 from cloudq.envelope import Envelope, sign
 from cloudq.errors import MessageTooLarge
 from cloudq.logsafe import get_logger
+from cloudq.results.children import note_sent
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -79,3 +80,4 @@ def send_envelopes(app: App, envelopes: Sequence[Envelope], dedup_suffix: str = 
         for start in range(0, len(messages), batch):
             app.broker.send(queue, messages[start : start + batch])
         logger.debug("sent %d message(s) to %s", len(messages), queue)
+    note_sent(app, envelopes)  # AsyncResult.children of the task running here, if any

@@ -147,7 +147,7 @@ def test_a_worker_failure_is_reraised_as_the_tasks_class(app: App) -> None:
             result.get(timeout=10)
     assert "OrderRefused" in str(raised.value.__cause__)
     assert isinstance(result.get(timeout=1, propagate=False), OrderRefused)
-    assert isinstance(result.result, OrderRefused)
+    assert isinstance(result.result, OrderRefused) and isinstance(result.info, OrderRefused)
 
 
 def test_a_forged_record_gets_task_failed_from_get(app: App) -> None:

@@ -1,0 +1,151 @@
+"""Issue 24: ``AsyncResult`` as Celery's users read it: no app named, ``parent``, ``children``,
+``info`` (a custom state's meta), ``date_done``, ``name``, ``wait()``, and Celery's ``get()``
+arguments, including its guard against waiting on a task from inside a task."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from cloudq import App, AsyncResult
+from cloudq.results.base import State, TaskResult
+from cloudq.testing import process_one, start_worker
+
+
+def _app(**settings: Any) -> App:
+    name = f"results-api-{uuid.uuid4().hex[:8]}"
+    settings.setdefault("backend", f"memory://{name}")
+    return App(name, broker=f"memory://{name}", **settings)
+
+
+@pytest.fixture
+def app() -> App:
+    return _app()
+
+
+def test_async_result_without_an_app_reads_through_the_current_one(app: App) -> None:
+    @app.task(name="tasks.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    sent = add.delay(2, 2)
+    process_one(app)
+    assert AsyncResult(sent.id).app is app
+    assert AsyncResult(sent.id).get(timeout=1) == 4
+    assert app.AsyncResult(sent.id).get(timeout=1) == 4
+    other = _app()  # the newest app is current, as in Celery
+    assert AsyncResult(sent.id).app is other
+    app.set_current()
+    assert AsyncResult(sent.id).state == State.SUCCESS
+
+
+def test_name_date_done_args_and_wait(app: App) -> None:
+    @app.task(name="tasks.mul")
+    def mul(x: int, y: int) -> int:
+        return x * y
+
+    result = mul.delay(3, 4)
+    assert result.date_done is None and result.info is None and result.parent is None
+    process_one(app)
+    assert result.wait(timeout=1) == 12
+    assert isinstance(result.date_done, datetime)
+    assert app.AsyncResult(result.id).name == "tasks.mul"
+    assert (result.args, result.kwargs) == (None, None)  # Celery's default: not extended
+    assert result.get(timeout=1, propagate=True, interval=0.1, disable_sync_subtasks=True) == 12
+
+
+def test_info_is_a_custom_states_meta(app: App) -> None:
+    backend = app.backend
+    assert backend is not None
+    meta = {"current": 3, "total": 10}
+    backend.store(TaskResult(task_id="p", state="PROGRESS", task="tasks.long", result=meta), None)
+    result = AsyncResult("p", app)
+    assert (result.state, result.info, result.result, result.ready()) == (
+        "PROGRESS",
+        meta,
+        meta,
+        False,
+    )
+    with pytest.raises(TimeoutError, match="PROGRESS"):
+        result.get(timeout=0.05)
+
+
+def test_children_are_the_tasks_sent_while_it_ran(app: App) -> None:
+    @app.task(name="tasks.leaf")
+    def leaf(x: int) -> int:
+        return x * 10
+
+    @app.task(name="tasks.fan")
+    def fan(n: int) -> int:
+        for i in range(n):
+            leaf.delay(i)
+        return n
+
+    with start_worker(app, queues=["default"]):
+        result = fan.delay(3)
+        assert result.get(timeout=10) == 3
+        children = result.children
+        assert len(children) == 3
+        assert sorted(c.get(timeout=10) for c in children) == [0, 10, 20]
+        assert all(c.children == [] for c in children)
+    from cloudq.results.children import _pending
+
+    assert not _pending, "nothing is left noted once the records are written"
+
+
+def test_children_are_not_noted_without_results() -> None:
+    app = _app(backend=None)
+
+    @app.task(name="tasks.leaf")
+    def leaf(x: int) -> int:
+        return x
+
+    @app.task(name="tasks.fan")
+    def fan() -> None:
+        leaf.delay(1)
+
+    fan.delay()
+    process_one(app)
+    from cloudq.results.children import _pending
+
+    assert not _pending
+
+
+def test_get_inside_a_task_raises_as_celery_does(app: App) -> None:
+    @app.task(name="tasks.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="tasks.blocking")
+    def blocking() -> str:
+        try:
+            add.delay(1, 1).get(timeout=5)
+        except RuntimeError as exc:
+            return str(exc)
+        return "waited"
+
+    @app.task(name="tasks.allowed")
+    def allowed() -> int:
+        return int(add.delay(1, 1).get(timeout=5, disable_sync_subtasks=False))
+
+    with start_worker(app, queues=["default"], concurrency=2):
+        assert blocking.delay().get(timeout=10).startswith("Never call result.get() within a task")
+        assert allowed.delay().get(timeout=10) == 2
+
+
+def test_get_follows_a_failed_parent(app: App) -> None:
+    @app.task(name="tasks.boom", max_retries=0)
+    def boom() -> int:
+        raise KeyError("no such order")
+
+    parent = boom.delay()
+    process_one(app)
+    child = AsyncResult("never-sent", app, parent=parent)
+    assert child.parent is parent
+    with pytest.raises(KeyError, match="no such order"):
+        child.get(timeout=5, interval=0.05)
+    with pytest.raises(TimeoutError):
+        child.get(timeout=0.1, follow_parents=False)
