@@ -43,7 +43,7 @@ from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.ratelimit import RATE_SLOT_HEADER
 from cloudq.request import Request, current_request
 from cloudq.results.base import ErrorInfo, State, TaskResult
-from cloudq.results.children import take_children
+from cloudq.results.children import record_children
 from cloudq.retry import backoff_delay, delay_out_of_range, retries_left
 from cloudq.timelimits import run_with_limits
 
@@ -98,7 +98,7 @@ def _record(
         result=result,
         error=error,
         attempt=env.attempt,
-        children=take_children(env.id),
+        children=record_children(env, state),
         date_done=clock.now() if clock is not None and state != State.RETRY else None,
     )
 

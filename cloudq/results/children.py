@@ -3,7 +3,7 @@
 As in Celery, a task that calls ``other.delay()`` lists the new task among its children, so the
 caller can follow the work it started. The producer notes each envelope sent from inside a
 running task (``note_sent``), keyed by that task's id; the record written when the attempt ends
-takes them (``take_children``). Notes are kept only where a record will be written (a result
+takes them (``record_children``). Notes are kept only where a record will be written (a result
 backend, results not ignored), and at most ``MAX_PENDING`` task ids are held, so an attempt that
 ends without a record (revoked, killed) cannot grow this map without bound.
 """
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cloudq.request import current_request
+from cloudq.states import SUCCESS
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -55,3 +56,17 @@ def take_children(task_id: str) -> list[str]:
         return []
     with _lock:
         return _pending.pop(task_id, [])
+
+
+def record_children(env: Envelope, state: str) -> list[str]:
+    """The children a record of ``env`` in ``state`` lists: what the attempt sent, and on
+    SUCCESS the links whose ids are known before they are sent (a chain's next step), which
+    the worker sends right after the record, as Celery lists a callback among the children."""
+    ids = take_children(env.id)
+    if state == SUCCESS and env.links:
+        for link in env.links:
+            options = link.get("options") if isinstance(link, dict) else None
+            task_id = options.get("task_id") if isinstance(options, dict) else None
+            if isinstance(task_id, str):
+                ids.append(task_id)
+    return ids

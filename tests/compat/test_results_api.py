@@ -149,3 +149,25 @@ def test_get_follows_a_failed_parent(app: App) -> None:
         child.get(timeout=5, interval=0.05)
     with pytest.raises(TimeoutError):
         child.get(timeout=0.1, follow_parents=False)
+
+
+def test_a_link_with_its_id_known_is_among_the_children(app: App) -> None:
+    """canvas guide: ``res = add.apply_async((2, 2), link=mul.s(16))``; ``res.children[0]
+    .get()`` is 64 (cloudq: ``sig.link(...)``; a chain assigns its ids up front the same way)."""
+
+    @app.task(name="tasks.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="tasks.mul")
+    def mul(x: int, y: int) -> int:
+        return x * y
+
+    sig = add.s(2, 2)
+    sig.link(mul.s(16).set(task_id="callback"))
+    res = sig.apply_async()
+    process_one(app)
+    assert res.get(timeout=1) == 4
+    assert [c.id for c in res.children] == ["callback"]
+    process_one(app)
+    assert res.children[0].get(timeout=1) == 64
