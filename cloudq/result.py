@@ -39,9 +39,16 @@ def _app_or_current(app: App | None) -> App:
     return current_app()
 
 
+def in_a_task() -> bool:
+    """True while a task runs in this thread (not when called directly)."""
+    request = current_request.get()
+    return request is not None and not request.called_directly
+
+
 def assert_will_not_block(what: str = "result.get()") -> None:
     """Celery's guard: waiting on another task from inside a task can deadlock the pool (every
-    slot waiting, nothing left to run what they wait for)."""
+    slot waiting, nothing left to run what they wait for). Unlike Celery, a result already done
+    is read without it: it cannot block (Celery's own ``log_error`` errback example reads one)."""
     request = current_request.get()
     if request is not None and not request.called_directly:
         raise RuntimeError(
@@ -183,7 +190,7 @@ class AsyncResult:
         """Wait for the result; ``TimeoutError`` after ``timeout``; re-raise the task's error
         (or a failed parent's, with ``follow_parents``). ``interval`` paces only the look at
         parents: the backends wake on the record itself. ``no_ack`` is Celery's (AMQP) only."""
-        if disable_sync_subtasks:
+        if disable_sync_subtasks and in_a_task() and not self.ready():  # done: cannot block
             assert_will_not_block()
         record = self._wait(timeout, propagate and follow_parents, interval)
         if record is None or not record.ready:
@@ -302,7 +309,7 @@ class ResultSet:
         disable_sync_subtasks: bool = True,
     ) -> list[Any]:
         """Every result, in order; ``timeout`` covers the whole set (``TimeoutError``)."""
-        if disable_sync_subtasks:
+        if disable_sync_subtasks and in_a_task() and not self.ready():  # done: cannot block
             assert_will_not_block("join()")
         deadline = None if timeout is None else time.monotonic() + timeout
         out = []

@@ -12,7 +12,7 @@ import pytest
 
 from cloudq import App, AsyncResult
 from cloudq.results.base import State, TaskResult
-from cloudq.testing import process_one, start_worker
+from cloudq.testing import process_one, start_worker, wait_for
 
 
 def _app(**settings: Any) -> App:
@@ -171,3 +171,29 @@ def test_a_link_with_its_id_known_is_among_the_children(app: App) -> None:
     assert [c.id for c in res.children] == ["callback"]
     process_one(app)
     assert res.children[0].get(timeout=1) == 64
+
+
+def test_an_errback_reads_the_failed_result_as_the_canvas_guide_does(app: App) -> None:
+    """canvas guide, ``log_error``: ``app.AsyncResult(task_id)``, ``get(propagate=False)``,
+    then ``result.result`` and ``result.traceback``, inside a task (done: it cannot block)."""
+    seen: list[tuple[str, str]] = []
+
+    @app.task(name="tasks.boom", max_retries=0)
+    def boom() -> int:
+        raise ValueError("something something")
+
+    @app.task(name="tasks.log_error")
+    def log_error(task_id: str) -> None:
+        result = app.AsyncResult(task_id)
+        result.get(propagate=False)  # make sure result written.
+        seen.append((repr(result.result), result.traceback or ""))
+
+    sig = boom.s()
+    sig.link_error(log_error.s())
+    failed = sig.apply_async()
+    with start_worker(app, queues=["default"]):
+        with pytest.raises(ValueError):
+            failed.get(timeout=10)
+        wait_for(lambda: seen, timeout=10, message="log_error ran")
+    assert seen[0][0] == "ValueError('something something')"
+    assert "something something" in seen[0][1]
