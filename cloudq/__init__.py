@@ -14,7 +14,7 @@ from cloudq.errors import (
     TaskArgumentError,
     TimeLimitExceeded,
 )
-from cloudq.result import AsyncResult, EagerResult
+from cloudq.result import AsyncResult, EagerResult, GroupResult, ResultSet
 from cloudq.results.base import State
 from cloudq.shared import current_app, shared_task
 from cloudq.task import Task
@@ -27,7 +27,9 @@ __all__ = [
     "CloudqError",
     "ConfigurationError",
     "EagerResult",
+    "GroupResult",
     "MaxRetriesExceededError",
+    "ResultSet",
     "Retry",
     "Signature",
     "SoftTimeLimitExceeded",

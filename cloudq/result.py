@@ -59,6 +59,23 @@ def assert_will_not_block(what: str = "result.get()") -> None:
         )
 
 
+STREAMING_OPTIONS = frozenset({"callback", "on_message", "on_interval"})
+"""Celery's ``get()`` hooks into its result consumer; cloudq has none to hook into."""
+
+
+def refuse_streaming(options: dict[str, Any], method: str) -> None:
+    """Celery's streaming callbacks fail saying what to write; any other name as Python would."""
+    streaming = sorted(STREAMING_OPTIONS & set(options))
+    if streaming:
+        raise ConfigurationError(
+            f"{method}({streaming[0]}=...) is Celery's result-consumer hook, which cloudq does "
+            "not have: read result.state and result.info (a custom state's meta, such as "
+            "PROGRESS) in your own loop, then get() once ready() is true"
+        )
+    if options:
+        raise TypeError(f"{method}() got an unexpected keyword argument {next(iter(options))!r}")
+
+
 class AsyncResult:
     """Reads the task's record from the result backend."""
 
@@ -186,10 +203,12 @@ class AsyncResult:
         no_ack: bool = True,
         follow_parents: bool = True,
         disable_sync_subtasks: bool = True,
+        **celery_only: Any,
     ) -> Any:
         """Wait for the result; ``TimeoutError`` after ``timeout``; re-raise the task's error
         (or a failed parent's, with ``follow_parents``). ``interval`` paces only the look at
         parents: the backends wake on the record itself. ``no_ack`` is Celery's (AMQP) only."""
+        refuse_streaming(celery_only, "get")
         if disable_sync_subtasks and in_a_task() and not self.ready():  # done: cannot block
             assert_will_not_block()
         record = self._wait(timeout, propagate and follow_parents, interval)
@@ -307,8 +326,10 @@ class ResultSet:
         interval: float = PARENT_POLL_SECONDS,
         no_ack: bool = True,
         disable_sync_subtasks: bool = True,
+        **celery_only: Any,
     ) -> list[Any]:
         """Every result, in order; ``timeout`` covers the whole set (``TimeoutError``)."""
+        refuse_streaming(celery_only, "join")
         if disable_sync_subtasks and in_a_task() and not self.ready():  # done: cannot block
             assert_will_not_block("join()")
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cloudq import App, AsyncResult
+from cloudq import App, AsyncResult, ConfigurationError, GroupResult
 from cloudq.results.base import State, TaskResult
 from cloudq.testing import process_one, start_worker, wait_for
 
@@ -197,3 +197,13 @@ def test_an_errback_reads_the_failed_result_as_the_canvas_guide_does(app: App) -
         wait_for(lambda: seen, timeout=10, message="log_error ran")
     assert seen[0][0] == "ValueError('something something')"
     assert "something something" in seen[0][1]
+
+
+@pytest.mark.parametrize("option", ["callback", "on_message", "on_interval"])
+def test_celerys_streaming_callbacks_fail_saying_what_to_write(app: App, option: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"result\.info"):
+        AsyncResult("any", app).get(timeout=0, **{option: print})
+    with pytest.raises(ConfigurationError, match=option):
+        GroupResult("g", [AsyncResult("any", app)]).join(timeout=0, **{option: print})
+    with pytest.raises(TypeError, match="no_such_option"):
+        AsyncResult("any", app).get(timeout=0, no_such_option=1)
