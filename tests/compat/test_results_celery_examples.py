@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import cloudq.exceptions
-from cloudq import App, group
+from cloudq import App, group, shared
 from cloudq.testing import start_worker
 
 Example = Callable[[str], Path]
@@ -28,9 +28,14 @@ def manager(example: Example) -> Iterator[Any]:
     name = f"results-examples-{uuid.uuid4().hex[:8]}"
     app = App(name, broker=f"memory://{name}", backend=f"memory://{name}")
     example("integration")
+    before = len(shared._shared)
     tasks = importlib.import_module("tasks")
-    with start_worker(app, queues=["default"], concurrency=4):
-        yield tasks
+    try:
+        with start_worker(app, queues=["default"], concurrency=4):
+            yield tasks
+    finally:  # the example's shared tasks would register with every app made after this test
+        with shared._lock:
+            del shared._shared[before:]
 
 
 def test_basic_task(manager: Any) -> None:
