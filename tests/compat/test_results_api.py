@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cloudq import App, AsyncResult, ConfigurationError, GroupResult
-from cloudq.results.base import State, TaskResult
+from cloudq.results.base import ErrorInfo, State, TaskResult
 from cloudq.testing import process_one, start_worker, wait_for
 
 
@@ -207,3 +207,19 @@ def test_celerys_streaming_callbacks_fail_saying_what_to_write(app: App, option:
         GroupResult("g", [AsyncResult("any", app)]).join(timeout=0, **{option: print})
     with pytest.raises(TypeError, match="no_such_option"):
         AsyncResult("any", app).get(timeout=0, no_such_option=1)
+
+
+def test_retry_state_info_is_the_exception_and_eager_results_read_alike(app: App) -> None:
+    backend = app.backend
+    assert backend is not None
+    error = ErrorInfo(type="builtins.ConnectionError", message="flaky")
+    backend.store(TaskResult(task_id="r", state=State.RETRY, error=error), None)
+    assert isinstance(AsyncResult("r", app).info, ConnectionError)
+
+    @app.task(name="tasks.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    eager = add.apply((2, 3))
+    assert (eager.info, eager.wait(timeout=1, disable_sync_subtasks=False)) == (5, 5)
+    assert (eager.parent, eager.children, eager.status) == (None, [], State.SUCCESS)
