@@ -16,7 +16,7 @@ from cloudq.errors import (
     TaskArgumentError,
     TimeLimitExceeded,
 )
-from cloudq.result import AsyncResult, EagerResult
+from cloudq.result import AsyncResult, EagerResult, GroupResult, ResultSet
 from cloudq.results.base import State
 from cloudq.shared import current_app, shared_task
 from cloudq.task import Task
@@ -29,9 +29,11 @@ __all__ = [
     "CloudqError",
     "ConfigurationError",
     "EagerResult",
+    "GroupResult",
     "Ignore",
     "MaxRetriesExceededError",
     "Reject",
+    "ResultSet",
     "Retry",
     "Signature",
     "SoftTimeLimitExceeded",

@@ -27,6 +27,7 @@ from cloudq.envelope import HEADER_ERROR_MESSAGE, HEADER_ERROR_TRACEBACK, HEADER
 from cloudq.errors import ConfigurationError, SignatureError
 from cloudq.ids import new_id
 from cloudq.logsafe import get_logger
+from cloudq.result import GroupResult
 from cloudq.results.base import ErrorInfo, State, TaskResult
 from cloudq.storeseal import open_chord_body, seal_chord_body
 
@@ -681,37 +682,6 @@ def errback_envelopes(app: App, sig: Signature, failed: Envelope, failed_id: str
         call_errback(app, sig, failed, failed_id)
         return []
     return [build_envelope(app, sig, [failed_id])]
-
-
-class GroupResult:
-    """Results of a group, in the order of its tasks."""
-
-    def __init__(self, group_id: str, results: list[AsyncResult]) -> None:
-        self.id = group_id
-        self.results = results
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def ready(self) -> bool:
-        return all(r.ready() for r in self.results)
-
-    def successful(self) -> bool:
-        return all(r.successful() for r in self.results)
-
-    def completed_count(self) -> int:
-        return sum(1 for r in self.results if r.successful())
-
-    def get(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
-        """Every result, in order; ``timeout`` covers the whole group."""
-        import time
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        out = []
-        for r in self.results:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            out.append(r.get(timeout=left, propagate=propagate))
-        return out
 
 
 class _Composite:

@@ -44,6 +44,7 @@ from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
 from cloudq.ratelimit import RATE_SLOT_HEADER
 from cloudq.request import REQUEUE_HEADER, Request, current_request
 from cloudq.results.base import ErrorInfo, State, TaskResult
+from cloudq.results.children import record_children
 from cloudq.retry import backoff_delay, delay_out_of_range, max_retries_exceeded, retries_left
 from cloudq.send_task import WORKER_POLICY, WORKER_POLICY_HEADER
 from cloudq.timelimits import run_with_limits
@@ -99,6 +100,7 @@ def _record(
         result=result,
         error=error,
         attempt=env.attempt,
+        children=record_children(env, state),
         date_done=clock.now() if clock is not None and state != State.RETRY else None,
     )
 

@@ -14,6 +14,7 @@ from cloudq.claimcheck import POINTER_KEY, pointer
 from cloudq.envelope import Envelope, sign
 from cloudq.errors import MessageTooLarge
 from cloudq.logsafe import get_logger
+from cloudq.results.children import note_sent
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -93,3 +94,4 @@ def send_envelopes(app: App, envelopes: Sequence[Envelope], dedup_suffix: str = 
     if hooks.active("after_publish"):
         for envelope in envelopes:
             hooks.emit("after_publish", envelope=envelope, queue=envelope.queue)
+    note_sent(app, envelopes)  # AsyncResult.children of the task running here, if any

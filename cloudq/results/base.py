@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cloudq.states import READY_STATES, State, normalize
 
@@ -45,6 +45,8 @@ class TaskResult(BaseModel):
     error: ErrorInfo | None = None
     attempt: int = 1
     date_done: datetime | None = None
+    children: list[str] = Field(default_factory=list)
+    """Ids of the tasks this one sent while it ran (``AsyncResult.children``)."""
     seal: str | None = None
     """With ``signing_keys``: the seal over a SUCCESS record's result (``cloudq.storeseal``),
     checked before links are sent again from it (``cloudq.idempotency``)."""
