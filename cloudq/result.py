@@ -237,12 +237,13 @@ class AsyncResult:
                 return record
 
     def _raise_parent_error(self) -> None:
-        node = self.parent
+        node: Any = self.parent
         while node is not None:
-            record = node._record()
-            if record is not None and record.state in PROPAGATE_STATES:
-                raise node._exception(record)
-            node = node.parent
+            if isinstance(node, AsyncResult):  # a chord's header group: its body says ChordError
+                record = node._record()
+                if record is not None and record.state in PROPAGATE_STATES:
+                    raise node._exception(record)
+            node = getattr(node, "parent", None)
 
     def forget(self) -> None:
         self._backend().forget(self.id)

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from cloudq import App, chain, chord
-from cloudq.errors import TaskFailed
+from cloudq.errors import ChordError, TaskArgumentError
 from cloudq.testing import FakeClock, process_one
 
 
@@ -39,7 +39,7 @@ def test_the_steps_after_an_unsendable_link_fail_with_its_error() -> None:
     add, tsum = app.tasks["add"], app.tasks["tsum"]
     last = chain(add.s(1, 1), tsum.s(), add.s(100))()  # tsum takes a list, gets an int
     drain(app)
-    with pytest.raises(TaskFailed, match="tsum"):
+    with pytest.raises(TaskArgumentError, match="tsum"):
         last.get(timeout=0)
 
 
@@ -48,5 +48,5 @@ def test_an_unsendable_chord_header_step_fails_the_body_with_chord_error() -> No
     add, tsum = app.tasks["add"], app.tasks["tsum"]
     res = chord([add.s(1, 1), chain(add.s(1, 1), tsum.s())], tsum.s())()
     drain(app)
-    with pytest.raises(TaskFailed, match="ChordError: Dependency"):
+    with pytest.raises(ChordError, match="Dependency"):
         res.get(timeout=0)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cloudq import chain, chord, group, signature
-from cloudq.errors import ConfigurationError, TaskFailed
+from cloudq.errors import ChordError, ConfigurationError
 from tests.compat.canvas_fixture import TIMEOUT, proj
 
 __all__ = ["proj"]
@@ -168,7 +168,7 @@ def test_linking_signatures(proj: ModuleType) -> None:
 def test_on_error_calls_the_errback_with_request_exc_traceback(proj: ModuleType) -> None:
     """Chains: add.s(2, 2).on_error(log_error.s()).delay(), log_error(request, exc, traceback)."""
     res = proj.fail.s("test").on_error(proj.log_error.s()).delay()
-    with pytest.raises(TaskFailed, match="Task expected to fail"):
+    with pytest.raises(proj.ExpectedException, match="Task expected to fail"):
         res.get(timeout=TIMEOUT)
     wait_for(lambda: proj.ERRORS)
     assert proj.ERRORS[0][0] == res.id and "Task expected to fail" in proj.ERRORS[0][1]
@@ -177,7 +177,7 @@ def test_on_error_calls_the_errback_with_request_exc_traceback(proj: ModuleType)
 def test_link_error_option(proj: ModuleType) -> None:
     """Chains: add.apply_async((2, 2), link_error=log_error.s()) (the same, spelled out)."""
     res = proj.fail.apply_async(("x",), link_error=proj.log_error.s())
-    with pytest.raises(TaskFailed):
+    with pytest.raises(proj.ExpectedException):
         res.get(timeout=TIMEOUT)
     wait_for(lambda: proj.ERRORS)
     assert proj.ERRORS[0][0] == res.id
@@ -220,7 +220,7 @@ def test_chord_error_handling(proj: ModuleType) -> None:
     fails with ChordError: Dependency <id> raised ValueError('something something')."""
     c = chord([proj.add.s(4, 4), proj.raising_task.s(), proj.add.s(8, 8)], proj.tsum.s())
     result = c()
-    with pytest.raises(TaskFailed, match=r"ChordError: Dependency .+ raised ValueError"):
+    with pytest.raises(ChordError, match=r"Dependency .+ raised ValueError"):
         result.get(timeout=TIMEOUT)
     assert "something something" in result.traceback
 
@@ -231,7 +231,7 @@ def test_chord_on_error_callback(proj: ModuleType) -> None:
         group([proj.add.s(1, 1), proj.raising_task.s()])
         | proj.tsum.s().on_error(proj.on_chord_error.s())
     ).delay()
-    with pytest.raises(TaskFailed, match="ChordError"):
+    with pytest.raises(ChordError):
         c.get(timeout=TIMEOUT)
     wait_for(lambda: proj.ERRORS)
     assert len(proj.ERRORS) == 1 and "something something" in proj.ERRORS[0][1]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cloudq import chain, chord, group
-from cloudq.errors import TaskFailed
+from cloudq.errors import ChordError
 from tests.compat import canvas_app
 from tests.integration.stack import Stack, new_prefix
 from tests.processes import wait_for
@@ -72,7 +72,7 @@ def test_a_chord_header_failure_reaches_get_and_the_errback(stack: Stack) -> Non
     add, tsum = app.tasks["canvas.add"], app.tasks["canvas.tsum"]
     body = tsum.s().on_error(app.tasks["canvas.log_error"].s())
     res = chord([add.s(4, 4), app.tasks["canvas.raising_task"].s(), add.s(8, 8)], body)()
-    with pytest.raises(TaskFailed, match=r"ChordError: Dependency .* raised ValueError"):
+    with pytest.raises(ChordError, match=r"Dependency .* raised ValueError"):
         res.get(timeout=TIMEOUT)
     wait_for(lambda: any(stack.tmp.iterdir()), 15, "errback marker", stack.logs)
 

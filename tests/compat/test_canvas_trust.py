@@ -12,7 +12,7 @@ import pytest
 from cloudq import App, chain, chord, group
 from cloudq.canvas import GROUP_TASK
 from cloudq.envelope import ENVELOPE_VERSION, Envelope
-from cloudq.errors import TaskFailed
+from cloudq.errors import ChordError
 from cloudq.outcome import DeadLetter
 from cloudq.testing import FakeClock, process_one
 
@@ -73,7 +73,7 @@ def test_a_signed_chord_header_failure_fails_the_body_with_chord_error() -> None
     add, tsum, fail = app.tasks["add"], app.tasks["tsum"], app.tasks["fail"]
     res = chord([add.s(1, 1), fail.s(2)], tsum.s().on_error(app.tasks["log_error"].s()))()
     drain(app)
-    with pytest.raises(TaskFailed, match=r"ChordError: Dependency .* raised ValueError"):
+    with pytest.raises(ChordError, match=r"Dependency .* raised ValueError"):
         res.get(timeout=0)
     assert len(seen["errors"]) == 1
 

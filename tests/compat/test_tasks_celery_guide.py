@@ -290,7 +290,7 @@ def test_integration_retries(integration: tuple[App, Any]) -> None:
     assert counted.get(timeout=1) == "done"
     failing = tasks.retry.delay()
     assert [type(o) for o in step(app, clock, 4)] == [RetryAt] * 3 + [DeadLetter]
-    with pytest.raises(Exception, match="ExpectedException"):
+    with pytest.raises(tasks.ExpectedException):
         failing.get(timeout=1)
     once = tasks.retry_once.delay()
     step(app, clock, 2)
