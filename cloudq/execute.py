@@ -296,9 +296,13 @@ def execute(
     ``eager`` (``task.apply()``) ignores the eta and keeps the result whatever the backend.
     """
     clock = clock or app.clock
+    hooks = app.hooks
     env = open_envelope(delivery, app)
     if isinstance(env, DeadLetter):
+        hooks.emit("rejected", delivery=delivery, reason=env.reason)
         return env
+    if hooks.active("received"):
+        hooks.emit("received", envelope=env, delivery=None if eager else delivery)
     now = clock.now()
     task = app.tasks.get(env.task)
     keep = eager or (bool(app.conf.result_backend) and not (task and task.options.ignore_result))
@@ -307,8 +311,10 @@ def execute(
         error = ErrorInfo(
             type="cloudq.errors.TaskRevokedError", message=f"expired at {env.expires}"
         )
+        hooks.emit("revoked", envelope=env, terminated=False, expired=True)
         return Ack(result=_record(env, State.REVOKED, error=error, clock=clock) if keep else None)
     if not eager and (revoked := revoke.check(app, env, clock, keep)) is not None:
+        hooks.emit("revoked", envelope=env, terminated=False, expired=False)
         return revoked
     if task is None:
         error = ErrorInfo(type="cloudq.errors.UnknownTask", message=f"unknown task {env.task!r}")
@@ -364,6 +370,9 @@ def _run(
     if debug:
         logger.debug("task %s[%s] started (attempt %d)", env.task, env.id, env.attempt)
     hooked = task.hooked
+    hooks = app.hooks
+    if hooks.active("before_execute"):
+        hooks.emit("before_execute", envelope=env, task=task, request=request)
     if hooked:
         task_class.before_start(task, env.id, args, kwargs)
     began = time.monotonic()
@@ -376,13 +385,17 @@ def _run(
         outcome, failure = _retried(env, retry, clock, keep)
     except Ignore:
         logger.info("task %s[%s] ignored", env.task, env.id)
+        _after_hooks(app, env, task, request, DONE, None, None, State.IGNORED)
         return DONE  # Celery's Ignore: acknowledged, the record left as it is, no handlers
     except Reject as reject:
-        return _rejected(app, env, reject, clock, keep)
+        outcome = _rejected(app, env, reject, clock, keep)
+        _after_hooks(app, env, task, request, outcome, reject, None, State.REJECTED)
+        return outcome
     except BaseException as exc:  # a task's failure is data, never a worker crash
         if request.is_eager and isinstance(exc, KeyboardInterrupt):
             raise  # apply() runs in the caller's thread: a Ctrl-C there stops the caller
         if (revoked := revoke.stopped(app, env, exc, clock, keep)) is not None:
+            hooks.emit("revoked", envelope=env, terminated=True, expired=False)
             return revoked  # revoke --terminate, raised in this thread
         # BaseException too (SystemExit, KeyboardInterrupt, custom ones): raised by the task,
         # they end that attempt. Shutdown signals never arrive as exceptions in a pool slot:
@@ -401,7 +414,45 @@ def _run(
             outcome = _success(env, task, value, clock, keep)
     if hooked:
         task_class.after_run(task, env.id, args, kwargs, outcome, failure, value)
+    _after_hooks(app, env, task, request, outcome, failure, value)
     return outcome
+
+
+def _after_hooks(
+    app: App,
+    env: Envelope,
+    task: Task[Any, Any],
+    request: Request,
+    outcome: Outcome,
+    failure: BaseException | None,
+    value: Any,
+    state: State | None = None,
+) -> None:
+    """The ``retry`` and ``after_execute`` hooks, with the state the run ended in."""
+    hooks = app.hooks
+    if isinstance(outcome, RetryAt) and hooks.active("retry"):
+        hooks.emit(
+            "retry", envelope=env, task=task, request=request, exception=failure, eta=outcome.when
+        )
+    if not hooks.active("after_execute"):
+        return
+    if state is None:
+        state = (
+            State.RETRY
+            if isinstance(outcome, RetryAt | Defer)
+            else State.FAILURE
+            if failure is not None or isinstance(outcome, DeadLetter)
+            else State.SUCCESS
+        )
+    hooks.emit(
+        "after_execute",
+        envelope=env,
+        task=task,
+        request=request,
+        state=state,
+        result=value,
+        exception=failure,
+    )
 
 
 def _retried(

@@ -382,6 +382,7 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
             _acknowledge(app, delivery, ack)
         case DeadLetter(reason=reason, envelope=envelope, result=result):
             _store(app, result)
+            app.hooks.emit("dead_letter", envelope=envelope, delivery=delivery, reason=reason)
             if envelope is not None:
                 errbacks = _after_failure(app, envelope)
                 if errbacks:

@@ -157,3 +157,134 @@ def test_worker_signals_and_a_receiver_that_raises(
         pass
     assert order == ["worker_init", "worker_process_init", "worker_ready", "worker_shutdown"]
     assert "signal worker_ready: receiver" in caplog.text
+
+
+class Steps(Middleware):
+    """Records each task-life hook by name, with the task id where there is one."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def _note(self, hook: str, kw: dict[str, Any]) -> None:
+        envelope = kw.get("envelope")
+        detail = getattr(envelope, "id", "-")
+        if "state" in kw:
+            detail += f":{kw['state']}"
+        self.seen.append(f"{hook} {detail}")
+
+    def received(self, app: App, **kw: Any) -> None:
+        self._note("received", kw)
+
+    def before_execute(self, app: App, **kw: Any) -> None:
+        self._note("before_execute", kw)
+
+    def after_execute(self, app: App, **kw: Any) -> None:
+        self._note("after_execute", kw)
+
+    def retry(self, app: App, **kw: Any) -> None:
+        self._note("retry", kw)
+
+    def dead_letter(self, app: App, **kw: Any) -> None:
+        self._note("dead_letter", kw)
+
+    def revoked(self, app: App, **kw: Any) -> None:
+        self._note("revoked", kw)
+
+    def rejected(self, app: App, **kw: Any) -> None:
+        self.seen.append(f"rejected {kw['reason'][:20]}")
+
+
+def _steps_app(name: str, **kw: Any) -> tuple[App, Steps]:
+    steps = Steps()
+    app = make_app(name, middleware=[steps], **kw)
+
+    @app.task(name="ok")
+    def ok() -> int:
+        return 1
+
+    @app.task(name="bad")
+    def bad() -> None:
+        raise ValueError("boom")
+
+    @app.task(name="flaky", autoretry_for=(KeyError,), max_retries=1, retry_backoff=0.01)
+    def flaky() -> None:
+        raise KeyError("again")
+
+    return app, steps
+
+
+def test_task_hooks_in_order_in_the_worker() -> None:
+    from cloudq.testing import process_one
+
+    app, steps = _steps_app("mw-steps")
+    ok, bad = app.tasks["ok"].delay(), app.tasks["bad"].delay()
+    assert process_one(app) is not None and process_one(app) is not None
+    assert steps.seen == [
+        f"received {ok.id}",
+        f"before_execute {ok.id}",
+        f"after_execute {ok.id}:SUCCESS",
+        f"received {bad.id}",
+        f"before_execute {bad.id}",
+        f"after_execute {bad.id}:FAILURE",
+        f"dead_letter {bad.id}",
+    ]
+
+
+def test_retry_revoke_and_undecodable_hooks() -> None:
+    from cloudq.adapters.base import OutgoingMessage
+    from cloudq.testing import process_one
+
+    app, steps = _steps_app("mw-more")
+    flaky = app.tasks["flaky"].delay()
+    assert process_one(app) is not None
+    assert steps.seen[-2:] == [f"retry {flaky.id}", f"after_execute {flaky.id}:RETRY"]
+    doomed = app.tasks["ok"].delay()
+    app.control.revoke(doomed.id)
+    steps.seen.clear()
+    app.broker.send("default", [OutgoingMessage(body=b"not json", message_id="junk")])
+    while process_one(app) is not None:
+        pass
+    assert f"revoked {doomed.id}" in steps.seen
+    assert any(s.startswith("rejected ") for s in steps.seen)
+    assert not any(s.startswith(f"before_execute {doomed.id}") for s in steps.seen)
+
+
+def test_task_hooks_in_eager_apply_and_task_always_eager() -> None:
+    app, steps = _steps_app("mw-eager")
+    result = app.tasks["ok"].apply()
+    assert steps.seen == [
+        f"received {result.id}",
+        f"before_execute {result.id}",
+        f"after_execute {result.id}:SUCCESS",
+    ]
+    steps.seen.clear()
+    app.conf.task_always_eager = True
+    app.tasks["ok"].delay()
+    assert [s.split()[0] for s in steps.seen] == ["received", "before_execute", "after_execute"]
+
+
+def test_signals_run_in_processes_pool_children(tmp_path: Any, monkeypatch: Any) -> None:
+    """The app module's receivers run in the child that runs the task, once per child for
+    worker_process_init; a failure sends task_failure there too."""
+    import os
+
+    from cloudq.testing import wait_for
+    from tests.apps import hooks_app
+
+    log = tmp_path / "hooks.log"
+    monkeypatch.setenv("HOOKS_LOG", str(log))
+    app = hooks_app.app
+    with start_worker(app, pool="processes", concurrency=1, app_ref="tests.apps.hooks_app:app"):
+        ok = hooks_app.add.delay(2, 3)
+        assert ok.get(timeout=30) == 5
+        bad = hooks_app.fail.delay()
+        wait_for(bad.ready, timeout=30, message="the failing task recorded")
+        wait_for(lambda: "task_postrun" in log.read_text() and bad.id in log.read_text(), 10)
+    lines = [line.split() for line in log.read_text().splitlines()]
+    pids = {pid for _, pid, _ in lines}
+    assert str(os.getpid()) not in pids, "every receiver ran in the child, not the parent"
+    kinds = [(kind, detail) for kind, _, detail in lines]
+    assert kinds[0] == ("worker_process_init", "-")
+    assert ("task_prerun", ok.id) in kinds and ("task_postrun", f"{ok.id}:SUCCESS") in kinds
+    assert ("task_failure", f"{bad.id}:ValueError") in kinds
+    assert ("task_postrun", f"{bad.id}:FAILURE") in kinds
