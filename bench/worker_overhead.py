@@ -19,11 +19,17 @@ import statistics
 import threading
 import time
 import uuid
+from typing import Any
 
-from cloudq import App
+from cloudq import App, signals
 from cloudq.execute import execute
+from cloudq.middleware import Middleware
 from cloudq.settle import settle
 from cloudq.worker import Worker, _Acker
+
+
+def _receiver(sender: Any = None, **kw: Any) -> None:
+    """A Celery signal receiver doing nothing."""
 
 
 def _cpu() -> float:
@@ -31,9 +37,19 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _app(n: int) -> App:
-    """A fresh broker with ``n`` no-op tasks queued."""
-    app = App("overhead", broker=f"memory://{uuid.uuid4().hex}")
+class _Noop(Middleware):
+    """A middleware on every task hook, doing nothing: the bus's own cost."""
+
+    def received(self, app: App, **kw: Any) -> None: ...
+    def before_execute(self, app: App, **kw: Any) -> None: ...
+    def after_execute(self, app: App, **kw: Any) -> None: ...
+
+
+def _app(n: int, hooks: str = "none") -> App:
+    """A fresh broker with ``n`` no-op tasks queued; ``hooks``: none, a no-op ``middleware``,
+    or a receiver on Celery's ``signals`` (task_prerun and task_postrun)."""
+    middleware = [_Noop()] if hooks == "middleware" else []
+    app = App("overhead", broker=f"memory://{uuid.uuid4().hex}", middleware=middleware)
 
     @app.task(name="work", queue="q", ignore_result=True)
     def work(t0: float) -> None:
@@ -84,14 +100,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs; the median is shown (3)")
     parser.add_argument("--inline", action="store_true", help="no pool: one thread does all")
     parser.add_argument("--loglevel", default="INFO", help="as `cloudq worker -l` (INFO)")
+    parser.add_argument(
+        "--hooks",
+        choices=["none", "middleware", "signals"],
+        default="none",
+        help="a no-op middleware on the task hooks, or receivers on task_prerun/postrun",
+    )
     args = parser.parse_args()
+    if args.hooks == "signals":
+        signals.task_prerun.connect(_receiver)
+        signals.task_postrun.connect(_receiver)
     if args.n < 1 or args.runs < 1:
         parser.error("--n and --runs must be at least 1")
     per_task, rates = [], []
     with open(os.devnull, "w") as sink:
         logging.basicConfig(level=args.loglevel.upper(), stream=sink)
         for _ in range(args.runs):
-            app = _app(args.n)
+            app = _app(args.n, args.hooks)
             if args.inline:
                 cpu, wall = _inline_run(app, args.n)
             else:
@@ -99,6 +124,7 @@ def main() -> None:
             per_task.append(cpu / args.n * 1e6)
             rates.append(args.n / wall)
     how = "inline" if args.inline else f"-c {args.concurrency}"
+    how += f", hooks {args.hooks}"
     print(
         f"{args.n} tasks, {how}, {args.runs} run(s): {statistics.median(per_task):.1f} us CPU "
         f"per task (median; {min(per_task):.1f}-{max(per_task):.1f}), "
