@@ -23,6 +23,8 @@ __all__ = [
     "after_task_publish",
     "beat_init",
     "before_task_publish",
+    "celeryd_after_setup",
+    "celeryd_init",
     "setup_logging",
     "task_failure",
     "task_postrun",
@@ -55,6 +57,11 @@ task_retry = _signal("task_retry")
 task_revoked = _signal("task_revoked")
 task_rejected = _signal("task_rejected")
 worker_init = _signal("worker_init")
+celeryd_init = _signal("celeryd_init")
+"""Sent with the worker's node name as sender (``connect(sender="w1@host")``), ``instance``
+(the worker), ``conf`` and ``options``, as Celery's."""
+celeryd_after_setup = _signal("celeryd_after_setup")
+"""Sent with the node name once the worker's queues exist (``instance``, ``conf``)."""
 worker_process_init = _signal("worker_process_init")
 worker_process_shutdown = _signal("worker_process_shutdown")
 worker_ready = _signal("worker_ready")
@@ -72,10 +79,10 @@ FEEDS: dict[str, tuple[Signal, ...]] = {
     "retry": (task_retry,),
     "revoked": (task_revoked,),
     "rejected": (task_rejected,),
-    "worker_start": (worker_init,),
+    "worker_start": (worker_init, celeryd_init),
     "process_start": (worker_process_init,),
     "process_stop": (worker_process_shutdown,),
-    "worker_ready": (worker_ready,),
+    "worker_ready": (celeryd_after_setup, worker_ready),
     "worker_stop": (worker_shutdown,),
     "beat_start": (beat_init,),
 }
@@ -187,7 +194,9 @@ class SignalsBridge(Middleware):
         task_rejected.send(sender=None, message=kw["delivery"], exc=kw.get("reason"))
 
     def worker_start(self, app: Any, **kw: Any) -> None:
-        worker_init.send(sender=kw["worker"])
+        worker = kw["worker"]
+        worker_init.send(sender=worker)
+        celeryd_init.send(sender=worker.hostname, instance=worker, conf=app.conf, options={})
 
     def process_start(self, app: Any, **kw: Any) -> None:
         worker_process_init.send(sender=None)
@@ -198,7 +207,9 @@ class SignalsBridge(Middleware):
         )
 
     def worker_ready(self, app: Any, **kw: Any) -> None:
-        worker_ready.send(sender=kw["worker"])
+        worker = kw["worker"]
+        celeryd_after_setup.send(sender=worker.hostname, instance=worker, conf=app.conf)
+        worker_ready.send(sender=worker)
 
     def worker_stop(self, app: Any, **kw: Any) -> None:
         worker_shutdown.send(sender=kw["worker"])
