@@ -140,7 +140,7 @@ def test_worker_overhead_runs_every_task(how: list[str]) -> None:
     assert done.returncode == 0, done.stderr
     label = "-c 2" if how[0] == "-c" else "inline"
     assert re.fullmatch(
-        rf"200 tasks, {label}, 3 run\(s\): [\d.]+ us CPU per task "
+        rf"200 tasks, {label}, hooks none, 3 run\(s\): [\d.]+ us CPU per task "
         r"\(median; [\d.]+-[\d.]+\), [\d,]+ tasks/s\n",
         done.stdout,
     ), done.stdout
