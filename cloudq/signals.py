@@ -104,6 +104,19 @@ def _protocol(envelope: Any) -> dict[str, Any]:
     }
 
 
+def _published(envelope: Any, headers: dict[str, Any], queue: str) -> dict[str, Any]:
+    """The keyword arguments both publish signals share, shaped as Celery's message: the
+    envelope as ``body``, its headers with the protocol fields on top, the queue as
+    ``routing_key``."""
+    return {
+        "sender": envelope.task,
+        "body": envelope.model_dump(mode="json", exclude={"sig"}),
+        "exchange": "",
+        "routing_key": queue,
+        "headers": {**headers, **_protocol(envelope)},
+    }
+
+
 def _task(app: Any, envelope: Any) -> Any:
     return app.tasks.get(envelope.task) if envelope is not None else None
 
@@ -116,31 +129,15 @@ class SignalsBridge(Middleware):
         return any(signal.receivers for signal in FEEDS.get(hook, ()))
 
     def before_publish(self, app: Any, **kw: Any) -> None:
-        envelope, headers = kw["envelope"], kw["headers"]
-        shown = {**headers, **_protocol(envelope)}
-        before_task_publish.send(
-            sender=envelope.task,
-            body=envelope.model_dump(mode="json", exclude={"sig"}),
-            exchange="",
-            routing_key=kw["queue"],
-            headers=shown,
-            properties={},
-            declare=[],
-            retry_policy=None,
-        )
-        for key, value in shown.items():  # what a receiver added travels with the task
+        message = _published(kw["envelope"], kw["headers"], kw["queue"])
+        before_task_publish.send(**message, properties={}, declare=[], retry_policy=None)
+        for key, value in message["headers"].items():  # what a receiver added travels along
             if key not in PROTOCOL_HEADERS and isinstance(value, str):
-                headers[key] = value
+                kw["headers"][key] = value
 
     def after_publish(self, app: Any, **kw: Any) -> None:
         envelope = kw["envelope"]
-        after_task_publish.send(
-            sender=envelope.task,
-            body=envelope.model_dump(mode="json", exclude={"sig"}),
-            exchange="",
-            routing_key=kw["queue"],
-            headers={**envelope.headers, **_protocol(envelope)},
-        )
+        after_task_publish.send(**_published(envelope, envelope.headers, kw["queue"]))
 
     def received(self, app: Any, **kw: Any) -> None:
         task_received.send(sender=kw.get("worker"), request=kw.get("request") or kw["envelope"])
