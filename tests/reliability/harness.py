@@ -372,9 +372,25 @@ class Ledger:
 
         def progress() -> str:
             acc = self.account(ids, app, queue)
-            return f"{acc.row()}; lost so far: {acc.lost[:10]}\n{self.logs()}"
+            return f"{self.logs()[-12000:]}\n{self.diagnose(acc, app, queue)}"
 
         return wait_for(probe, timeout, f"{len(ids)} tasks to settle", progress)
+
+    def diagnose(self, acc: Account, app: App, queue: str) -> str:
+        """What a failed settle leaves to go on: the counts, and for each missing id its ledger
+        events, the worker log lines that name it and the dead letters nobody could decode
+        (written last: ``wait_for`` keeps the tail of a long failure message)."""
+        lines = [f"{acc.row()}; lost so far: {acc.lost[:10]}"]
+        if self.broker.counts:
+            lines.append(f"queue {queue}: {app.broker.stats(queue)}")
+        logs = self.logs().splitlines()
+        events = self.events()
+        for task_id in acc.lost[:5]:
+            lines.append(f"{task_id}: events {[e for e in events if e[1] == task_id]}")
+            lines.extend(f"    {line}" for line in logs if task_id in line)
+        if self.foreign_dead:
+            lines.append(f"undecodable dead letters: {self.foreign_dead[:5]}")
+        return "\n".join(lines)
 
     def empty(self, app: App, queue: str) -> bool:
         """Nothing left to run on ``queue``: by its counts, or (Pub/Sub, which has none) once
