@@ -111,7 +111,9 @@ class ChordStore(Protocol):
     def chord_start(
         self, chord_id: str, size: int, body: dict[str, Any], expires_seconds: float | None
     ) -> None:
-        """Record a chord of ``size`` header tasks and the body signature to send at the end."""
+        """Record a chord of ``size`` header tasks and the body signature to send at the end.
+        A second start of a live chord leaves it as it is (a redelivered group hop re-sends its
+        parts, which count once by index; a fired body never fires again)."""
         ...
 
     def chord_part_done(

@@ -110,7 +110,7 @@ class MemoryBackend:
         self, chord_id: str, size: int, body: dict[str, Any], expires_seconds: float | None
     ) -> None:
         with self._cond:
-            self._chords[chord_id] = _Chord(size, body)
+            self._chords.setdefault(chord_id, _Chord(size, body))
 
     def chord_part_done(
         self, chord_id: str, index: int, result: Any

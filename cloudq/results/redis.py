@@ -92,6 +92,12 @@ def redis_client(url: str, **options: Any) -> Redis:
 
 # Record a header result (idempotent: HSET by index); the call that completes the header and
 # wins HSETNX "fired" gets the body and all results. Results share the chord's expiry.
+_CHORD_START = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+redis.call('HSET', KEYS[1], 'size', ARGV[1], 'body', ARGV[2])
+if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return true
+"""
 _CHORD_PART = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -316,14 +322,10 @@ class RedisBackend:
     def chord_start(
         self, chord_id: str, size: int, body: dict[str, Any], expires_seconds: float | None
     ) -> None:
-        meta, results = self._chord_keys(chord_id)
+        meta, _ = self._chord_keys(chord_id)
+        ttl = "0" if expires_seconds is None else str(math.ceil(expires_seconds))
         with self._errors("chord start", chord_id):
-            pipe = self._client.pipeline(transaction=True)
-            pipe.hset(meta, mapping={"size": size, "body": json.dumps(body)})
-            pipe.delete(results)
-            if expires_seconds is not None:
-                pipe.expire(meta, math.ceil(expires_seconds))
-            pipe.execute()
+            self._client.eval(_CHORD_START, 1, meta, str(size), json.dumps(body), ttl)
 
     def chord_part_done(
         self, chord_id: str, index: int, result: Any

@@ -45,6 +45,20 @@ def test_fires_once_with_results_in_order(store: ChordStore) -> None:
     assert store.chord_fail(cid) is None  # nor does a late failure
 
 
+def test_a_second_start_keeps_the_chord(store: ChordStore) -> None:
+    """A redelivered group hop starts its chord again: the parts already done stay counted and
+    a body that fired never fires a second time."""
+    cid = uuid.uuid4().hex
+    store.chord_start(cid, 2, BODY, 60)
+    assert store.chord_part_done(cid, 0, "a") is None
+    store.chord_start(cid, 2, BODY, 60)
+    assert store.chord_part_done(cid, 1, "b") == (BODY, ["a", "b"])
+    store.chord_start(cid, 2, BODY, 60)
+    assert store.chord_part_done(cid, 0, "a") is None
+    assert store.chord_part_done(cid, 1, "b") is None
+    assert store.chord_fail(cid) is None
+
+
 def test_failure_reports_once_and_blocks_the_body(store: ChordStore) -> None:
     cid = uuid.uuid4().hex
     store.chord_start(cid, 2, BODY, 60)

@@ -163,8 +163,13 @@ class FirestoreShared:
         }
         if expires_seconds is not None:
             data[TTL_FIELD] = self._expiry(expires_seconds)
-        with self._mapped("chord start", chord_id):
-            self._shared("chord", chord_id).set(data)
+        ref = self._shared("chord", chord_id)
+
+        def start(transaction: Any) -> None:
+            if self._live(ref.get(transaction=transaction)) is None:
+                transaction.set(ref, data)
+
+        self._transact("chord start", chord_id, ref, start)
 
     def chord_part_done(
         self, chord_id: str, index: int, result: Any

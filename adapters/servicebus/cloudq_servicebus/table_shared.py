@@ -147,8 +147,6 @@ class AzureTableShared:
     def chord_start(
         self, chord_id: str, size: int, body: dict[str, Any], expires_seconds: float | None
     ) -> None:
-        from azure.data.tables import UpdateMode
-
         header: dict[str, Any] = {
             "PartitionKey": f"cloudq:chord:{_key(chord_id)}",
             "RowKey": HEADER,
@@ -159,7 +157,12 @@ class AzureTableShared:
         if expires_seconds is not None:
             header["expires_at"] = self._now() + expires_seconds
         with self._mapped("chord start", chord_id):
-            self._client.upsert_entity(header, mode=UpdateMode.REPLACE)
+            self._replace_if(
+                header["PartitionKey"],
+                HEADER,
+                lambda current: None if self._live(current) else header,
+                f"chord {chord_id!r}",
+            )
 
     def chord_part_done(
         self, chord_id: str, index: int, result: Any

@@ -37,16 +37,14 @@ from cloudq.errors import BrokerError, CloudqError, ConfigurationError
 from cloudq.logsafe import get_logger
 from cloudq.results.base import READY_STATES, TaskResult, poll_until_ready
 from cloudq_sqs.aws_errors import AWS_REGION_ENV, api_name, error_code
-from cloudq_sqs.dynamodb_shared import DynamoDBShared
+from cloudq_sqs.dynamodb_shared import KEY, TTL_ATTRIBUTE, DynamoDBShared
 
 __all__ = ["DynamoDBBackend", "TableNotFoundError", "open_dynamodb_backend"]
 
 logger = get_logger("cloudq.dynamodb")
 
-KEY = "task_id"
 STATE = "state"
 RECORD = "record"
-TTL_ATTRIBUTE = "expires_at"
 EXACT_EXPIRY = "expires_at_exact"
 
 _URL_OPTIONS = frozenset({"region", "create", "endpoint_url"})

@@ -33,7 +33,9 @@ from cloudq.errors import BrokerError
 from cloudq_sqs.aws_errors import error_code
 
 KEY = "task_id"
+"""The table's partition key: a task id, or ``cloudq:<kind>:<key>`` for shared records."""
 TTL_ATTRIBUTE = "expires_at"
+"""The attribute DynamoDB's TTL deletes by (epoch seconds); the backend enables TTL on it."""
 RESERVE_TRIES = 20
 """Compare-and-set rounds before taking a rate slot gives up (each lost round: another won)."""
 
@@ -97,7 +99,13 @@ class DynamoDBShared:
             "fired": {"BOOL": False},
             **(self._ttl(expires_seconds) if expires_seconds is not None else {}),
         }
-        self._call("put_item", chord_id, Item=item)
+        self._conditional(
+            "put_item",
+            chord_id,
+            Item=item,
+            ConditionExpression="attribute_not_exists(#k)",
+            ExpressionAttributeNames={"#k": KEY},
+        )
 
     def chord_part_done(
         self, chord_id: str, index: int, result: Any
