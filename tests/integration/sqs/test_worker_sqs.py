@@ -29,6 +29,7 @@ from cloudq.envelope import (
     decode,
 )
 from tests.apps import sqs_app
+from tests.fixtures.moto_server import MOTO_SERVER
 from tests.fixtures.servers import free_port
 from tests.integration.scenarios import drained, retries_back_off_exactly, sigterm_while_running
 from tests.integration.stack import Stack, new_prefix
@@ -237,7 +238,7 @@ class MotoServer:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                [sys.executable, str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
