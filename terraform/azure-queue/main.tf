@@ -21,6 +21,8 @@ resource "azurerm_servicebus_queue" "this" {
   dead_lettering_on_message_expiration = true
   default_message_ttl                  = var.default_message_ttl
   max_size_in_megabytes                = var.max_size_in_megabytes
+  # cloudq's FIFO queues (names ending in .fifo) are session queues: a message group is a session.
+  requires_session = endswith(each.key, ".fifo")
 }
 
 # --- optional claim-check storage ----------------------------------------------------------

@@ -247,6 +247,7 @@ def test_azure_triggers_and_roles_come_from_azure_queue() -> None:
     assert '"${q.name}/$deadletterqueue"' in fields
     [bus_queue] = queue.blocks("azurerm_servicebus_queue")
     assert _expr(bus_queue["max_delivery_count"]) == "each.value.max_receive_count"
+    assert _expr(bus_queue["requires_session"]) == 'endswith(each.key, ".fifo")'
     worker = load("azure-function-worker")
     settings = _expr(worker.locals["app_settings"])
     assert 'CLOUDQ_QUEUES = join(",", [for q in var.queues : q.name])' in settings

@@ -14,8 +14,10 @@ lock expiry and redelivery with delivery counts, max delivery count to dead lett
 update-disposition. The administration REST API (HTTPS) creates, reads (with runtime counts),
 updates and deletes queues.
 
-Not implemented: sessions, topics/subscriptions/rules, transactions, duplicate detection, TTL and
-expiry, deferral, partitioning, quotas, and authentication (tokens are accepted unchecked).
+Sessions (see ``store``), without session state.
+
+Not implemented: session state, topics/subscriptions/rules, transactions, duplicate detection,
+TTL and expiry, deferral, partitioning, quotas, and authentication (tokens are accepted unchecked).
 
 Run it with ``python -m tests.servicebus_endpoint --port N`` (see ``__main__``) or from the
 session fixture in ``tests/fixtures/servicebus_endpoint.py``.

@@ -97,7 +97,9 @@ def parse_description(body: bytes) -> QueueProperties:
     size = desc.findtext(f"{{{SB}}}MaxSizeInMegabytes")
     if size:
         props.max_size_mb = int(size)
-    for unsupported in ("RequiresSession", "RequiresDuplicateDetection", "EnablePartitioning"):
+    sessions = desc.findtext(f"{{{SB}}}RequiresSession")
+    props.requires_session = (sessions or "false").lower() == "true"
+    for unsupported in ("RequiresDuplicateDetection", "EnablePartitioning"):
         if (desc.findtext(f"{{{SB}}}{unsupported}") or "false").lower() == "true":
             raise EndpointError(
                 "amqp:not-implemented", f"{unsupported} is not implemented by this test endpoint"
@@ -127,7 +129,7 @@ def entry_xml(queue: Queue, counts: dict[str, int], base_url: str) -> str:
         f"<LockDuration>{format_duration(p.lock_seconds)}</LockDuration>"
         f"<MaxSizeInMegabytes>{p.max_size_mb}</MaxSizeInMegabytes>"
         "<RequiresDuplicateDetection>false</RequiresDuplicateDetection>"
-        "<RequiresSession>false</RequiresSession>"
+        f"<RequiresSession>{str(p.requires_session).lower()}</RequiresSession>"
         "<DefaultMessageTimeToLive>P10675199DT2H48M5.4775807S</DefaultMessageTimeToLive>"
         "<DeadLetteringOnMessageExpiration>false</DeadLetteringOnMessageExpiration>"
         "<DuplicateDetectionHistoryTimeWindow>PT10M</DuplicateDetectionHistoryTimeWindow>"

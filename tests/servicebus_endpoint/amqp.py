@@ -12,9 +12,16 @@ SDK if missed):
   outcome unsettled and waits for ours, so every outcome is answered with a settled disposition
   (``rejected`` + ``com.microsoft:message-lock-lost`` when the lock is gone);
 - proton decodes delivery tags as text, so the lock token rides on the delivery object instead;
-- ``<queue>/$management`` takes renew-lock, schedule-message, cancel-scheduled-message,
-  peek-message and update-disposition; replies carry ``statusCode`` / ``statusDescription``
-  (and ``errorCondition`` on failure) with the request's message id as correlation id.
+- a session receiver attaches with the source filter ``com.microsoft:session-filter`` (a
+  session id, or null for the next available session); the attach is answered once a session
+  is locked for the link, with that filter set to the session's id and the link property
+  ``com.microsoft:locked-until-utc`` (.NET ticks), or refused with ``com.microsoft:timeout``
+  once the link's ``com.microsoft:timeout`` (milliseconds) has passed without one; closing the
+  link releases the session;
+- ``<queue>/$management`` takes renew-lock, renew-session-lock, schedule-message,
+  cancel-scheduled-message, peek-message and update-disposition; replies carry
+  ``statusCode`` / ``statusDescription`` (and ``errorCondition`` on failure) with the
+  request's message id as correlation id.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from proton import (
     Handler,
     Link,
     Message,
+    Terminus,
     symbol,
     timestamp,
 )
@@ -54,6 +62,13 @@ TICK_SECONDS = 0.02
 MAX_MESSAGE_BYTES = 262_144
 """Standard tier's 256 KB, announced on sender links so the SDK sizes batches by it."""
 INCOMING_CREDIT = 500
+SESSION_FILTER = symbol("com.microsoft:session-filter")
+LOCKED_UNTIL = symbol("com.microsoft:locked-until-utc")
+OPERATION_TIMEOUT = symbol("com.microsoft:timeout")
+DEFAULT_ACCEPT_TIMEOUT_SECONDS = 60.0
+"""How long Service Bus waits for a session to become available when the client says nothing."""
+DOTNET_EPOCH_TICKS = 621_355_968_000_000_000
+"""0001-01-01 to 1970-01-01 in .NET ticks (100 ns): ``locked-until-utc`` is a .NET instant."""
 
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -88,6 +103,21 @@ def _elements(value: Any) -> list[Any]:
     return [value]
 
 
+def _session_filter(terminus: Any) -> tuple[bool, str | None]:
+    """(whether the source asks for a session, the session id or None for the next one)."""
+    data = terminus.filter
+    data.rewind()
+    if not data.next():
+        return False, None
+    filters = data.get_object()
+    if not isinstance(filters, dict) or SESSION_FILTER not in filters:
+        return False, None
+    value = filters[SESSION_FILTER]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return True, None if value is None else str(value)
+
+
 def _uuid(value: Any) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
@@ -103,6 +133,8 @@ class EndpointHandler(Handler):  # type: ignore[misc]
         super().__init__()
         self.store = store
         self.consumers: dict[str, list[Link]] = defaultdict(list)
+        self.pending_sessions: list[tuple[Link, str, float]] = []
+        """Session receivers waiting for a session: (link, address, give-up time)."""
         self.container: Container | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -113,6 +145,7 @@ class EndpointHandler(Handler):  # type: ignore[misc]
     def on_timer_task(self, event: Event) -> None:
         try:
             self.store.tick()
+            self.accept_pending()
             self.pump_all()
         except Exception:
             logger.exception("tick failed")
@@ -153,8 +186,79 @@ class EndpointHandler(Handler):  # type: ignore[misc]
             link.flow(INCOMING_CREDIT)
             return
         if entity:
+            wants_session, session_id = _session_filter(link.remote_source)
+            if wants_session != self.store.requires_session(address):
+                self._refuse_with(
+                    link,
+                    "com.microsoft:argument-error" if wants_session else "amqp:not-allowed",
+                    f"The entity '{address}' "
+                    + (
+                        "does not require sessions: a session receiver cannot attach to it."
+                        if wants_session
+                        else "requires sessions: a receiver must accept a session."
+                    ),
+                )
+                return
+            if wants_session:
+                link.session_owner = object()
+                link.session_id = session_id
+                timeout = dict(link.remote_properties or {}).get(OPERATION_TIMEOUT)
+                wait = float(timeout) / 1000 if timeout else DEFAULT_ACCEPT_TIMEOUT_SECONDS
+                self.pending_sessions.append((link, address, self.store.clock() + wait))
+                self.accept_pending()
+                return
             self.consumers[self._key(address)].append(link)
         link.open()
+
+    def accept_pending(self) -> None:
+        """Answer the session receivers still waiting: with a session, or refused at their
+        timeout."""
+        waiting, self.pending_sessions = self.pending_sessions, []
+        for link, address, give_up in waiting:
+            if link.state & Endpoint.REMOTE_CLOSED:
+                continue
+            try:
+                got = self.store.accept_session(address, link.session_id, link.session_owner)
+            except EndpointError as exc:
+                self._refuse_with(link, exc.condition, exc.description)
+                continue
+            if got is None:
+                if self.store.clock() >= give_up:
+                    self._refuse_with(
+                        link,
+                        str(OPERATION_TIMEOUT),
+                        f"No session available on '{address}' within the operation timeout.",
+                    )
+                else:
+                    self.pending_sessions.append((link, address, give_up))
+                continue
+            session_id, until = got
+            link.session_id = session_id
+            link.session_address = address
+            link.source.filter.clear()
+            link.source.filter.put_map()
+            link.source.filter.enter()
+            link.source.filter.put_symbol(SESSION_FILTER)
+            link.source.filter.put_string(session_id)
+            link.source.filter.exit()
+            link.properties = {LOCKED_UNTIL: _ticks(until)}
+            self.consumers[self._key(address)].append(link)
+            link.open()
+
+    def _release_session(self, link: Link) -> None:
+        owner = getattr(link, "session_owner", None)
+        address = getattr(link, "session_address", None)
+        if owner is not None and address is not None:
+            link.session_address = None
+            if self.store.release_session(address, link.session_id, owner):
+                self.pump_all()
+
+    @staticmethod
+    def _refuse_with(link: Link, condition: str, description: str) -> None:
+        link.source.type = Terminus.UNSPECIFIED  # refused: no source (Service Bus's way)
+        link.open()
+        link.condition = Condition(condition, description)
+        link.close()
 
     def _queue_exists(self, address: str) -> bool:
         base, _ = Store.parse_address(address)
@@ -182,6 +286,7 @@ class EndpointHandler(Handler):  # type: ignore[misc]
         for links in self.consumers.values():
             if link in links:
                 links.remove(link)
+        self._release_session(link)
 
     def on_link_remote_close(self, event: Event) -> None:
         self._forget(event.link)
@@ -203,7 +308,10 @@ class EndpointHandler(Handler):  # type: ignore[misc]
 
     def _drop_connection(self, connection: Any) -> None:
         for links in self.consumers.values():
-            links[:] = [link for link in links if link.connection != connection]
+            for link in [link for link in links if link.connection == connection]:
+                links.remove(link)
+                self._release_session(link)
+        self.pending_sessions = [p for p in self.pending_sessions if p[0].connection != connection]
 
     # --- flow: hand messages to receivers with credit --------------------------------------
     @_guarded
@@ -226,9 +334,11 @@ class EndpointHandler(Handler):  # type: ignore[misc]
             return
         address = _address(link.source)
         presettled = link.snd_settle_mode == Link.SND_SETTLED
+        owner = getattr(link, "session_owner", None)
+        session = (link.session_id, owner) if owner is not None else None
         while link.credit > 0:
             try:
-                taken = self.store.take(address, peek_lock=not presettled)
+                taken = self.store.take(address, peek_lock=not presettled, session=session)
             except EndpointError:
                 return
             if taken is None:
@@ -275,7 +385,9 @@ class EndpointHandler(Handler):  # type: ignore[misc]
                 self.store.enqueue(address, one)
             delivery.update(Delivery.ACCEPTED)
         except EndpointError as exc:
-            delivery.local.condition = Condition(exc.condition, exc.description)
+            # With an info map: the SDK reads the rejected error's third field unguarded.
+            info = {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())}
+            delivery.local.condition = Condition(exc.condition, exc.description, info)
             delivery.update(Delivery.REJECTED)
         except codec.CodecError as exc:
             delivery.local.condition = Condition("amqp:decode-error", str(exc))
@@ -391,6 +503,9 @@ class EndpointHandler(Handler):  # type: ignore[misc]
             tokens = [_uuid(t) for t in _elements(request.get("lock-tokens", []))]
             expiries = [timestamp(int(self.store.renew(entity, t) * 1000)) for t in tokens]
             return 200, {"expirations": Array(UNDESCRIBED, Data.TIMESTAMP, *expiries)}
+        if operation == "com.microsoft:renew-session-lock":
+            until = self.store.renew_session(entity, str(request.get("session-id")))
+            return 200, {"expiration": timestamp(int(until * 1000))}
         if operation == "com.microsoft:schedule-message":
             seqs = []
             for item in _elements(request.get("messages", [])):
@@ -432,6 +547,11 @@ class EndpointHandler(Handler):  # type: ignore[misc]
             f"operation {operation!r} is not implemented by this test endpoint",
             501,
         )
+
+
+def _ticks(seconds: float) -> int:
+    """A UTC instant (Unix seconds) as .NET ticks."""
+    return DOTNET_EPOCH_TICKS + int(seconds * 10_000_000)
 
 
 def _links(connection: Any) -> list[Link]:

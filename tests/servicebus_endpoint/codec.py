@@ -109,6 +109,23 @@ def message_annotations(sections: list[Section]) -> dict[Any, Any]:
     return {}
 
 
+GROUP_ID_FIELD = 10
+"""Index of ``group-id`` in the properties list: Service Bus's SessionId."""
+
+
+def group_id(sections: list[Section]) -> str | None:
+    """The message's ``group-id`` (its session), if set."""
+    for section in sections:
+        if section[0] == PROPERTIES:
+            fields = section_value(section)
+            if isinstance(fields, list) and len(fields) > GROUP_ID_FIELD:
+                value = fields[GROUP_ID_FIELD]
+                if isinstance(value, bytes):
+                    return value.decode("utf-8", "replace")
+                return None if value is None else str(value)
+    return None
+
+
 def application_properties(sections: list[Section]) -> dict[Any, Any]:
     for section in sections:
         if section[0] == APPLICATION_PROPERTIES:

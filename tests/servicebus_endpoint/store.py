@@ -15,7 +15,13 @@ Rules kept (from the Service Bus documentation):
   ``DeadLetterErrorDescription``; the dead-letter queue has no max delivery count of its own;
 - a scheduled message (``x-opt-scheduled-enqueue-time``) is invisible until its time; it can be
   cancelled by sequence number before then;
-- sequence numbers grow per queue and never repeat.
+- sequence numbers grow per queue and never repeat;
+- sessions (``RequiresSession``): a message's session is its ``group-id``; a receiver accepts
+  one session (named, or the next available one: unlocked, with an available message) and holds
+  its lock (``locked-until-utc``) until renewed, closed or expired; it gets only that session's
+  messages, lowest sequence number first, and its messages' locks are the session's lock. A
+  session lock that ends (expiry, receiver closed) unlocks its messages, counted as an abandon.
+  Session state is not implemented.
 """
 
 from __future__ import annotations
@@ -58,6 +64,14 @@ def lock_lost(token: uuid.UUID) -> EndpointError:
     )
 
 
+def session_lock_lost(session: str) -> EndpointError:
+    return EndpointError(
+        "com.microsoft:session-lock-lost",
+        f"The session lock has expired on the MessageSession {session!r}, or it was released.",
+        410,
+    )
+
+
 def not_found(entity: str) -> EndpointError:
     return EndpointError(
         "amqp:not-found", f"The messaging entity '{entity}' could not be found.", 404
@@ -82,6 +96,15 @@ class Message:
     locked_until: float = 0.0
     extra_properties: dict[str, Any] = field(default_factory=dict)
     dead_letter_source: str | None = None
+    session_id: str | None = None
+
+
+@dataclass
+class SessionLock:
+    """A session held by one receiver (``owner``) until ``locked_until``."""
+
+    owner: object
+    locked_until: float
 
 
 @dataclass
@@ -93,6 +116,7 @@ class QueueProperties:
     max_size_mb: int = 1024
     forward_dead_letters_to: str | None = None
     """ForwardDeadLetteredMessagesTo: dead letters go to this queue instead of the sub-queue."""
+    requires_session: bool = False
 
 
 @dataclass
@@ -105,6 +129,7 @@ class SubQueue:
     scheduled: list[tuple[float, int]] = field(default_factory=list)
     locks: dict[uuid.UUID, int] = field(default_factory=dict)
     seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    sessions: dict[str, SessionLock] = field(default_factory=dict)
 
     def make_available(self, msg: Message) -> None:
         msg.state = State.AVAILABLE
@@ -165,6 +190,11 @@ class Store:
     def update(self, name: str, props: QueueProperties) -> Queue:
         with self._lock:
             queue = self.get(name)
+            if props.requires_session != queue.props.requires_session:
+                raise EndpointError(
+                    "com.microsoft:argument-error",
+                    f"RequiresSession of queue {name!r} cannot be changed after it is created.",
+                )
             props.created_at = queue.props.created_at
             props.updated_at = self.clock()
             queue.props = props
@@ -203,9 +233,23 @@ class Store:
                 scheduled_at = float(stamp) / 1000
         base, dead = self.parse_address(name)
         with self._lock:
-            sub = self.get(base).sub(dead)
+            queue = self.get(base)
+            sub = queue.sub(dead)
+            session_id = codec.group_id(sections)
+            if queue.props.requires_session and not dead and session_id is None:
+                raise EndpointError(
+                    "com.microsoft:argument-error",
+                    f"The SessionId was not set on a message, and it cannot be sent to the entity "
+                    f"{base!r}: entities that have session support enabled can only receive "
+                    "messages that have the SessionId set.",
+                )
             now = self.clock()
-            msg = Message(seq=next(sub.seq), sections=sections, enqueued_at=now)
+            msg = Message(
+                seq=next(sub.seq),
+                sections=sections,
+                enqueued_at=now,
+                session_id=session_id,
+            )
             sub.messages[msg.seq] = msg
             if scheduled_at is not None and scheduled_at > now:
                 msg.state = State.SCHEDULED
@@ -230,37 +274,138 @@ class Store:
                 del sub.messages[seq]
 
     # --- receiving -----------------------------------------------------------------------
-    def take(self, name: str, peek_lock: bool) -> tuple[Message, bytes] | None:
+    def take(
+        self, name: str, peek_lock: bool, session: tuple[str, object] | None = None
+    ) -> tuple[Message, bytes] | None:
         """The next available message, locked (peek-lock) or removed (receive-and-delete),
-        with the bytes to deliver; None if there is none."""
+        with the bytes to deliver; None if there is none. ``session`` (id, owner): only that
+        session's messages, lowest sequence number first, under its lock."""
         base, dead = self.parse_address(name)
         with self._lock:
             queue = self.get(base)
             sub = queue.sub(dead)
             self._tick_sub(queue, sub)
+            if session is not None:
+                held = self._session(sub, *session)
+                seqs = [
+                    m.seq
+                    for m in sub.messages.values()
+                    if m.state is State.AVAILABLE and m.session_id == session[0]
+                ]
+                if not seqs:
+                    return None
+                msg = sub.messages[min(seqs)]
+                return msg, self._deliver(queue, sub, msg, peek_lock, held.locked_until)
             while sub.available:
                 seq = heapq.heappop(sub.available)
                 msg = sub.messages.get(seq)
                 if msg is None or msg.state is not State.AVAILABLE:
                     continue
-                now = self.clock()
-                extra: dict[str, Any] = {
-                    "x-opt-sequence-number": _long(msg.seq),
-                    "x-opt-enqueued-time": _timestamp(msg.enqueued_at),
-                }
-                if msg.dead_letter_source:
-                    extra["x-opt-deadletter-source"] = msg.dead_letter_source
-                if peek_lock:
-                    msg.state = State.LOCKED
-                    msg.lock = uuid.uuid4()
-                    msg.locked_until = now + queue.props.lock_seconds
-                    sub.locks[msg.lock] = seq
-                    extra["x-opt-locked-until"] = _timestamp(msg.locked_until)
-                else:
-                    del sub.messages[seq]
-                raw = codec.rebuild(msg.sections, msg.delivery_count, extra, msg.extra_properties)
-                return msg, raw
+                until = self.clock() + queue.props.lock_seconds
+                return msg, self._deliver(queue, sub, msg, peek_lock, until)
             return None
+
+    def _deliver(
+        self, queue: Queue, sub: SubQueue, msg: Message, peek_lock: bool, locked_until: float
+    ) -> bytes:
+        extra: dict[str, Any] = {
+            "x-opt-sequence-number": _long(msg.seq),
+            "x-opt-enqueued-time": _timestamp(msg.enqueued_at),
+        }
+        if msg.dead_letter_source:
+            extra["x-opt-deadletter-source"] = msg.dead_letter_source
+        if peek_lock:
+            msg.state = State.LOCKED
+            msg.lock = uuid.uuid4()
+            msg.locked_until = locked_until
+            sub.locks[msg.lock] = msg.seq
+            extra["x-opt-locked-until"] = _timestamp(msg.locked_until)
+        else:
+            del sub.messages[msg.seq]
+        return codec.rebuild(msg.sections, msg.delivery_count, extra, msg.extra_properties)
+
+    # --- sessions ------------------------------------------------------------------------
+    def requires_session(self, name: str) -> bool:
+        base, dead = self.parse_address(name)
+        with self._lock:
+            return not dead and self.get(base).props.requires_session
+
+    def accept_session(
+        self, name: str, session_id: str | None, owner: object
+    ) -> tuple[str, float] | None:
+        """Lock ``session_id`` (given None: the next available session, one that is unlocked
+        and has an available message, oldest first) for ``owner``: its id and lock end. None
+        when no session is available (the caller waits and asks again); a named session held
+        by another receiver raises ``session-cannot-be-locked``."""
+        base, dead = self.parse_address(name)
+        with self._lock:
+            queue = self.get(base)
+            sub = queue.sub(dead)
+            self._tick_sub(queue, sub)
+            if session_id is None:
+                ready = sorted(
+                    (m.seq, m.session_id)
+                    for m in sub.messages.values()
+                    if m.state is State.AVAILABLE
+                    and m.session_id is not None
+                    and m.session_id not in sub.sessions
+                )
+                if not ready:
+                    return None
+                session_id = ready[0][1]
+                assert session_id is not None
+            elif session_id in sub.sessions:
+                raise EndpointError(
+                    "com.microsoft:session-cannot-be-locked",
+                    f"The requested session {session_id!r} cannot be accepted. It may be locked "
+                    "by another receiver.",
+                    410,
+                )
+            until = self.clock() + queue.props.lock_seconds
+            sub.sessions[session_id] = SessionLock(owner, until)
+            return session_id, until
+
+    def renew_session(self, name: str, session_id: str) -> float:
+        """Move the session's lock end (and its locked messages') a lock duration on."""
+        base, dead = self.parse_address(name)
+        with self._lock:
+            queue = self.get(base)
+            sub = queue.sub(dead)
+            self._tick_sub(queue, sub)
+            held = sub.sessions.get(session_id)
+            if held is None:
+                raise session_lock_lost(session_id)
+            held.locked_until = self.clock() + queue.props.lock_seconds
+            for msg in sub.messages.values():
+                if msg.state is State.LOCKED and msg.session_id == session_id:
+                    msg.locked_until = held.locked_until
+            return held.locked_until
+
+    def release_session(self, name: str, session_id: str, owner: object) -> bool:
+        """The receiver holding the session is gone: unlock the session and its locked
+        messages (counted, as a lock lost). True if anything became available."""
+        base, dead = self.parse_address(name)
+        with self._lock:
+            queue = self.find(base)
+            if queue is None:
+                return False
+            sub = queue.sub(dead)
+            held = sub.sessions.get(session_id)
+            if held is None or held.owner is not owner:
+                return False
+            del sub.sessions[session_id]
+            for token, seq in list(sub.locks.items()):
+                msg = sub.messages.get(seq)
+                if msg is not None and msg.lock == token and msg.session_id == session_id:
+                    del sub.locks[token]
+                    self._unlock(queue, sub, msg, counted=True)
+            return True
+
+    def _session(self, sub: SubQueue, session_id: str, owner: object) -> SessionLock:
+        held = sub.sessions.get(session_id)
+        if held is None or held.owner is not owner or held.locked_until <= self.clock():
+            raise session_lock_lost(session_id)
+        return held
 
     def _locked(self, sub: SubQueue, token: uuid.UUID) -> Message:
         seq = sub.locks.get(token)
@@ -306,6 +451,11 @@ class Store:
         with self._lock:
             queue = self.get(base)
             msg = self._locked(queue.sub(dead), token)
+            if msg.session_id is not None and queue.props.requires_session:
+                raise EndpointError(
+                    "com.microsoft:argument-error",
+                    "A message of a session cannot have its lock renewed: renew the session's.",
+                )
             msg.locked_until = self.clock() + queue.props.lock_seconds
             return msg.locked_until
 
@@ -360,6 +510,10 @@ class Store:
             elif msg.locked_until <= now:
                 del sub.locks[token]
                 self._unlock(queue, sub, msg, counted=True)
+                changed = True
+        for session_id, held in list(sub.sessions.items()):
+            if held.locked_until <= now:
+                del sub.sessions[session_id]
                 changed = True
         return changed
 

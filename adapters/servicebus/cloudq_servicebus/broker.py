@@ -24,7 +24,15 @@ How the contract maps (see the README for the reasons):
   longer than the queue's lock is held by renewing the lock. If the process dies, the queue's
   own lock duration (set by ``ensure`` to the lease) brings the message back;
 - ``release`` with a delay schedules a copy and completes the original, so waiting does not
-  burn the max delivery count; without a delay it abandons (delivery count + 1).
+  burn the max delivery count; without a delay it abandons (delivery count + 1);
+- FIFO queues (``*.fifo``, ``cloudq.adapters.wire.is_fifo``) are session queues: a message's
+  group is its session id (``DEFAULT_SESSION`` without one). ``receive`` takes messages from
+  sessions it holds (a session receiver each, accepted as the next available session), and
+  receives from a session again only once all it took from it is settled, so a group never has
+  two batches out at once and a message held back (``release`` with a delay keeps it locked
+  until due, then abandons it: a copy would lose its place) holds back its group only. The lock
+  of a session message is its session's: the lease keeper renews the session. A session that
+  comes back empty is closed, which gives it back to the namespace.
 
 The azure SDKs are imported when a broker is opened, never when ``cloudq`` is.
 """
@@ -56,6 +64,7 @@ from cloudq.adapters.base import (
 from cloudq.adapters.skeleton import BrokerBase, QueueNotFoundError
 from cloudq.adapters.urls import broker_url, env_setting, redact_url, url_count
 from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE as REASON_ATTRIBUTE
+from cloudq.adapters.wire import is_fifo
 from cloudq.clock import Clock
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 from cloudq.logsafe import get_logger
@@ -73,10 +82,12 @@ _URL_OPTIONS = frozenset({"prefix", "max_message_bytes"})
 CLOSE_TIMEOUT_SECONDS = 10.0
 _ENTITY_OPERATIONS = frozenset({"send", "receive", "open_sender", "open_receiver"})
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+DEFAULT_SESSION = "default"
+"""Session of a message sent to a FIFO queue without a group (SQS's default group, too)."""
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(eq=False)
 class _Receiver:
     """One SDK receiver per queue, with the lock every call on it takes, and a second one that
     only renews locks.
@@ -92,6 +103,15 @@ class _Receiver:
 
     sdk: Any
     renewer: Any
+    session_id: str | None = None
+    """Set for a session receiver: its renewer is itself (a session is renewed on its link)."""
+    unsettled: int = 0
+    """Messages taken from this session and not yet settled (session receivers only)."""
+    abandoned: bool = False
+    """A message of this session was abandoned: the session is closed, not received from
+    again, since its link may hold later messages already (sent on credit after a receive
+    returned) that would then come before the abandoned one. Closing gives all back; the next
+    accept starts at the session's first message."""
     lock: threading.RLock = field(default_factory=threading.RLock)
     renew_lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: int = 0
@@ -155,7 +175,7 @@ class ServiceBusBroker(BrokerBase):
     """One Service Bus namespace. Thread-safe: every SDK object is used under its own lock."""
 
     provider = "Service Bus"
-    groups_on_fifo = False  # FIFO on Service Bus means sessions, which cloudq does not use
+    groups_on_fifo = True  # FIFO queues are session queues; a group is a session
     reason_max_chars = lim.MAX_REASON_CHARS
     name_pattern = _QUEUE_NAME
     max_name_chars = lim.MAX_QUEUE_NAME_CHARS
@@ -201,9 +221,16 @@ class ServiceBusBroker(BrokerBase):
             "retry_total": lim.SDK_RETRY_TOTAL,
             "retry_backoff_factor": lim.SDK_RETRY_BACKOFF_SECONDS,
         }
+        # Accepting the next available session gives up with OperationTimeoutError when none
+        # is there, which the SDK would retry: session receivers come from a client that
+        # does not, so an idle wait costs what was asked, not twice that and a backoff.
+        no_retry = {**retry, "retry_total": 0}
         try:
             if connection_string:
                 self._client = ServiceBusClient.from_connection_string(connection_string, **retry)
+                self._session_client = ServiceBusClient.from_connection_string(
+                    connection_string, **no_retry
+                )
                 admin_cs = admin_connection_string or connection_string
                 self._admin = ServiceBusAdministrationClient.from_connection_string(admin_cs)
                 self.namespace = self._client.fully_qualified_namespace
@@ -214,6 +241,7 @@ class ServiceBusBroker(BrokerBase):
                     credential = DefaultAzureCredential()
                 assert namespace is not None
                 self._client = ServiceBusClient(namespace, credential, **retry)
+                self._session_client = ServiceBusClient(namespace, credential, **no_retry)
                 if admin_connection_string:
                     self._admin = ServiceBusAdministrationClient.from_connection_string(
                         admin_connection_string
@@ -228,6 +256,8 @@ class ServiceBusBroker(BrokerBase):
         self._lock = threading.Lock()
         self._senders: dict[str, tuple[Any, threading.Lock]] = {}
         self._receivers: dict[str, _Receiver] = {}
+        self._sessions: dict[str, list[_Receiver]] = {}
+        """Open session receivers per FIFO queue."""
         self._held: dict[int, _Held] = {}
         self._held_cond = threading.Condition(threading.Lock())
         self._closed = threading.Event()
@@ -347,19 +377,27 @@ class ServiceBusBroker(BrokerBase):
         (5 s..5 min), max delivery count = ``max_receive_count``, native dead letters forwarded
         to ``<name>-dlq``. Without the Manage right this logs once and leaves queues to
         Terraform."""
-        if spec.fifo:
+        if spec.fifo and not is_fifo(spec.name):
             raise ConfigurationError(
-                f"{spec.name!r}: FIFO queues are not supported on Service Bus by cloudq "
-                "(Service Bus orders by sessions, which cloudq does not use)"
+                f"{spec.name!r}: FIFO queue names end in '.fifo' (they are session queues on "
+                "Service Bus)"
             )
         if self._admin_denied:
             return
         lock = min(lim.MAX_LOCK_SECONDS, max(lim.MIN_LOCK_SECONDS, math.ceil(spec.lease_seconds)))
         dlq = dead_letter_queue_name(spec.name)
         self._ensure_one(dlq, lock, lim.DEAD_LETTER_MAX_DELIVERY_COUNT, None)
-        self._ensure_one(spec.name, lock, spec.max_receive_count, self.physical_name(dlq))
+        self._ensure_one(
+            spec.name,
+            lock,
+            spec.max_receive_count,
+            self.physical_name(dlq),
+            sessions=is_fifo(spec.name),
+        )
 
-    def _ensure_one(self, queue: str, lock: int, max_count: int, forward: str | None) -> None:
+    def _ensure_one(
+        self, queue: str, lock: int, max_count: int, forward: str | None, sessions: bool = False
+    ) -> None:
         from azure.core.exceptions import (
             ClientAuthenticationError,
             HttpResponseError,
@@ -378,11 +416,18 @@ class ServiceBusBroker(BrokerBase):
                 current = self._admin.get_queue(name)
             except ResourceNotFoundError:
                 try:
-                    self._admin.create_queue(name, **settings)
+                    self._admin.create_queue(name, requires_session=sessions, **settings)
                     logger.info("created Service Bus queue %r", name)
                     return
                 except ResourceExistsError:
                     current = self._admin.get_queue(name)
+            if bool(current.requires_session) != sessions:
+                raise ConfigurationError(
+                    f"Service Bus queue {name!r} has requires_session="
+                    f"{bool(current.requires_session)}, and it cannot change: cloudq's FIFO "
+                    "queues ('.fifo' names) are session queues and the others are not; delete "
+                    "and recreate it (or fix it in Terraform)"
+                )
             forward_now = (current.forward_dead_lettered_messages_to or "").rstrip("/")
             wanted_forward = forward or ""
             if (
@@ -414,16 +459,19 @@ class ServiceBusBroker(BrokerBase):
         )
 
     # --- send --------------------------------------------------------------------------------
-    def _outgoing(self, m: OutgoingMessage) -> Any:
-        """The SDK message of a checked one (the skeleton's ``send`` checked it)."""
+    def _outgoing(self, queue: str, m: OutgoingMessage) -> Any:
+        """The SDK message of a checked one (the skeleton's ``send`` checked it); on a FIFO
+        queue its group is its session."""
         from azure.servicebus import ServiceBusMessage
 
-        message_id = m.message_id or uuid.uuid4().hex
-        if len(message_id) > lim.MAX_MESSAGE_ID_CHARS:
-            message_id = uuid.uuid5(uuid.NAMESPACE_URL, message_id).hex
+        message_id = _fit_id(m.message_id or uuid.uuid4().hex)
+        session_id = _fit_id(m.group or DEFAULT_SESSION) if is_fifo(queue) else None
         properties: dict[str | bytes, Any] = {k: v for k, v in m.attributes.items()}
         msg = ServiceBusMessage(
-            m.body, message_id=message_id, application_properties=properties or None
+            m.body,
+            message_id=message_id,
+            session_id=session_id,
+            application_properties=properties or None,
         )
         if m.delay_seconds > 0:
             when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=m.delay_seconds)
@@ -433,7 +481,7 @@ class ServiceBusBroker(BrokerBase):
     def _send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         """Send in as few batches as fit (by bytes). A failure after a first batch went out
         raises naming how many were sent."""
-        outgoing = [self._outgoing(m) for m in messages]
+        outgoing = [self._outgoing(queue, m) for m in messages]
         sent = 0
 
         def run(entry: tuple[Any, threading.Lock]) -> bool:
@@ -493,6 +541,8 @@ class ServiceBusBroker(BrokerBase):
         if max_messages <= 0:
             return []
         want = min(max_messages, lim.MAX_BATCH)
+        if is_fifo(queue):
+            return self._receive_sessions(queue, want, wait_seconds, lease_seconds)
         receiver = self._receiver(queue)
         deadline = time.monotonic() + max(wait_seconds, lim.NO_WAIT_SECONDS)
         got: list[Any] = []
@@ -516,10 +566,20 @@ class ServiceBusBroker(BrokerBase):
                 except BrokerError:
                     self._drop(queue, sender=False)
                     raise
+        return self._hold(queue, receiver, got, lease_seconds)
+
+    def _hold(
+        self, queue: str, receiver: _Receiver, got: Sequence[Any], lease_seconds: float
+    ) -> list[Delivery]:
+        """Deliveries of received messages, held (lease kept, lock renewed) until settled."""
         now = time.monotonic()
         deliveries = []
         for message in got:
-            lock_left = _seconds_until(message.locked_until_utc, self._clock)
+            if receiver.session_id is not None:
+                lock_left = _seconds_until(receiver.sdk.session.locked_until_utc, self._clock)
+                receiver.unsettled += 1
+            else:
+                lock_left = _seconds_until(message.locked_until_utc, self._clock)
             held = _Held(
                 queue=queue,
                 message=message,
@@ -528,13 +588,97 @@ class ServiceBusBroker(BrokerBase):
                 lock_until=now + lock_left,
                 lock_seconds=max(lock_left, 0.0),
             )
-            deliveries.append(self._delivery(queue, message, held))
+            delivery = self._delivery(queue, message, held)
+            delivery.group = receiver.session_id
+            deliveries.append(delivery)
         if deliveries:
             with self._held_cond:
                 for d in deliveries:
                     self._held[id(d.handle)] = d.handle
                 self._held_cond.notify_all()
         return deliveries
+
+    def _receive_sessions(
+        self, queue: str, want: int, wait_seconds: float, lease_seconds: float
+    ) -> list[Delivery]:
+        """Up to ``want`` messages from sessions: first the sessions held with nothing out,
+        then newly accepted ones (next available), until the batch is full, no session is
+        available, or the wait is over. A session that comes back empty is closed."""
+        deadline = time.monotonic() + max(wait_seconds, lim.NO_WAIT_SECONDS)
+        out: list[Delivery] = []
+        while True:
+            with self._lock:
+                idle = [s for s in self._sessions.get(queue, []) if not s.unsettled]
+            for session in idle:
+                if session.abandoned:
+                    self._close_session(queue, session)
+                    continue
+                if len(out) >= want:
+                    return out
+                out += self._from_session(queue, session, want - len(out), lease_seconds)
+            for _ in range(want - len(out)):  # each accepted session gives one message at least
+                left = deadline - time.monotonic()
+                if left <= 0 and not out:
+                    break
+                wait = lim.NO_WAIT_SECONDS if out else max(left, lim.NO_WAIT_SECONDS)
+                accepted = self._accept_session(queue, min(wait, lim.RECEIVE_SLICE_SECONDS))
+                if accepted is None:
+                    break
+                out += self._from_session(queue, accepted, want - len(out), lease_seconds)
+            if out or time.monotonic() >= deadline:
+                return out
+
+    def _accept_session(self, queue: str, wait: float) -> _Receiver | None:
+        """The next available session of ``queue``, or None when none came within ``wait``."""
+        from azure.servicebus import NEXT_AVAILABLE_SESSION
+        from azure.servicebus.exceptions import OperationTimeoutError
+
+        name = self.physical_name(queue)
+        sdk = self._session_client.get_queue_receiver(
+            name, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=wait, prefetch_count=0
+        )
+        try:
+            self._call("open_receiver", queue, sdk.__enter__)
+        except BrokerError as exc:
+            _quietly(sdk.close)
+            if isinstance(exc.__cause__, OperationTimeoutError):
+                return None
+            raise
+        session = _Receiver(sdk, sdk, session_id=str(sdk.session.session_id))
+        with self._lock:
+            self._sessions.setdefault(queue, []).append(session)
+        return session
+
+    def _from_session(
+        self, queue: str, session: _Receiver, count: int, lease_seconds: float
+    ) -> list[Delivery]:
+        """Receive from one held session; an empty or lost session is closed."""
+        with session.lock:
+            try:
+                got = self._call(
+                    "receive",
+                    queue,
+                    functools.partial(
+                        session.sdk.receive_messages,
+                        max_message_count=count,
+                        max_wait_time=lim.NO_WAIT_SECONDS,
+                    ),
+                )
+            except BrokerError as exc:
+                logger.debug("session %s of %r dropped: %s", session.session_id, queue, exc)
+                got = []
+        if not got:
+            self._close_session(queue, session)
+            return []
+        return self._hold(queue, session, got, lease_seconds)
+
+    def _close_session(self, queue: str, session: _Receiver) -> None:
+        with self._lock:
+            sessions = self._sessions.get(queue, [])
+            if session in sessions:
+                sessions.remove(session)
+        with session.lock:
+            _quietly(session.sdk.close)
 
     def _delivery(self, queue: str, message: Any, held: _Held | None) -> Delivery:
         attributes = {_text(k): _text(v) for k, v in (message.application_properties or {}).items()}
@@ -559,19 +703,25 @@ class ServiceBusBroker(BrokerBase):
                 yield d.handle
 
     def _forget(self, held: _Held) -> None:
-        held.settled = True
         with self._held_cond:
+            if not held.settled and held.receiver.session_id is not None:
+                held.receiver.unsettled -= 1
+            held.settled = True
             self._held.pop(id(held), None)
 
     def _unless_lost(self, operation: str, held: _Held, fn: Callable[[], T]) -> T | None:
         """``_call`` on a held message. A lock already lost means the message is back on the
         queue: it is forgotten and logged, and None returned, not raised (at-least-once;
         raising would not bring the lock back)."""
-        from azure.servicebus.exceptions import MessageAlreadySettled, MessageLockLostError
+        from azure.servicebus.exceptions import (
+            MessageAlreadySettled,
+            MessageLockLostError,
+            SessionLockLostError,
+        )
 
         try:
             return fn()
-        except (MessageLockLostError, MessageAlreadySettled) as exc:
+        except (MessageLockLostError, MessageAlreadySettled, SessionLockLostError) as exc:
             self._forget(held)
             logger.warning(
                 "Service Bus %s on %r: message %s no longer locked (%s); it comes back to the "
@@ -593,6 +743,8 @@ class ServiceBusBroker(BrokerBase):
         for held in helds:
             groups.setdefault(id(held.receiver), (held.receiver, []))[1].append(held)
         for receiver, group in groups.values():
+            if method == "abandon_message" and receiver.session_id is not None:
+                receiver.abandoned = True
             action = getattr(receiver.sdk, method)
             with receiver.urgent():
                 for held in group:
@@ -616,6 +768,11 @@ class ServiceBusBroker(BrokerBase):
             held = d.handle
             if delay_seconds <= 0:
                 self._settle("abandon", [held], "abandon_message")
+                continue
+            if held.receiver.session_id is not None:
+                # Kept locked until due, then abandoned by the keeper: it comes back first in
+                # its session, which gives out nothing else meanwhile.
+                held.lease_until = time.monotonic() + delay_seconds
                 continue
             copy = OutgoingMessage(
                 body=d.body,
@@ -641,6 +798,18 @@ class ServiceBusBroker(BrokerBase):
 
     def _renew(self, held: _Held) -> None:
         receiver = held.receiver
+        if receiver.session_id is not None:
+            # A session is renewed on its own link (the SDK's objects are not thread-safe):
+            # the receiver's lock first, then the guard, the order settlements take them in.
+            with receiver.urgent(), held.guard:
+                if held.settled:
+                    return
+                until = self._unless_lost(
+                    "renew_session_lock", held, receiver.sdk.session.renew_lock
+                )
+                if not held.settled:
+                    held.lock_until = time.monotonic() + _seconds_until(until, self._clock)
+            return
         with held.guard, receiver.renew_lock:
             if held.settled:
                 return
@@ -755,17 +924,29 @@ class ServiceBusBroker(BrokerBase):
         with self._lock:
             senders, self._senders = list(self._senders.values()), {}
             receivers, self._receivers = list(self._receivers.values()), {}
+            for sessions in self._sessions.values():
+                receivers += sessions
+            self._sessions = {}
         # Side by side: each SDK handler joins its keep-alive thread on close (up to a second).
         closers = [sender.close for sender, _ in senders]
         closers += [receiver.sdk.close for receiver in receivers]
-        closers += [receiver.renewer.close for receiver in receivers]
+        closers += [r.renewer.close for r in receivers if r.session_id is None]
         threads = [threading.Thread(target=_quietly, args=(fn,), daemon=True) for fn in closers]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(CLOSE_TIMEOUT_SECONDS)
         _quietly(self._client.close)
+        _quietly(self._session_client.close)
         _quietly(self._admin.close)
+
+
+def _fit_id(value: str) -> str:
+    """An id as Service Bus takes it (MessageId, SessionId: up to 128 characters); a longer
+    one is hashed, which keeps equal ids equal."""
+    if len(value) > lim.MAX_MESSAGE_ID_CHARS:
+        return uuid.uuid5(uuid.NAMESPACE_URL, value).hex
+    return value
 
 
 def _quietly(fn: Callable[[], Any]) -> None:

@@ -24,6 +24,14 @@ The Python host's SDK-type bindings (``ServiceBusMessageActions``, settling each
 itself with ``autoComplete`` off) would do this without copies, but they need the host's
 gRPC extension, which cannot run here; the copy works with the classic binding everywhere.
 
+**Session mode** (a FIFO queue, ``*.fifo``: the trigger has ``isSessionsEnabled``, and a batch
+is one session's messages, in order): messages run in order and processing stops at the first
+one that did not simply finish: its outcome could not be applied, or it is due later (a FIFO
+message waits in its place; a copy would run after its group's later messages). The function
+then raises ``BatchFailed``, so the host abandons the batch: the session's messages come back in
+order, those before the stop run again (at-least-once), as the SQS FIFO path reports the rest of
+its batch as failed.
+
 The queue is the trigger's (``queue=`` here, as the function's binding names it, without the
 broker's prefix). ``time_limit`` caps each task below the function's own timeout. The
 ``azure-functions`` package is imported only for type checking: the Functions host provides it.
@@ -37,8 +45,10 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from cloudq.adapters.base import Delivery, OutgoingMessage
+from cloudq.adapters.wire import is_fifo
 from cloudq.execute import execute
 from cloudq.logsafe import get_logger
+from cloudq.outcome import Defer
 from cloudq.serverless import begin_invocation, contained, require_broker
 from cloudq.settle import settle
 from cloudq_servicebus.broker import ServiceBusBroker
@@ -100,8 +110,14 @@ def _left_to_host(delivery: Delivery) -> None:
     """The host completes the trigger's messages when the function returns."""
 
 
+class _Stop(Exception):
+    """A session's message that must keep its place: the rest of the batch waits."""
+
+
 def _run(app: App, delivery: Delivery, time_limit: float | None) -> None:
     outcome = execute(delivery, app, hard_limit=time_limit)
+    if isinstance(outcome, Defer) and is_fifo(delivery.queue):
+        raise _Stop(f"due at {outcome.until.isoformat()}: it waits in its place in its session")
     settle(app, delivery, outcome, ack=_left_to_host)
 
 
@@ -140,6 +156,8 @@ def process_messages(
     require_broker(app, ServiceBusBroker, "the Service Bus trigger handler", "servicebus://")
     begin_invocation(app, "azure-functions", records=len(messages))
     unsettled: list[str] = []
+    if is_fifo(queue):
+        return _process_session(app, queue, messages, time_limit)
     for message in messages:
         try:
             delivery = contained(partial(message_to_delivery, queue, message))
@@ -157,6 +175,28 @@ def process_messages(
                 logger.exception("message %s could not be sent back either", delivery.message_id)
                 unsettled.append(delivery.message_id)
     return unsettled
+
+
+def _process_session(
+    app: App,
+    queue: str,
+    messages: Sequence[func.ServiceBusMessage],
+    time_limit: float | None,
+) -> list[str]:
+    """Session mode: in order, up to the first message that did not simply finish; it and the
+    rest are returned as unsettled (the batch comes back, in order)."""
+    for index, message in enumerate(messages):
+        try:
+            delivery = contained(partial(message_to_delivery, queue, message))
+            contained(partial(_run, app, delivery, time_limit))
+        except Exception as exc:
+            ident = str(getattr(message, "message_id", None) or "?")
+            if isinstance(exc, _Stop):
+                logger.info("session message %s %s; the batch comes back", ident, exc)
+            else:
+                logger.exception("session message %s failed; the batch comes back", ident)
+            return [str(getattr(m, "message_id", None) or "?") for m in messages[index:]]
+    return []
 
 
 def functions_handler(app: App, queue: str, time_limit: float | None = None) -> FunctionsHandler:
