@@ -519,7 +519,8 @@ class EndpointHandler(Handler):  # type: ignore[misc]
         if operation == "com.microsoft:peek-message":
             start = int(request.get("from-sequence-number", 0))
             count = int(request.get("message-count", 1))
-            found = self.store.peek(entity, start, count)
+            session = request.get("session-id")  # a session receiver browses its session only
+            found = self.store.peek(entity, start, count, None if session is None else str(session))
             if not found:
                 return 204, {}
             return 200, {"messages": [{"message": raw} for raw in found]}

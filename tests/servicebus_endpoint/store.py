@@ -459,16 +459,24 @@ class Store:
             msg.locked_until = self.clock() + queue.props.lock_seconds
             return msg.locked_until
 
-    def peek(self, name: str, from_seq: int, count: int) -> list[bytes]:
+    def peek(
+        self, name: str, from_seq: int, count: int, session_id: str | None = None
+    ) -> list[bytes]:
         """Up to ``count`` messages from sequence number ``from_seq`` on, whatever their state
-        (active, locked, scheduled), without locking them: Service Bus's browse."""
+        (active, locked, scheduled), without locking them: Service Bus's browse (of one
+        session's messages when a session receiver asks)."""
         base, dead = self.parse_address(name)
         with self._lock:
             queue = self.get(base)
             sub = queue.sub(dead)
             self._tick_sub(queue, sub)
             out: list[bytes] = []
-            for seq in sorted(s for s in sub.messages if s >= from_seq)[:count]:
+            seqs = sorted(
+                s
+                for s, m in sub.messages.items()
+                if s >= from_seq and (session_id is None or m.session_id == session_id)
+            )
+            for seq in seqs[:count]:
                 msg = sub.messages[seq]
                 extra: dict[str, Any] = {
                     "x-opt-sequence-number": _long(msg.seq),

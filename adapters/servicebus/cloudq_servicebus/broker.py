@@ -884,38 +884,44 @@ class ServiceBusBroker(BrokerBase):
         )
 
     def purge(self, queue: str) -> None:
-        """Receive-and-delete until empty, then cancel scheduled messages (found by peeking).
-        Messages locked by a consumer are not reached: they come back when their lock ends."""
-        from azure.servicebus import ServiceBusMessageState, ServiceBusReceiveMode
+        """Receive-and-delete until empty, then cancel scheduled messages (found by peeking);
+        on a session queue, session by session until none is available. Messages locked by a
+        consumer (or in a session it holds) are not reached: they come back when their lock
+        ends. A session whose every message is scheduled is not offered, so its scheduled
+        messages stay."""
+        from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceiveMode
+        from azure.servicebus.exceptions import OperationTimeoutError
 
         name = self.physical_name(queue)
+        mode = ServiceBusReceiveMode.RECEIVE_AND_DELETE
 
         def run() -> None:
-            with self._client.get_queue_receiver(
-                name, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE
-            ) as drain:
-                while drain.receive_messages(
-                    max_message_count=lim.PURGE_BATCH, max_wait_time=lim.RECEIVE_SLICE_SECONDS
-                ):
-                    pass
-                scheduled: list[int] = []
-                start = 0
-                while True:
-                    page = drain.peek_messages(lim.PURGE_BATCH, sequence_number=start)
-                    if not page:
-                        break
-                    scheduled += [
-                        int(m.sequence_number or 0)
-                        for m in page
-                        if m.state == ServiceBusMessageState.SCHEDULED
-                    ]
-                    start = int(page[-1].sequence_number or 0) + 1
-            if scheduled:
-                sender, lock = self._sender(queue)
-                with lock:
-                    sender.cancel_scheduled_messages(scheduled)
+            if not is_fifo(queue):
+                with self._client.get_queue_receiver(name, receive_mode=mode) as drain:
+                    scheduled = _drain(drain)
+                self._cancel_scheduled(queue, scheduled)
+                return
+            while True:
+                sdk = self._session_client.get_queue_receiver(
+                    name,
+                    session_id=NEXT_AVAILABLE_SESSION,
+                    receive_mode=mode,
+                    max_wait_time=lim.RECEIVE_SLICE_SECONDS,
+                )
+                try:
+                    with sdk as drain:
+                        scheduled = _drain(drain)
+                except OperationTimeoutError:
+                    return  # no session left with a message to hand out
+                self._cancel_scheduled(queue, scheduled)
 
         self._call("purge", queue, run)
+
+    def _cancel_scheduled(self, queue: str, sequence_numbers: list[int]) -> None:
+        if sequence_numbers:
+            sender, lock = self._sender(queue)
+            with lock:
+                sender.cancel_scheduled_messages(sequence_numbers)
 
     def close(self) -> None:
         self._closed.set()
@@ -947,6 +953,27 @@ def _fit_id(value: str) -> str:
     if len(value) > lim.MAX_MESSAGE_ID_CHARS:
         return uuid.uuid5(uuid.NAMESPACE_URL, value).hex
     return value
+
+
+def _drain(receiver: Any) -> list[int]:
+    """Receive-and-delete everything ``receiver`` reaches; return the sequence numbers of the
+    scheduled messages it peeked (a receive does not hand those out)."""
+    from azure.servicebus import ServiceBusMessageState
+
+    while receiver.receive_messages(
+        max_message_count=lim.PURGE_BATCH, max_wait_time=lim.RECEIVE_SLICE_SECONDS
+    ):
+        pass
+    scheduled: list[int] = []
+    start = 0
+    while True:
+        page = receiver.peek_messages(lim.PURGE_BATCH, sequence_number=start)
+        if not page:
+            return scheduled
+        scheduled += [
+            int(m.sequence_number or 0) for m in page if m.state == ServiceBusMessageState.SCHEDULED
+        ]
+        start = int(page[-1].sequence_number or 0) + 1
 
 
 def _quietly(fn: Callable[[], Any]) -> None:

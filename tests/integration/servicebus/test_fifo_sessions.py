@@ -179,3 +179,23 @@ def test_functions_handler_in_session_mode_stops_at_the_first_held_message(
         assert app.broker.stats("jobs.fifo").delayed == 0, "no copy was scheduled"
     finally:
         app.close()
+
+
+def test_purge_empties_every_session(servicebus_env: ServiceBusEndpoint) -> None:
+    app = make_app()
+    broker = app.broker
+    try:
+        broker.ensure(QueueSpec("purged.fifo", fifo=True))
+        broker.send(
+            "purged.fifo",
+            [OutgoingMessage(f"{g}{i}".encode(), group=g) for i in range(2) for g in "abc"],
+        )
+        broker.send("purged.fifo", [OutgoingMessage(b"later", group="a", delay_seconds=600)])
+        before = broker.stats("purged.fifo")
+        assert (before.visible, before.delayed) == (6, 1), before
+        broker.purge("purged.fifo")
+        stats = broker.stats("purged.fifo")
+        assert (stats.visible, stats.delayed) == (0, 0), stats
+        assert broker.receive("purged.fifo", 10, 1, 30) == []
+    finally:
+        app.close()
