@@ -88,6 +88,9 @@ class Settings(BaseModel):
     queue_max_receive_count: int = Field(default=10, ge=1)
     """Broker-side redeliveries (after crashes) before the broker dead-letters a message."""
     create_missing_queues: bool = True
+    task_priority_queues: bool = False
+    """``priority=`` (0-9) picks one of 3 sub-queues per queue that workers drain first
+    (``cloudq.priority``); off, it is only carried in the envelope."""
 
     worker_concurrency: int = Field(default=4, ge=1)
     worker_prefetch: int | None = Field(default=None, ge=0)

@@ -14,6 +14,7 @@ from cloudq.claimcheck import POINTER_KEY, pointer
 from cloudq.envelope import Envelope, sign
 from cloudq.errors import MessageTooLarge
 from cloudq.logsafe import get_logger
+from cloudq.priority import send_queue
 from cloudq.results.children import note_sent
 
 if TYPE_CHECKING:
@@ -84,7 +85,8 @@ def send_envelopes(app: App, envelopes: Sequence[Envelope], dedup_suffix: str = 
         envelopes = [_before_publish(app, envelope) for envelope in envelopes]
     by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
     for envelope in envelopes:
-        by_queue[envelope.queue].append(to_message(app, envelope, dedup_suffix))
+        queue = send_queue(app, envelope.queue, envelope.priority)
+        by_queue[queue].append(to_message(app, envelope, dedup_suffix))
     batch = app.broker.limits.max_batch
     for queue, messages in by_queue.items():
         app.ensure_queue(queue)
