@@ -4,8 +4,8 @@ Pub/Sub, or plain JSON. With it, serverless users need no beat process at all.
 The output is keyed by entry name, in the shape of the ``schedules`` variable of the Terraform
 modules (terraform/aws-schedule, terraform/gcp-function-worker). Each target carries the envelope
 to enqueue at every tick (Cloud Scheduler's module base64-encodes it for Pub/Sub). The scheduler
-sends the same body each time, so the task id is fixed per entry (``beat-<name>``): the result
-record of the latest run replaces the one before.
+sends the same body each time, with the task id ``beat-<name>``; the envelope asks the receiving
+side to make it ``beat-<name>-<message id>``, one id per tick (``cloudq.schedule_ticks``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from cloudq.beat import ScheduleEntry
 from cloudq.envelope import sign
 from cloudq.errors import ConfigurationError
+from cloudq.schedule_ticks import FROM_MESSAGE_ID, PER_TICK_HEADER
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -27,7 +28,11 @@ _UNIX_DOW = {str(i): str(i % 7 + 1) for i in range(8)}  # Unix 0/7 = Sunday; Eve
 def _body(app: App, entry: ScheduleEntry) -> str:
     task = app.get_task(entry.task)
     envelope = task.envelope(
-        entry.args, entry.kwargs, queue=entry.queue, task_id=f"beat-{entry.name}"
+        entry.args,
+        entry.kwargs,
+        queue=entry.queue,
+        task_id=f"beat-{entry.name}",
+        headers={PER_TICK_HEADER: FROM_MESSAGE_ID},
     )
     return sign(envelope, app.signing_keys).encode().decode()
 
