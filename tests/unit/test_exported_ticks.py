@@ -62,3 +62,19 @@ def test_the_exported_body_asks_for_a_per_tick_id() -> None:
         body = json.loads(export(app, fmt)["nightly"]["input"])
         assert body["id"] == "beat-nightly"
         assert body["headers"]["cloudq-id-per-tick"] == "message-id"
+
+
+def test_every_logic_app_tick_runs_with_its_scheduled_time_as_id() -> None:
+    app, runs = make_app()
+    entry = export(app, "logic-app")["nightly"]
+    assert entry["message_id"] == "beat-nightly-@{trigger().scheduledTime}"
+    ticks = [entry["message_id"].replace("@{trigger().scheduledTime}", t) for t in TICKS]
+    deliver(app, entry["input"], *ticks, ticks[1])  # the last: a redelivery of the second tick
+    with start_worker(app, ["default"], concurrency=1):
+        wait_for(lambda: len(runs) == 2, timeout=10, message="both ticks ran")
+        queue_empty = lambda: app.broker.stats("default").visible == 0  # noqa: E731
+        wait_for(queue_empty, timeout=10, message="the redelivery was taken")
+    assert sorted(runs) == ticks  # the Logic App's MessageId is kept as the task id
+
+
+TICKS = ("2030-01-01T03:00:00Z", "2030-01-02T03:00:00Z")
