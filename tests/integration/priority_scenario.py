@@ -7,7 +7,7 @@ import uuid
 from cloudq import App
 from cloudq.testing import start_worker, wait_for
 
-BACKLOG = 12
+BACKLOG = 6
 
 
 def urgent_runs_before_the_backlog(app: App, poll_seconds: float = 1.0) -> None:
