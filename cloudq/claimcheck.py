@@ -1,9 +1,19 @@
 """Claim checks: a payload over the broker's size limit travels in object storage.
 
-The queue then carries a small JSON pointer (``{"cloudq-claim-check": "<url>"}``) instead of the
-envelope. The consumer fetches the body transparently and deletes the object after the message's
-final acknowledgement. Stores are found by URL scheme (``s3://bucket/prefix``,
-``gs://bucket/prefix``, ``azblob://container/prefix``) in the ``cloudq.claimchecks`` entry points.
+The queue then carries a small JSON pointer instead of the envelope. The consumer fetches the
+body transparently and deletes the object after the message's final acknowledgement. Stores are
+found by URL scheme (``s3://bucket/prefix``, ``gs://bucket/prefix``, ``azblob://container/prefix``)
+in the ``cloudq.claimchecks`` entry points.
+
+Two pointer formats (``claim_check_format``); consumers read both, whatever the setting:
+
+- ``cloudq`` (default): ``{"cloudq-claim-check": "<url>"}``, any store.
+- ``sqs-extended``: the format of AWS's SQS Extended Client libraries (Java, Python),
+  ``["software.amazon.payloadoffloading.PayloadS3Pointer", {"s3BucketName": ..., "s3Key": ...}]``
+  with the ``ExtendedPayloadSize`` attribute, so that consumers written with those libraries
+  read cloudq's large messages; their legacy ``MessageS3Pointer`` is read too. S3 only.
+  Their objects sit at the bucket's root: the store's URL must have no prefix to read them
+  (its checks refuse keys outside it).
 """
 
 from __future__ import annotations
@@ -16,7 +26,12 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 from cloudq.adapters import scheme_of
 from cloudq.adapters.urls import redact_url
 from cloudq.distribution import install_hint
-from cloudq.errors import AdapterNotFound, ClaimCheckMissing, ClaimCheckRefused
+from cloudq.errors import (
+    AdapterNotFound,
+    ClaimCheckMissing,
+    ClaimCheckRefused,
+    ConfigurationError,
+)
 from cloudq.logsafe import get_logger
 from cloudq.plugins import load_plugin
 
@@ -28,6 +43,13 @@ logger = get_logger("cloudq.claimcheck")
 
 POINTER_KEY = "cloudq-claim-check"
 _POINTER_MARK = POINTER_KEY.encode()
+FORMATS = ("cloudq", "sqs-extended")
+EXTENDED_POINTER_CLASS = "software.amazon.payloadoffloading.PayloadS3Pointer"
+LEGACY_EXTENDED_POINTER_CLASS = "com.amazon.sqs.javamessaging.MessageS3Pointer"
+EXTENDED_SIZE_ATTRIBUTE = "ExtendedPayloadSize"
+"""The Extended Client's marker attribute: the parked body's size in bytes."""
+_EXTENDED_MARK = b"S3Pointer"
+_EXTENDED_CLASSES = (EXTENDED_POINTER_CLASS, LEGACY_EXTENDED_POINTER_CLASS)
 ENTRY_POINT_GROUP = "cloudq.claimchecks"
 KNOWN_EXTRAS = {"s3": "sqs", "gs": "pubsub", "azblob": "servicebus"}
 
@@ -69,14 +91,53 @@ def pointer(url: str) -> bytes:
     return json.dumps({POINTER_KEY: url}).encode()
 
 
+def check_format(url: str, fmt: str) -> None:
+    """Refuse a format the store cannot carry, before anything is parked."""
+    if fmt not in FORMATS:
+        raise ConfigurationError(f"claim_check_format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if fmt == "sqs-extended" and scheme_of(url) != "s3":
+        raise ConfigurationError(
+            "claim_check_format 'sqs-extended' is S3's format: claim_check_url must be "
+            f"s3://bucket[/prefix], not {redact_url(url)!r}"
+        )
+
+
+def pointer_message(url: str, size: int, fmt: str = "cloudq") -> tuple[bytes, dict[str, str]]:
+    """The body and attributes that stand for a body of ``size`` bytes parked at ``url``."""
+    check_format(url, fmt)
+    if fmt == "cloudq":
+        return pointer(url), {POINTER_KEY: url}
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    body = json.dumps([EXTENDED_POINTER_CLASS, {"s3BucketName": bucket, "s3Key": key}])
+    return body.encode(), {EXTENDED_SIZE_ATTRIBUTE: str(size), POINTER_KEY: url}
+
+
+def _extended_url(data: object) -> str | None:
+    if not (isinstance(data, list) and len(data) == 2 and data[0] in _EXTENDED_CLASSES):
+        return None
+    where = data[1]
+    if not isinstance(where, dict):
+        return None
+    bucket, key = where.get("s3BucketName"), where.get("s3Key")
+    if not (isinstance(bucket, str) and isinstance(key, str) and bucket and key):
+        return None
+    return f"s3://{bucket}/{key}"
+
+
 def pointer_url(body: bytes) -> str | None:
-    """The object URL if ``body`` is a claim-check pointer, else None (cheap for normal bodies)."""
-    if _POINTER_MARK not in body[:64]:
+    """The object URL if ``body`` is a claim-check pointer in either format, else None (cheap for
+    normal bodies). An Extended Client pointer becomes ``s3://bucket/key``; the store then
+    checks that it lies under its own bucket and prefix, as for ours."""
+    head = body[:80]
+    ours = _POINTER_MARK in head
+    if not ours and _EXTENDED_MARK not in head:
         return None
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):  # off a queue: nested 10,000 deep is just not a pointer
         return None
+    if not ours:
+        return _extended_url(data)
     url = data.get(POINTER_KEY) if isinstance(data, dict) else None
     return url if isinstance(url, str) else None
 

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
+from cloudq.beat_export import FORMATS as EXPORT_FORMATS
 from cloudq.control.commands import CONTROL_COMMANDS, INSPECT_METHODS
 from cloudq.distribution import DISTRIBUTION
 from cloudq.errors import CloudqError
@@ -180,7 +181,7 @@ def worker(
 @click.option(
     "--export",
     "export_format",
-    type=click.Choice(["json", "eventbridge", "cloud-scheduler"]),
+    type=click.Choice(EXPORT_FORMATS),
     default=None,
     help="print the schedule as data and exit",
 )

@@ -11,7 +11,7 @@ import os
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -71,6 +71,9 @@ class Settings(BaseModel):
 
     claim_check_url: str | None = None
     """Object storage for payloads over the broker's limit (``s3://bucket/prefix``)."""
+    claim_check_format: Literal["cloudq", "sqs-extended"] = "cloudq"
+    """The pointer sent in the queue: cloudq's, or AWS's SQS Extended Client's (S3 only), for
+    consumers written with those libraries (``cloudq.claimcheck``). Both are always read."""
 
     beat_schedule: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Celery's ``beat_schedule``: name -> {task, schedule (seconds, timedelta or cron), args,
@@ -88,6 +91,9 @@ class Settings(BaseModel):
     queue_max_receive_count: int = Field(default=10, ge=1)
     """Broker-side redeliveries (after crashes) before the broker dead-letters a message."""
     create_missing_queues: bool = True
+    task_priority_queues: bool = False
+    """``priority=`` (0-9) picks one of 3 sub-queues per queue that workers drain first
+    (``cloudq.priority``); off, it is only carried in the envelope."""
 
     worker_concurrency: int = Field(default=4, ge=1)
     worker_prefetch: int | None = Field(default=None, ge=0)

@@ -46,6 +46,7 @@ from cloudq.request import REQUEUE_HEADER, Request, current_request
 from cloudq.results.base import ErrorInfo, State, TaskResult
 from cloudq.results.children import record_children
 from cloudq.retry import backoff_delay, delay_out_of_range, max_retries_exceeded, retries_left
+from cloudq.schedule_ticks import per_tick
 from cloudq.send_task import WORKER_POLICY, WORKER_POLICY_HEADER
 from cloudq.timelimits import run_with_limits
 
@@ -258,7 +259,7 @@ def open_body(delivery: Delivery, app: App) -> tuple[Envelope, bytes] | DeadLett
         )
         logger.error("dead-lettering message %s: %s", delivery.message_id, reason)
         return DeadLetter(reason=reason)
-    return env, body
+    return per_tick(env, delivery), body  # an exported schedule's tick: an id of its own
 
 
 def open_envelope(delivery: Delivery, app: App) -> Envelope | DeadLetter:

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 from cloudq.adapters.base import BrokerLimits, OutgoingMessage
 from cloudq.adapters.wire import is_fifo
-from cloudq.claimcheck import POINTER_KEY, pointer
+from cloudq.claimcheck import check_format, pointer_message
 from cloudq.envelope import Envelope, sign
 from cloudq.errors import MessageTooLarge
 from cloudq.logsafe import get_logger
+from cloudq.priority import send_queue
 from cloudq.results.children import note_sent
 
 if TYPE_CHECKING:
@@ -46,12 +47,13 @@ def to_message(app: App, envelope: Envelope, dedup_suffix: str = "") -> Outgoing
                 f"the broker's limit of {limits.max_message_bytes:,}: pass ids or object-store "
                 "keys instead of large values, or set claim_check_url (e.g. s3://bucket/cloudq)"
             )
+        fmt = app.conf.claim_check_format
+        check_format(app.conf.claim_check_url or "", fmt)  # before parking anything
         url = store.put(f"{envelope.id}-{envelope.attempt}-{uuid.uuid4().hex[:8]}", body)
-        body = pointer(url)
-        attributes[POINTER_KEY] = url
-        logger.debug(
-            "task %s[%s]: %d bytes parked at %s", envelope.task, envelope.id, len(body), url
-        )
+        size = len(body)
+        body, marks = pointer_message(url, size, fmt)
+        attributes.update(marks)
+        logger.debug("task %s[%s]: %d bytes parked at %s", envelope.task, envelope.id, size, url)
     # Adapters whose provider takes whole seconds round up: never visible before the eta. FIFO
     # queues take no per-message delay: the eta stays in the envelope and the consumer defers.
     fifo = is_fifo(envelope.queue)
@@ -84,7 +86,8 @@ def send_envelopes(app: App, envelopes: Sequence[Envelope], dedup_suffix: str = 
         envelopes = [_before_publish(app, envelope) for envelope in envelopes]
     by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
     for envelope in envelopes:
-        by_queue[envelope.queue].append(to_message(app, envelope, dedup_suffix))
+        queue = send_queue(app, envelope.queue, envelope.priority)
+        by_queue[queue].append(to_message(app, envelope, dedup_suffix))
     batch = app.broker.limits.max_batch
     for queue, messages in by_queue.items():
         app.ensure_queue(queue)

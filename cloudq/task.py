@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
 from cloudq import canvas
+from cloudq import priority as priorities
 from cloudq.adapters.wire import is_fifo
 from cloudq.canvas import Signature
 from cloudq.envelope import ENVELOPE_VERSION, Envelope, RetryPolicy
@@ -458,6 +459,7 @@ def build_envelope(
     if isinstance(expires, int | float):
         expires = now + timedelta(seconds=expires)
     parent = current_request.get()
+    priorities.check(app, priority)
     queue = queue or app.route(name, *route_args)
     if fifo_group is not None and not is_fifo(queue):
         raise ConfigurationError(

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from cloudq import priority
 from cloudq.adapters.base import Delivery
 from cloudq.claimcheck import acknowledge
 from cloudq.control.events import TaskInfo, not_yet_due, outcome_events, peek
@@ -214,7 +215,7 @@ class Worker:
             raise ConfigurationError(f"unknown pool {pool!r}: use 'threads' or 'processes'")
         conf = app.conf
         self.app = app
-        self.queues = list(dict.fromkeys(queues))
+        self.queues = priority.expand(app, queues)  # sub-queues first: cloudq.priority
         self.concurrency = concurrency or conf.worker_concurrency
         self.pool_kind: PoolKind = pool
         self.prefetch = _prefetch(app, self.concurrency, prefetch)

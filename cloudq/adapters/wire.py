@@ -30,6 +30,11 @@ FIFO_SUFFIX = ".fifo"
 provider for portability so that one app's queue names mean the same everywhere."""
 
 
+PRIORITY_SUFFIX = "-prio"
+"""A queue's priority sub-queues are ``<queue>-prio1``, ``<queue>-prio2`` (``.fifo`` kept last):
+``cloudq.priority`` builds the names and decides the levels."""
+
+
 def is_fifo(queue: str) -> bool:
     """Whether ``queue`` is a FIFO queue (its name ends in ``FIFO_SUFFIX``)."""
     return queue.endswith(FIFO_SUFFIX)

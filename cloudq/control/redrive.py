@@ -38,6 +38,7 @@ from cloudq.envelope import (
 )
 from cloudq.errors import CloudqError, EnvelopeError
 from cloudq.logsafe import get_logger
+from cloudq.priority import expand
 from cloudq.ratelimit import RATE_SLOT_HEADER
 from cloudq.routes import app_queues
 
@@ -67,8 +68,7 @@ UNSIGNED = "unsigned, so its origin cannot be proven (--trust-unsigned moves uns
 # --- queues ---------------------------------------------------------------------------------------
 def known_queues(app: App, extra: Sequence[str] = ()) -> list[str]:
     """The app's queues (``routes.app_queues``), then ``extra``; each once."""
-    names = app_queues(app) + [q.strip() for q in extra if q.strip()]
-    return list(dict.fromkeys(names))
+    return expand(app, app_queues(app) + [q.strip() for q in extra if q.strip()])
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from cloudq import routes
+from cloudq import priority, routes
 from cloudq.adapters.wire import is_fifo
 from cloudq.logsafe import get_logger
 
@@ -35,7 +35,7 @@ HANDLER_MARGIN_SECONDS = 2
 
 def app_queues(app: App) -> list[str]:
     """Every queue the app sends to (``routes.app_queues``), sorted for a stable file."""
-    return sorted(routes.app_queues(app))
+    return sorted(priority.expand(app, routes.app_queues(app)))
 
 
 def longest_time_limit(app: App) -> float:

@@ -17,3 +17,8 @@ output "default_hostname" {
   description = "The Function App's host name."
   value       = azurerm_linux_function_app.this.default_hostname
 }
+
+output "schedule_workflow_ids" {
+  description = "The schedules' Logic App workflows by name."
+  value       = { for name, w in azurerm_logic_app_workflow.schedule : name => w.id }
+}

@@ -99,3 +99,14 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "schedules" {
+  description = "Logic App recurrences by name, as `cloudq beat --export logic-app` writes them: recurrence is Logic Apps' recurrence object as JSON, queue a cloudq queue name of var.queues, input the message body, message_id the Service Bus MessageId (per tick)."
+  type = map(object({
+    recurrence = string
+    queue      = string
+    input      = string
+    message_id = string
+  }))
+  default = {}
+}

@@ -329,7 +329,7 @@ AZURE_ROLES = {
 def test_azure_roles_are_data_roles_scoped_to_queues_and_containers() -> None:
     worker = load("azure-function-worker")
     assignments = worker.resources["azurerm_role_assignment"]
-    assert len(assignments) == 4
+    assert len(assignments) == 5
     for label, block in assignments.items():
         assert _unquote(block["role_definition_name"]) in AZURE_ROLES, label
         scope = _expr(block["scope"])
@@ -338,6 +338,7 @@ def test_azure_roles_are_data_roles_scoped_to_queues_and_containers() -> None:
             "each.value",
             "var.claim_check_container_id",
             "var.results_table_id",
+            "var.queues[each.value.queue].id",  # a schedule's workflow: its target queue
         }, (label, scope)
     send = _expr(assignments["send"]["for_each"])
     assert "var.queues" in send and "var.send_queue_ids" in send

@@ -53,4 +53,5 @@ module "worker" {
   claim_check_container_id  = module.queues.claim_check_container_id
   servicebus_namespace_fqdn = module.queues.namespace_fqdn
   queues                    = module.queues.queues
+  schedules                 = var.schedules
 }

@@ -62,3 +62,14 @@ variable "package_path" {
   description = "The zip from `cloudq deploy package --target azure-functions`."
   type        = string
 }
+
+variable "schedules" {
+  description = "Logic App recurrences (`cloudq beat --export logic-app`); {} for none."
+  type = map(object({
+    recurrence = string
+    queue      = string
+    input      = string
+    message_id = string
+  }))
+  default = {}
+}
