@@ -33,6 +33,7 @@ from cloudq.envelope import (
     Envelope,
     decode,
     sign,
+    trace_context,
     verify,
 )
 from cloudq.errors import CloudqError, MessageTooLarge, SignatureError
@@ -184,7 +185,11 @@ def _after_success(app: App, envelope: Envelope, value: Any) -> list[Envelope]:
         if done is not None:
             out += _chord_body(app, envelope, chord_id, *done)
     family = {"root_id": envelope.root_id or envelope.id, "parent_id": envelope.id}
-    return [e.model_copy(update=family) for e in out]
+    traced = trace_context(envelope.headers)
+    return [
+        e.model_copy(update={**family, "headers": {**e.headers, **traced}} if traced else family)
+        for e in out
+    ]
 
 
 def _chord_body(
