@@ -303,7 +303,16 @@ def test_uninstrument_stops_tracing(spans: InMemorySpanExporter) -> None:
 
     CloudqInstrumentor().uninstrument()
     quiet.delay()
+    [sent] = app.broker.receive("default", 1, 0, 30)
+    assert "traceparent" not in decode(sent.body).headers
+    app.broker.release([sent], 0)
     assert process_one(app) is not None
     assert spans.get_finished_spans() == ()
-    envelope = app.tasks["t.quiet"].envelope((), {})
-    assert "traceparent" not in envelope.headers
+
+
+def test_opentelemetry_instrument_finds_the_instrumentor_by_its_entry_point() -> None:
+    """``opentelemetry-instrument cloudq worker`` loads every ``opentelemetry_instrumentor``."""
+    from importlib.metadata import entry_points
+
+    [found] = entry_points(group="opentelemetry_instrumentor", name="cloudq")
+    assert found.load() is CloudqInstrumentor
