@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from cloudq import App, chain, chord
 from cloudq.adapters.base import OutgoingMessage
-from cloudq.contrib.opentelemetry import CloudqInstrumentor
+from cloudq.contrib.opentelemetry import CloudqInstrumentor, messaging_system
 from cloudq.envelope import decode
 from cloudq.testing import FakeClock, process_one, start_worker, wait_for
 from tests.apps import otel_app
@@ -104,7 +104,7 @@ def test_send_and_process_spans_with_their_attributes_in_a_worker(
 def test_a_retry_then_chain_links_are_one_trace_each_a_child_of_the_run_that_sent_it(
     spans: InMemorySpanExporter,
 ) -> None:
-    app = make_app()
+    app = make_app(signing_keys=["k1"])  # the trace headers are signed with the rest
     attempts: list[int] = []
 
     @app.task(name="t.flaky", bind=True, autoretry_for=(ConnectionError,), retry_backoff=0.01)
@@ -316,3 +316,16 @@ def test_opentelemetry_instrument_finds_the_instrumentor_by_its_entry_point() ->
 
     [found] = entry_points(group="opentelemetry_instrumentor", name="cloudq")
     assert found.load() is CloudqInstrumentor
+
+
+@pytest.mark.parametrize(
+    ("url", "system"),
+    [
+        ("sqs://?prefix=shop-", "aws_sqs"),
+        ("pubsub://my-project", "gcp_pubsub"),
+        ("servicebus://ns.servicebus.windows.net", "servicebus"),
+        ("memory://t", "memory"),
+    ],
+)
+def test_messaging_system_names_the_provider_as_the_conventions_do(url: str, system: str) -> None:
+    assert messaging_system(url) == system
