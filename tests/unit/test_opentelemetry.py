@@ -329,3 +329,33 @@ def test_opentelemetry_instrument_finds_the_instrumentor_by_its_entry_point() ->
 )
 def test_messaging_system_names_the_provider_as_the_conventions_do(url: str, system: str) -> None:
     assert messaging_system(url) == system
+
+
+def test_a_run_stopped_midway_ends_its_span_and_gives_the_context_back(
+    spans: InMemorySpanExporter,
+) -> None:
+    """``revoke --terminate`` ends a run with ``revoked`` instead of ``after_execute``; a run
+    left open inside another (an ``apply()`` interrupted) is ended with the one around it."""
+    app = make_app()
+
+    @app.task(name="t.spin")
+    def spin() -> None: ...
+
+    def current() -> bool:
+        return trace.get_current_span().get_span_context().is_valid
+
+    stopped, outer, inner = (spin.envelope((), {}) for _ in range(3))
+    app.hooks.emit("before_execute", envelope=stopped, task=spin, request=None)
+    assert current()
+    app.hooks.emit("revoked", envelope=stopped, terminated=True, expired=False)
+    assert not current()
+    app.hooks.emit("before_execute", envelope=outer, task=spin, request=None)
+    app.hooks.emit("before_execute", envelope=inner, task=spin, request=None)
+    app.hooks.emit("after_execute", envelope=outer, task=spin, request=None, state="SUCCESS")
+    assert not current()
+    by_id = {s.attributes["cloudq.task.id"]: s for s in spans.get_finished_spans()}  # type: ignore[index]
+    assert by_id[stopped.id].attributes["cloudq.state"] == "REVOKED"  # type: ignore[index]
+    assert by_id[stopped.id].status.status_code is StatusCode.ERROR
+    assert by_id[inner.id].status.description == "its task did not finish"
+    assert by_id[outer.id].status.status_code is StatusCode.UNSET
+    assert_child(by_id[inner.id], by_id[outer.id])
