@@ -98,13 +98,16 @@ class _Running:
 
 
 class _ThreadState(threading.local):
+    """Per thread: a worker slot, a handler and ``apply()`` run a task and send what follows
+    it on one thread, so a span's hooks meet there (a pool child is a process of its own)."""
+
     def __init__(self) -> None:
         self.sending: dict[str, Span] = {}
         """Producer spans by task id, from ``before_publish`` to ``after_publish``."""
         self.running: list[_Running] = []
         """Consumer spans, innermost last (``apply()`` inside a task nests)."""
         self.delivery: tuple[str, str] | None = None
-        """(task id, broker message id) of the delivery this thread received last."""
+        """(task id, message id) of the delivery this thread received last."""
         self.finished: tuple[str, Context] | None = None
         """(task id, context of its span) of the task this thread ran last: the parent of
         what is sent for it afterwards (its retry, its chain links)."""
