@@ -9,14 +9,15 @@ the message carried, current while the task body runs. Both carry the messaging 
 conventions' attributes and ``cloudq.task.*`` ones; the outcome is ``cloudq.state``, an error
 is recorded on the span (status ERROR when the task failed for good).
 
-Parents, so that one trace links a request to everything its task leads to:
+Parents, so that one trace links a request to everything its task leads to: a message that
+already carries a trace context continues it, a new one is a child of the current span.
 
 - a task sent while a span is current (a web request, a task body) is that span's child;
-- what a worker sends for a task once it has run (its retry, chain links, the chord body) is
-  sent after ``after_execute``, outside the span: the last task run on this thread is kept
-  until its next delivery, and a send whose task id or parent id is that task's is its child;
-- otherwise (a delay hop, or follow-ups a processes-pool parent sends for its child) the
-  context the envelope already carries is the parent, so the trace still holds.
+- what a run leads to (its retry, chain links, a chord body, error callbacks) is sent after
+  ``after_execute``, by a processes-pool child's parent even: the run's context is put in the
+  ``before_execute`` headers, which the core carries to those envelopes, so each is the run's
+  child wherever it is sent;
+- a delay hop carries the context of the send before it.
 
 Headers read from a message are untrusted: a malformed ``traceparent`` is ignored (the span
 starts a new trace), nothing here raises into the worker (the bus logs a hook that does).
@@ -108,9 +109,6 @@ class _ThreadState(threading.local):
         """Consumer spans, innermost last (``apply()`` inside a task nests)."""
         self.delivery: tuple[str, str] | None = None
         """(task id, message id) of the delivery this thread received last."""
-        self.finished: tuple[str, Context] | None = None
-        """(task id, context of its span) of the task this thread ran last: the parent of
-        what is sent for it afterwards (its retry, its chain links)."""
 
 
 class TracingMiddleware(Middleware):
@@ -122,27 +120,17 @@ class TracingMiddleware(Middleware):
         self._local = _ThreadState()
 
     # --- producer ---------------------------------------------------------------------------
-    def _send_parent(self, envelope: Envelope) -> Context | None:
-        finished = self._local.finished
-        if finished is not None and finished[0] in (envelope.id, envelope.parent_id):
-            return finished[1]
-        if trace.get_current_span().get_span_context().is_valid:
-            return None  # the current context
-        return carried_context(envelope.headers)
-
     def before_publish(self, app: App, **kw: Any) -> None:
         envelope: Envelope = kw["envelope"]
         headers: dict[str, str] = kw["headers"]
-        parent = self._send_parent(envelope)
+        parent = carried_context(envelope.headers)  # None: the current context
         span = self._tracer.start_span(
             f"send {envelope.task}",
             context=parent,
             kind=SpanKind.PRODUCER,
             attributes=_attributes(app, envelope, kw["queue"], "send"),
         )
-        for name in (*TRACE_CONTEXT_HEADERS, *propagate.get_global_textmap().fields):
-            headers.pop(name, None)  # the previous hop's context gives way to this send's
-        propagate.inject(headers, context=trace.set_span_in_context(span, parent))
+        _carry(headers, trace.set_span_in_context(span, parent))
         sending = self._local.sending
         stale = sending.pop(envelope.id, None)
         if stale is not None:
@@ -159,9 +147,7 @@ class TracingMiddleware(Middleware):
     # --- consumer ---------------------------------------------------------------------------
     def received(self, app: App, **kw: Any) -> None:
         envelope, delivery = kw["envelope"], kw.get("delivery")
-        local = self._local
-        local.finished = None  # a new delivery: what is sent from now on is not the last task's
-        local.delivery = (envelope.id, delivery.message_id) if delivery is not None else None
+        self._local.delivery = (envelope.id, delivery.message_id) if delivery else None
 
     def before_execute(self, app: App, **kw: Any) -> None:
         envelope: Envelope = kw["envelope"]
@@ -179,7 +165,11 @@ class TracingMiddleware(Middleware):
             kind=SpanKind.CONSUMER,
             attributes=attributes,
         )
-        token = context.attach(trace.set_span_in_context(span, parent))
+        running = trace.set_span_in_context(span, parent)
+        headers = kw.get("headers")
+        if headers is not None:
+            _carry(headers, running)  # what the run leads to is its child
+        token = context.attach(running)
         local.running.append(_Running(envelope.id, span, token))
 
     def _finish(self, task_id: str) -> Span | None:
@@ -197,8 +187,6 @@ class TracingMiddleware(Middleware):
         entry = running[at]
         del running[at:]
         context.detach(entry.token)  # type: ignore[arg-type]
-        parent = trace.set_span_in_context(trace.NonRecordingSpan(entry.span.get_span_context()))
-        self._local.finished = (task_id, parent)
         return entry.span
 
     def after_execute(self, app: App, **kw: Any) -> None:
@@ -244,6 +232,13 @@ class TracingMiddleware(Middleware):
 
     def worker_stop(self, app: App, **kw: Any) -> None:
         self._flush()
+
+
+def _carry(headers: dict[str, str], ctx: Context) -> None:
+    """Put ``ctx`` in ``headers`` in place of any trace context they had."""
+    for name in (*TRACE_CONTEXT_HEADERS, *propagate.get_global_textmap().fields):
+        headers.pop(name, None)
+    propagate.inject(headers, context=ctx)
 
 
 def _abandon(span: Span, why: str) -> None:

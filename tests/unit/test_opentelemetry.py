@@ -187,16 +187,25 @@ def test_delay_hops_stay_in_the_trace_of_the_send(spans: InMemorySpanExporter) -
     assert_child(one(spans, "process t.later"), hops[1])
 
 
-def test_a_failure_is_recorded_on_the_process_span(spans: InMemorySpanExporter) -> None:
+def test_a_failure_is_recorded_on_the_process_span_and_its_error_callback_is_its_child(
+    spans: InMemorySpanExporter,
+) -> None:
     app = make_app()
 
     @app.task(name="t.boom", max_retries=0)
     def boom() -> None:
         raise ValueError("no such order")
 
-    boom.delay()
+    @app.task(name="t.alert")
+    def alert(task_id: str) -> None: ...
+
+    failing = boom.s()
+    failing.link_error(alert.s())
+    failing.delay()
     assert process_one(app) is not None
     span = one(spans, "process t.boom")
+    assert process_one(app) is not None  # the error callback, sent by the failed run
+    assert_child(one(spans, "send t.alert"), span)
     assert span.status.status_code is StatusCode.ERROR
     assert span.status.description == "ValueError: no such order"
     assert span.attributes is not None and span.attributes["cloudq.state"] == "FAILURE"
@@ -241,7 +250,7 @@ def test_malformed_trace_headers_are_ignored_and_the_task_runs(
     assert_child(link, run)
 
 
-def test_eager_apply_and_always_eager_are_children_of_the_callers_span(
+def test_eager_apply_and_always_eager_run_in_the_callers_trace(
     spans: InMemorySpanExporter, provider: TracerProvider
 ) -> None:
     app = make_app()
@@ -258,17 +267,19 @@ def test_eager_apply_and_always_eager_are_children_of_the_callers_span(
         assert flaky.apply().get() == 2
         app.conf.task_always_eager = True
         assert flaky.delay().get() == 3
-    runs = named(spans, "process t.flaky")
-    assert [r.attributes["cloudq.state"] for r in runs] == ["RETRY", "SUCCESS", "SUCCESS"]  # type: ignore[index]
-    for run in runs:
-        assert_child(run, caller)
+    first, retried, always = named(spans, "process t.flaky")
+    states = [r.attributes["cloudq.state"] for r in (first, retried, always)]  # type: ignore[index]
+    assert states == ["RETRY", "SUCCESS", "SUCCESS"]
+    assert_child(first, caller)
+    assert_child(retried, first)  # the retry carries the context of the run that failed
+    assert_child(always, caller)
 
 
 def test_a_processes_pool_child_traces_under_the_producer_and_its_follow_ups_stay_in_the_trace(
     spans: InMemorySpanExporter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The child imports the app module, which instruments itself and writes its spans to a
-    file; the parent sends the chain link the child's run leads to."""
+    file; the parent sends the chain link the child's run leads to, as the run's child."""
     path = tmp_path / "spans.jsonl"
     monkeypatch.setenv(otel_app.SPANS_ENV, str(path))
     app = otel_app.app  # created before instrument(): traced all the same
@@ -289,9 +300,11 @@ def test_a_processes_pool_child_traces_under_the_producer_and_its_follow_ups_sta
     assert child["process otel.add"]["pid"] != os.getpid()
     assert child["process otel.add"]["trace_id"] == trace_id
     assert child["process otel.add"]["parent_id"] == f"{send_add.context.span_id:016x}"
-    # The parent process sends the link: it never saw the child's span, so the link is sent
-    # from the context the parent task carried, in the same trace.
+    # The parent process sends the link: it never saw the child's span, whose context comes
+    # back with the outcome's envelope.
     assert f"{send_mul.context.trace_id:032x}" == trace_id
+    assert send_mul.parent is not None
+    assert f"{send_mul.parent.span_id:016x}" == child["process otel.add"]["span_id"]
     assert child["process otel.mul"]["parent_id"] == f"{send_mul.context.span_id:016x}"
 
 
@@ -345,12 +358,12 @@ def test_a_run_stopped_midway_ends_its_span_and_gives_the_context_back(
         return trace.get_current_span().get_span_context().is_valid
 
     stopped, outer, inner = (spin.envelope((), {}) for _ in range(3))
-    app.hooks.emit("before_execute", envelope=stopped, task=spin, request=None)
+    app.hooks.emit("before_execute", envelope=stopped, task=spin, request=None, headers={})
     assert current()
     app.hooks.emit("revoked", envelope=stopped, terminated=True, expired=False)
     assert not current()
-    app.hooks.emit("before_execute", envelope=outer, task=spin, request=None)
-    app.hooks.emit("before_execute", envelope=inner, task=spin, request=None)
+    app.hooks.emit("before_execute", envelope=outer, task=spin, request=None, headers={})
+    app.hooks.emit("before_execute", envelope=inner, task=spin, request=None, headers={})
     app.hooks.emit("after_execute", envelope=outer, task=spin, request=None, state="SUCCESS")
     assert not current()
     by_id = {s.attributes["cloudq.task.id"]: s for s in spans.get_finished_spans()}  # type: ignore[index]
