@@ -11,8 +11,9 @@ worker`` (both pools), in eager mode and in the three serverless handlers:
 ``after_publish``   it was sent: ``envelope``, ``queue``
 ``received``        a delivery was opened and verified: ``envelope``, ``delivery`` (None eager)
 ``before_execute``  the task is about to run: ``envelope``, ``task``, ``request``, ``headers``
-                    (a dict: what is added there travels with what the run leads to, its
-                    retry and chain links, not with the running task's ``request.headers``)
+                    (a dict: what is added there travels with the run's retry; the trace
+                    context in it, ``TRACE_CONTEXT_HEADERS``, with its chain links, chord
+                    body and error callbacks too; ``request.headers`` stay as they came)
 ``after_execute``   it returned or raised: ``envelope``, ``task``, ``request``, ``state``
                     (SUCCESS, RETRY, FAILURE, IGNORED...), ``result``, ``exception``
 ``retry``           a retry was scheduled: ``envelope``, ``task``, ``exception``, ``eta``
