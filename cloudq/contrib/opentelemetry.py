@@ -31,13 +31,20 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from opentelemetry import context, propagate, trace
-from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
-    BaseInstrumentor,
-)
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-
 from cloudq import __version__
+from cloudq.distribution import install_hint
+
+try:
+    from opentelemetry import context, propagate, trace
+    from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+        BaseInstrumentor,
+    )
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+except ImportError as exc:  # without the extra: say which to install
+    raise ImportError(
+        f"cloudq.contrib.opentelemetry needs its extra ({exc}): {install_hint('otel')}"
+    ) from exc
+
 from cloudq.envelope import TRACE_CONTEXT_HEADERS
 from cloudq.middleware import Middleware, add_everywhere, remove_everywhere
 

@@ -372,3 +372,15 @@ def test_a_run_stopped_midway_ends_its_span_and_gives_the_context_back(
     assert by_id[inner.id].status.description == "its task did not finish"
     assert by_id[outer.id].status.status_code is StatusCode.UNSET
     assert_child(by_id[inner.id], by_id[outer.id])
+
+
+def test_without_the_extra_the_import_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.delitem(sys.modules, "cloudq.contrib.opentelemetry")
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'cloudqueue-tasks\[otel\]'"):
+        importlib.import_module("cloudq.contrib.opentelemetry")
