@@ -33,6 +33,17 @@ HEADER_ERROR_MESSAGE = "cloudq-error-message"
 HEADER_ERROR_TRACEBACK = "cloudq-error-traceback"
 HEADER_DEAD_LETTER_REASON = DEAD_LETTER_REASON_ATTRIBUTE
 """The same name as the broker attribute: ``cloudq.adapters.wire`` defines it."""
+TRACE_CONTEXT_HEADERS = ("traceparent", "tracestate")
+"""W3C trace context (``cloudq.contrib.opentelemetry`` writes it at ``before_publish``, and the
+running task's at ``before_execute``). A chain link, chord body or error callback sent after its
+parent task carries the parent's, so the canvas stays one trace even where the process that
+sends it never saw the parent's span (a processes-pool child ran it). Untrusted when read from
+a message: a malformed value is ignored."""
+
+
+def trace_context(headers: dict[str, str]) -> dict[str, str]:
+    """The trace-context headers among ``headers``."""
+    return {name: headers[name] for name in TRACE_CONTEXT_HEADERS if name in headers}
 
 
 class RetryPolicy(BaseModel):

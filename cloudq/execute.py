@@ -373,7 +373,10 @@ def _run(
     hooked = task.hooked
     hooks = app.hooks
     if hooks.active("before_execute"):
-        hooks.emit("before_execute", envelope=env, task=task, request=request)
+        headers = dict(env.headers)
+        hooks.emit("before_execute", envelope=env, task=task, request=request, headers=headers)
+        if headers != env.headers:  # carried by what this run sends next: retry, chain links
+            env = env.model_copy(update={"headers": {str(k): str(v) for k, v in headers.items()}})
     if hooked:
         task_class.before_start(task, env.id, args, kwargs)
     began = time.monotonic()

@@ -10,7 +10,10 @@ worker`` (both pools), in eager mode and in the three serverless handlers:
                     str -> str that the message carries: add trace context here)
 ``after_publish``   it was sent: ``envelope``, ``queue``
 ``received``        a delivery was opened and verified: ``envelope``, ``delivery`` (None eager)
-``before_execute``  the task is about to run: ``envelope``, ``task``, ``request``
+``before_execute``  the task is about to run: ``envelope``, ``task``, ``request``, ``headers``
+                    (a dict: what is added there travels with the run's retry; the trace
+                    context in it, ``TRACE_CONTEXT_HEADERS``, with its chain links, chord
+                    body and error callbacks too; ``request.headers`` stay as they came)
 ``after_execute``   it returned or raised: ``envelope``, ``task``, ``request``, ``state``
                     (SUCCESS, RETRY, FAILURE, IGNORED...), ``result``, ``exception``
 ``retry``           a retry was scheduled: ``envelope``, ``task``, ``exception``, ``eta``
@@ -27,6 +30,9 @@ worker`` (both pools), in eager mode and in the three serverless handlers:
 ``worker_stop``     the worker has stopped: ``worker``
 ``beat_start``      beat is starting: ``beat``
 ==================  ==========================================================================
+
+``add_everywhere(m)`` puts a middleware on every app's bus, existing and future ones (what a
+process-wide instrumentation such as ``cloudq.contrib.opentelemetry`` needs).
 
 A hook that raises is logged and the task goes on: a middleware never loses a message. With
 no middleware overriding a hook (and no receiver on the Celery signal it feeds), emitting it
@@ -92,12 +98,29 @@ class Middleware:
 
 
 _buses: weakref.WeakSet[Hooks] = weakref.WeakSet()
+_everywhere: list[object] = []
+"""Middleware every app's bus calls, after the signals bridge and before the app's own."""
 
 
 def refresh_hooks() -> None:
     """Recompute every app's call lists (after a middleware's ``wants`` changed)."""
     for bus in list(_buses):
         bus.refresh()
+
+
+def add_everywhere(item: object) -> None:
+    """Call ``item`` on every app's bus, existing and future ones: process-wide
+    instrumentation (OpenTelemetry's ``instrument()`` takes no app)."""
+    Hooks._check(item)
+    if not any(existing is item for existing in _everywhere):
+        _everywhere.append(item)
+        refresh_hooks()
+
+
+def remove_everywhere(item: object) -> None:
+    """Undo ``add_everywhere``."""
+    _everywhere[:] = [existing for existing in _everywhere if existing is not item]
+    refresh_hooks()
 
 
 def _overrides(middleware: object, hook: str) -> bool:
@@ -122,8 +145,9 @@ class Hooks:
 
     @property
     def middleware(self) -> list[object]:
-        """The middleware added, in call order (the signals bridge first)."""
-        return list(self._middleware)
+        """The middleware called, in call order (the signals bridge first, then what
+        ``add_everywhere`` added, then the app's own)."""
+        return [self._middleware[0], *_everywhere, *self._middleware[1:]]
 
     @staticmethod
     def _check(item: object) -> None:
@@ -144,7 +168,7 @@ class Hooks:
         calls: dict[str, tuple[Callable[..., Any], ...]] = {}
         for hook in HOOKS:
             found = []
-            for item in self._middleware:
+            for item in self.middleware:
                 wants = getattr(item, "wants", None)
                 if _overrides(item, hook) and (wants is None or wants(hook)):
                     found.append(getattr(item, hook))

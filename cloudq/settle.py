@@ -33,6 +33,7 @@ from cloudq.envelope import (
     Envelope,
     decode,
     sign,
+    trace_context,
     verify,
 )
 from cloudq.errors import CloudqError, MessageTooLarge, SignatureError
@@ -170,7 +171,7 @@ def _errbacks(
             logger.error(
                 "error callback of %s[%s] cannot be sent, dropped: %s", parent.task, failed_id, exc
             )
-    return out
+    return _traced(parent, out)
 
 
 def _after_success(app: App, envelope: Envelope, value: Any) -> list[Envelope]:
@@ -184,7 +185,15 @@ def _after_success(app: App, envelope: Envelope, value: Any) -> list[Envelope]:
         if done is not None:
             out += _chord_body(app, envelope, chord_id, *done)
     family = {"root_id": envelope.root_id or envelope.id, "parent_id": envelope.id}
-    return [e.model_copy(update=family) for e in out]
+    return _traced(envelope, [e.model_copy(update=family) for e in out])
+
+
+def _traced(parent: Envelope, envelopes: list[Envelope]) -> list[Envelope]:
+    """Follow-ups carry their parent's trace context (``TRACE_CONTEXT_HEADERS``)."""
+    traced = trace_context(parent.headers)
+    if not traced:
+        return envelopes
+    return [e.model_copy(update={"headers": {**e.headers, **traced}}) for e in envelopes]
 
 
 def _chord_body(

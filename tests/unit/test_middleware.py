@@ -288,3 +288,39 @@ def test_signals_run_in_processes_pool_children(tmp_path: Any, monkeypatch: Any)
     assert ("task_prerun", ok.id) in kinds and ("task_postrun", f"{ok.id}:SUCCESS") in kinds
     assert ("task_failure", f"{bad.id}:ValueError") in kinds
     assert ("task_postrun", f"{bad.id}:FAILURE") in kinds
+
+
+def test_headers_added_before_execute_travel_with_what_the_run_leads_to() -> None:
+    """``before_execute``'s ``headers``: the retry carries them, a chain link the trace context
+    among them (a tracer's run context); the running task's ``request.headers`` stay."""
+    from cloudq import chain
+    from cloudq.testing import process_one
+
+    class RunMark(Middleware):
+        def before_execute(self, app: App, **kw: Any) -> None:
+            run = f"{kw['envelope'].attempt:016x}"
+            kw["headers"].update({"x-run": run, "traceparent": f"00-{'a' * 32}-{run}-01"})
+
+    app = make_app("mw-run-headers", middleware=[RunMark()])
+    seen: list[tuple[str | None, str | None]] = []
+
+    @app.task(name="flaky", bind=True, autoretry_for=(ConnectionError,))
+    def flaky(self: Any) -> int:
+        seen.append((self.request.headers.get("x-run"), self.request.headers.get("traceparent")))
+        if len(seen) == 1:
+            raise self.retry(countdown=0)
+        return 1
+
+    @app.task(name="after", bind=True)
+    def after(self: Any, x: int) -> None:
+        seen.append((self.request.headers.get("x-run"), self.request.headers.get("traceparent")))
+
+    chain(flaky.s(), after.s()).delay()
+    while process_one(app) is not None:
+        pass
+    one, two = f"{1:016x}", f"{2:016x}"
+    assert seen == [
+        (None, None),
+        (one, f"00-{'a' * 32}-{one}-01"),  # the retry: every header of the failed run
+        (None, f"00-{'a' * 32}-{two}-01"),  # the chain link: the trace context of the run
+    ]
