@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery, OutgoingMessage
 from cloudq.adapters.wire import is_fifo
@@ -80,6 +80,12 @@ class BatchFailed(Exception):
     abandon the batch."""
 
 
+def message_ident(message: Any) -> str:
+    """How a trigger message is named in deliveries, logs and failure reports, one name for
+    all three: its message id, else its sequence number (``"None"`` if it has neither)."""
+    return str(getattr(message, "message_id", None) or getattr(message, "sequence_number", None))
+
+
 def message_to_delivery(queue: str, message: func.ServiceBusMessage) -> Delivery:
     """One trigger message as the Delivery a worker would have received.
 
@@ -99,7 +105,7 @@ def message_to_delivery(queue: str, message: func.ServiceBusMessage) -> Delivery
     return Delivery(
         queue=queue,
         body=message.get_body(),
-        message_id=str(message.message_id or message.sequence_number),
+        message_id=message_ident(message),
         receive_count=int(message.delivery_count or 1) + int(before or 0),
         handle=None,
         attributes=properties,
@@ -163,7 +169,7 @@ def process_messages(
             delivery = contained(partial(message_to_delivery, queue, message))
         except Exception:
             logger.exception("a trigger message could not be read; the batch comes back")
-            unsettled.append(str(getattr(message, "message_id", None) or "?"))
+            unsettled.append(message_ident(message))
             continue
         try:
             contained(partial(_run, app, delivery, time_limit))
@@ -190,12 +196,12 @@ def _process_session(
             delivery = contained(partial(message_to_delivery, queue, message))
             contained(partial(_run, app, delivery, time_limit))
         except Exception as exc:
-            ident = str(getattr(message, "message_id", None) or "?")
+            ident = message_ident(message)
             if isinstance(exc, _Stop):
                 logger.info("session message %s %s; the batch comes back", ident, exc)
             else:
                 logger.exception("session message %s failed; the batch comes back", ident)
-            return [str(getattr(m, "message_id", None) or "?") for m in messages[index:]]
+            return [message_ident(m) for m in messages[index:]]
     return []
 
 
