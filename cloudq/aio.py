@@ -103,7 +103,10 @@ async def wait_for_record(result: AsyncResult, call: GetCall) -> TaskResult | No
     from cloudq.result import backend_of
 
     app = result.app
-    backend = backend_of(app)
+    if "backend" in app.__dict__:
+        backend = backend_of(app)
+    else:  # opening it imports the client library and may connect: not on the loop
+        backend = await run_blocking(app, backend_of, app)
     deadline = None if call.timeout is None else time.monotonic() + call.timeout
     follow = call.propagate and call.follow_parents and result.parent is not None
     while True:

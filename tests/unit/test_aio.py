@@ -255,3 +255,50 @@ def test_sync_only_app_never_imports_asyncio() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_aget_on_redis_wakes_on_the_store_without_blocking_the_loop(
+    redis_url: str, redis_prefix: str
+) -> None:
+    from cloudq.results import redis_async
+
+    name = uuid.uuid4().hex
+    app = App("t", broker=f"memory://{name}", backend=f"{redis_url}?prefix={redis_prefix}")
+
+    @app.task
+    def one() -> int:
+        return 1
+
+    assert app.backend is not None  # opened first, as a lifespan does: the wait is the store's
+
+    async def main() -> tuple[int, float, int]:
+        result = await one.adelay()
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        worker = threading.Timer(0.3, process_one, args=(app,))
+        worker.start()
+        began = time.monotonic()
+        try:
+            value = await result.aget(timeout=5)
+        finally:
+            ticker.cancel()
+            worker.join()
+        waited = time.monotonic() - began
+        assert redis_async._clients[asyncio.get_running_loop()].get(app) is not None
+        from cloudq import aio
+
+        await aio.aclose(app)
+        assert redis_async._clients[asyncio.get_running_loop()].get(app) is None
+        return value, waited, ticks
+
+    value, waited, ticks = asyncio.run(main())
+    assert value == 1
+    assert waited < 1.0  # woken by the store's PUBLISH, not by the 1 s re-read
+    assert ticks >= 10
