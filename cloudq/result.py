@@ -265,6 +265,10 @@ class AsyncResult:
         from cloudq import aio
 
         call = GetCall.of(timeout, propagate, options, "aget")
+        # An async task holds its pool slot while it awaits: the same guard as get()'s.
+        blocking = call.disable_sync_subtasks and in_a_task()
+        if blocking and not await aio.run_blocking(self.app, self.ready):
+            assert_will_not_block("result.aget()")
         return self.outcome(call, await aio.wait_for_record(self, call))
 
     def outcome(self, call: GetCall, record: TaskResult | None) -> Any:
@@ -394,12 +398,19 @@ class ResultSet:
         self, timeout: float | None = None, propagate: bool = True, **options: Unpack[GetOptions]
     ) -> list[Any]:
         """``join()`` that never blocks the event loop: ``await group(...).adelay()).ajoin(5)``."""
+        from cloudq import aio
+
         call = GetCall.of(timeout, propagate, options, "ajoin")
+        blocking = call.disable_sync_subtasks and in_a_task()
+        if blocking and not await aio.run_blocking(self.app, self.ready):
+            assert_will_not_block("ajoin()")
         deadline = None if timeout is None else time.monotonic() + timeout
         out = []
         for r in self.results:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            out.append(await r.aget(left, propagate, interval=call.interval))
+            out.append(
+                await r.aget(left, propagate, interval=call.interval, disable_sync_subtasks=False)
+            )
         return out
 
     get = join

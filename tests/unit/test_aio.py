@@ -302,3 +302,44 @@ def test_aget_on_redis_wakes_on_the_store_without_blocking_the_loop(
     assert value == 1
     assert waited < 1.0  # woken by the store's PUBLISH, not by the 1 s re-read
     assert ticks >= 10
+
+
+def test_aget_inside_a_task_refuses_to_wait_as_get_does() -> None:
+    app = new_app()
+
+    @app.task
+    def never() -> None: ...
+
+    @app.task
+    async def waits(task_id: str) -> str:
+        try:
+            await app.AsyncResult(task_id).aget(timeout=1)
+        except RuntimeError as exc:
+            return str(exc)
+        return "waited"
+
+    pending = never.delay()
+    outer = waits.apply(args=(pending.id,))
+    assert "Never call result.aget() within a task" in outer.get()
+
+
+def test_a_loop_blocking_async_task_is_stopped_and_the_thread_runs_the_next() -> None:
+    app = new_app()
+
+    @app.task(time_limit=0.5)
+    async def blocks() -> None:
+        while True:
+            time.sleep(0.01)  # blocks the loop: only the hard limit's backstop can stop it
+
+    @app.task
+    async def next_one() -> str:
+        await asyncio.sleep(0)
+        return "ran"
+
+    from cloudq.errors import TimeLimitExceeded
+
+    with start_worker(app, ["default"], concurrency=1):
+        stuck = blocks.delay()
+        with pytest.raises(TimeLimitExceeded):
+            stuck.get(timeout=10)
+        assert next_one.delay().get(timeout=10) == "ran"
