@@ -216,8 +216,9 @@ def _call(
     from cloudq import taskloop
 
     async def bounded() -> Any:
-        # The limit cancels the coroutine on its own loop, which stays usable; the runner's
-        # hard limit is the backstop for a body that blocks the loop (then the loop is replaced).
+        # The limit cancels the coroutine on its own loop, which stays usable; the runner's hard
+        # limit is the backstop for a body that blocks the loop (``taskloop`` replaces a loop
+        # that such an interruption hit outside the coroutine).
         limit = soft if soft is not None else hard
         timeout = asyncio.timeout(limit)
         try:
