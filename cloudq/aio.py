@@ -7,11 +7,15 @@ pool owned by the app (``SEND_THREADS`` threads, closed by ``app.close()``), awa
 
 - SQS: aiobotocore is a large dependency pinned to one botocore version (it would pin boto3 for
   every user); boto3 clients are thread-safe, so a few threads serve any number of coroutines.
-- Pub/Sub and Service Bus: their async clients (``PublisherAsyncClient``,
-  ``azure.servicebus.aio``) open a second connection per event loop beside the adapter's own,
-  and would need a second send path in each adapter, with its own retries, limits and error
-  mapping: the rule "one send path" wins until a measurement says the threads cost too much
-  (``bench/async_producer.py`` measures it).
+- Pub/Sub: the adapter publishes with one synchronous ``Publish`` call per request of at most
+  1000 messages and 10 MiB (its retries, size checks and partial-send errors around it); the
+  batching publisher's futures (``asyncio.wrap_future``) are another client with other batching
+  and error semantics: a second send path.
+- Service Bus: ``azure.servicebus.aio`` opens a second AMQP connection per event loop beside the
+  adapter's own, with a sender and lock of its own per queue: a second send path too.
+
+The rule "one send path" wins until a measurement says the threads cost too much
+(``bench/async_producer.py`` measures it).
 
 The bound matters: at most ``SEND_THREADS`` sends run at once per app, the rest wait in the
 executor's queue without blocking the loop. Context variables (the current task, for a send from
