@@ -113,7 +113,8 @@ def _close(runner: asyncio.Runner) -> None:
     if loop.is_running():
         logger.warning("a task's event loop is still running at stop; left open")
         return
-    closers = _closers.pop(loop, [])
+    with _lock:
+        closers = _closers.pop(loop, [])
     try:
         for close in closers:
             try:
