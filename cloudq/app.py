@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -514,6 +515,9 @@ class App:
         return backend
 
     def close(self) -> None:
+        aio = sys.modules.get("cloudq.aio")  # its send threads, if a coroutine ever sent
+        if aio is not None:
+            aio.shutdown(self)
         if "broker" in self.__dict__:
             self.broker.close()
         if "backend" in self.__dict__ and self.backend is not None:

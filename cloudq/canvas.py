@@ -197,6 +197,18 @@ class Signature(BaseModel):
         self.app.send_envelopes([envelope])
         return self.app.AsyncResult(envelope.id, task_name=self.task)
 
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """``delay()`` for coroutines (``cloudq.aio``): never blocks the loop."""
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
+        """``apply_async()`` awaited: the same code, run on the app's send threads."""
+        from cloudq import aio
+
+        return await aio.run_blocking(self.app, self.apply_async, args, kwargs, **options)
+
 
 def _bind_all(sig: Signature, app: App | None) -> None:
     stack = [sig]
@@ -725,6 +737,20 @@ class _Composite:
         if links:
             _update_tail(wire, lambda tail: tail._set(links))
         return send_wire(wire, args, kwargs, **options)
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> Any:
+        """``delay()`` for coroutines: ``await group(...).adelay()`` (``cloudq.aio``)."""
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> Any:
+        """``apply_async()`` awaited: compiling and sending (a chord's counter too) run on the
+        app's send threads, the same code as the sync call."""
+        from cloudq import aio
+
+        app = self._frozen.app if self._frozen is not None else _app_of([self])  # type: ignore[list-item]
+        return await aio.run_blocking(app, self.apply_async, args, kwargs, **options)
 
     def __invert__(self) -> Any:
         return self.apply_async().get()

@@ -214,16 +214,25 @@ def _call(
         return runner(lambda: task.run_with(args, kwargs), soft, hard)
     import asyncio  # here, not at the top: a worker with no async task never loads it
 
+    from cloudq import taskloop
+
     async def bounded() -> Any:
+        # The limit cancels the coroutine on its own loop, which stays usable; the runner's hard
+        # limit is the backstop for a body that blocks the loop (``taskloop`` replaces a loop
+        # that such an interruption hit outside the coroutine).
         limit = soft if soft is not None else hard
+        timeout = asyncio.timeout(limit)
         try:
-            async with asyncio.timeout(limit):
+            async with timeout:
                 return await task.run_with(args, kwargs)
         except TimeoutError:
+            if not timeout.expired():  # the body's own TimeoutError (a client's), not ours
+                raise
             kind = SoftTimeLimitExceeded if soft is not None else TimeLimitExceeded
             raise kind(f"time limit ({limit}s) exceeded") from None
 
-    return runner(lambda: asyncio.run(bounded()), None, hard)
+    # One loop per thread, kept across tasks (``cloudq.taskloop``): pools made on it live on.
+    return runner(lambda: taskloop.run(task.app, bounded()), None, hard)
 
 
 def open_body(delivery: Delivery, app: App) -> tuple[Envelope, bytes] | DeadLetter:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from cloudq.errors import ConfigurationError, TaskRevokedError
 from cloudq.request import current_request
@@ -24,7 +25,15 @@ if TYPE_CHECKING:
     from cloudq.app import App
     from cloudq.results.base import ResultBackend
 
-__all__ = ["AsyncResult", "EagerResult", "GroupResult", "ResultSet", "rebuild_exception"]
+__all__ = [
+    "AsyncResult",
+    "EagerResult",
+    "GetCall",
+    "GetOptions",
+    "GroupResult",
+    "ResultSet",
+    "rebuild_exception",
+]
 
 PARENT_POLL_SECONDS = 0.5
 """How often ``get()`` on a result with parents looks at them while it waits (Celery's
@@ -61,6 +70,47 @@ def assert_will_not_block(what: str = "result.get()") -> None:
 
 STREAMING_OPTIONS = frozenset({"callback", "on_message", "on_interval"})
 """Celery's ``get()`` hooks into its result consumer; cloudq has none to hook into."""
+
+
+class GetOptions(TypedDict, total=False):
+    """The keywords of every ``get()``/``aget()`` after ``timeout`` and ``propagate`` (Celery's
+    names): one list for ``AsyncResult``, ``EagerResult`` and the async reads."""
+
+    interval: float
+    """How often a wait looks at the parents (Celery's poll interval)."""
+    no_ack: bool
+    """Celery's (AMQP) only: accepted, changes nothing."""
+    follow_parents: bool
+    """A failed parent ends the wait with its error."""
+    disable_sync_subtasks: bool
+    """Refuse to wait inside a task (it can deadlock the pool)."""
+    callback: Any
+    """Celery's streaming hooks (this one and the next two): refused with what to write."""
+    on_message: Any
+    on_interval: Any
+
+
+@dataclass(frozen=True)
+class GetCall:
+    """One ``get()`` call's options, defaults filled in and Celery-only ones refused."""
+
+    timeout: float | None = None
+    propagate: bool = True
+    interval: float = PARENT_POLL_SECONDS
+    follow_parents: bool = True
+    disable_sync_subtasks: bool = True
+
+    @classmethod
+    def of(
+        cls, timeout: float | None, propagate: bool, options: GetOptions, method: str = "get"
+    ) -> GetCall:
+        given: dict[str, Any] = dict(options)
+        refuse_streaming({k: v for k, v in given.items() if k not in _GET_NAMES}, method)
+        given.pop("no_ack", None)
+        return cls(timeout, propagate, **given)
+
+
+_GET_NAMES = frozenset(GetOptions.__annotations__) - STREAMING_OPTIONS
 
 
 def refuse_streaming(options: dict[str, Any], method: str) -> None:
@@ -196,36 +246,46 @@ class AsyncResult:
         return [AsyncResult(child, self.app) for child in ids]
 
     def get(
-        self,
-        timeout: float | None = None,
-        propagate: bool = True,
-        interval: float = PARENT_POLL_SECONDS,
-        no_ack: bool = True,
-        follow_parents: bool = True,
-        disable_sync_subtasks: bool = True,
-        **celery_only: Any,
+        self, timeout: float | None = None, propagate: bool = True, **options: Unpack[GetOptions]
     ) -> Any:
         """Wait for the result; ``TimeoutError`` after ``timeout``; re-raise the task's error
         (or a failed parent's, with ``follow_parents``). ``interval`` paces only the look at
         parents: the backends wake on the record itself. ``no_ack`` is Celery's (AMQP) only."""
-        refuse_streaming(celery_only, "get")
-        if disable_sync_subtasks and in_a_task() and not self.ready():  # done: cannot block
+        call = GetCall.of(timeout, propagate, options)
+        if call.disable_sync_subtasks and in_a_task() and not self.ready():  # done: no block
             assert_will_not_block()
-        record = self._wait(timeout, propagate and follow_parents, interval)
+        return self.outcome(call, self._wait(call))
+
+    wait = get
+
+    async def aget(
+        self, timeout: float | None = None, propagate: bool = True, **options: Unpack[GetOptions]
+    ) -> Any:
+        """``get()`` that never blocks the event loop (``cloudq.aio``): ``await r.aget(5)``."""
+        from cloudq import aio
+
+        call = GetCall.of(timeout, propagate, options, "aget")
+        # An async task holds its pool slot while it awaits: the same guard as get()'s.
+        blocking = call.disable_sync_subtasks and in_a_task()
+        if blocking and not await aio.run_blocking(self.app, self.ready):
+            assert_will_not_block("result.aget()")
+        return self.outcome(call, await aio.wait_for_record(self, call))
+
+    def outcome(self, call: GetCall, record: TaskResult | None) -> Any:
+        """What ``get()`` returns (or raises) once its wait gave ``record``."""
         if record is None or not record.ready:
             state = record.state if record else State.PENDING
-            raise TimeoutError(f"task {self.id} not ready after {timeout}s (state {state})")
+            raise TimeoutError(f"task {self.id} not ready after {call.timeout}s (state {state})")
         if record.state != State.SUCCESS:
             exc = self._exception(record)
-            if propagate:
+            if call.propagate:
                 raise exc
             return exc
         return self._value(record)
 
-    wait = get
-
-    def _wait(self, timeout: float | None, parents: bool, interval: float) -> TaskResult | None:
-        if not parents or self.parent is None:
+    def _wait(self, call: GetCall) -> TaskResult | None:
+        timeout, interval = call.timeout, call.interval
+        if not (call.propagate and call.follow_parents) or self.parent is None:
             return self._backend().wait(self.id, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -321,27 +381,41 @@ class ResultSet:
         return sum(1 for r in self.results if r.successful())
 
     def join(
-        self,
-        timeout: float | None = None,
-        propagate: bool = True,
-        interval: float = PARENT_POLL_SECONDS,
-        no_ack: bool = True,
-        disable_sync_subtasks: bool = True,
-        **celery_only: Any,
+        self, timeout: float | None = None, propagate: bool = True, **options: Unpack[GetOptions]
     ) -> list[Any]:
         """Every result, in order; ``timeout`` covers the whole set (``TimeoutError``)."""
-        refuse_streaming(celery_only, "join")
-        if disable_sync_subtasks and in_a_task() and not self.ready():  # done: cannot block
+        call = GetCall.of(timeout, propagate, options, "join")
+        if call.disable_sync_subtasks and in_a_task() and not self.ready():  # done: no block
             assert_will_not_block("join()")
         deadline = None if timeout is None else time.monotonic() + timeout
         out = []
         for r in self.results:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            out.append(r.get(left, propagate, interval, no_ack, disable_sync_subtasks=False))
+            out.append(r.get(left, propagate, interval=call.interval, disable_sync_subtasks=False))
+        return out
+
+    async def ajoin(
+        self, timeout: float | None = None, propagate: bool = True, **options: Unpack[GetOptions]
+    ) -> list[Any]:
+        """``join()`` that never blocks the event loop: ``await group(...).adelay()).ajoin(5)``."""
+        from cloudq import aio
+
+        call = GetCall.of(timeout, propagate, options, "ajoin")
+        blocking = call.disable_sync_subtasks and in_a_task()
+        if blocking and not await aio.run_blocking(self.app, self.ready):
+            assert_will_not_block("ajoin()")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out = []
+        for r in self.results:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            out.append(
+                await r.aget(left, propagate, interval=call.interval, disable_sync_subtasks=False)
+            )
         return out
 
     get = join
     join_native = join
+    aget = ajoin
 
     def forget(self) -> None:
         for r in self.results:
@@ -455,22 +529,23 @@ class EagerResult:
         return self.error.traceback if self.error else None
 
     def get(
-        self,
-        timeout: float | None = None,
-        propagate: bool = True,
-        interval: float = PARENT_POLL_SECONDS,
-        no_ack: bool = True,
-        follow_parents: bool = True,
-        disable_sync_subtasks: bool = True,
+        self, timeout: float | None = None, propagate: bool = True, **options: Unpack[GetOptions]
     ) -> Any:
-        """The value, or the error re-raised; the arguments are Celery's and change nothing
+        """The value, or the error re-raised; the options are Celery's and change nothing
         (an eager result never waits, so it never blocks a worker)."""
+        call = GetCall.of(timeout, propagate, options)
         if self.error is not None:
             exc = rebuild_exception(self.error)
-            if propagate:
+            if call.propagate:
                 raise exc
             return exc
         return self._value
+
+    async def aget(
+        self, timeout: float | None = None, propagate: bool = True, **options: Unpack[GetOptions]
+    ) -> Any:
+        """``get()``: already done, nothing to await but the same answer."""
+        return self.get(timeout, propagate, **options)
 
     wait = get
 

@@ -389,12 +389,41 @@ class Task(Generic[P, R]):
             return self.apply(  # type: ignore[return-value]
                 args, kwargs, task_id=options.get("task_id"), throw=conf.task_eager_propagates
             )
+        envelope = self._outgoing(args, kwargs, options)
+        self.app.send_envelopes([envelope])
+        return self.app.AsyncResult(envelope.id, task_name=self.name)
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+        """``delay()`` for coroutines: ``await add.adelay(2, 2)`` never blocks the loop."""
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[SendOptions],
+    ) -> AsyncResult:
+        """``apply_async()`` awaited: the arguments are checked here, at once; the send is the
+        same producer code as ``delay()``'s, run off the loop (``cloudq.aio``)."""
+        from cloudq import aio
+
+        if self.app.conf.task_always_eager:
+            return await aio.run_blocking(self.app, self.apply_async, args, kwargs, **options)
+        envelope = self._outgoing(args, kwargs, options)
+        await aio.asend_envelopes(self.app, [envelope])
+        return self.app.AsyncResult(envelope.id, task_name=self.name)
+
+    def _outgoing(
+        self,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
+        options: SendOptions,
+    ) -> Envelope:
+        """The checked envelope ``apply_async`` and ``aapply_async`` send, links attached."""
         send: dict[str, Any] = dict(options)
         link, link_error = send.pop("link", None), send.pop("link_error", None)
         envelope = self.envelope(args or (), kwargs or {}, **send)
-        envelope = canvas.with_links(envelope, link, link_error)
-        self.app.send_envelopes([envelope])
-        return self.app.AsyncResult(envelope.id, task_name=self.name)
+        return canvas.with_links(envelope, link, link_error)
 
     def envelope(
         self,

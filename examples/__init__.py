@@ -1,0 +1,1 @@
+"""Example apps (importable from the repository root, as the tests run them)."""
