@@ -109,10 +109,11 @@ class Hooks:
     """An app's middleware and, per hook, the bound methods to call."""
 
     def __init__(self, app: App, middleware: Iterable[object] = ()) -> None:
+        from cloudq.reports import ErrorReports
         from cloudq.signals import bridge
 
         self._app = app
-        self._middleware: list[object] = [bridge()]
+        self._middleware: list[object] = [bridge(), ErrorReports()]
         self._calls: dict[str, tuple[Callable[..., Any], ...]] = {}
         for item in middleware:
             self._check(item)
@@ -122,7 +123,7 @@ class Hooks:
 
     @property
     def middleware(self) -> list[object]:
-        """The middleware added, in call order (the signals bridge first)."""
+        """The middleware added, in call order (the signals bridge and error reports first)."""
         return list(self._middleware)
 
     @staticmethod
