@@ -11,7 +11,7 @@ import os
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -98,6 +98,9 @@ class Settings(BaseModel):
     ``worker_prefetch`` becomes ``(multiplier - 1) * concurrency``); ``worker_prefetch`` wins."""
     worker_poll_seconds: float = Field(default=5.0, ge=0)
     """Longest a receive waits for a message; also bounds how long a stop waits on a poll."""
+    log_format: Literal["text", "json"] = "text"
+    """``cloudq worker``'s logs: ``json`` is one object a line with the running task's ids
+    (``cloudq.contrib.logging``; ``--log-format`` wins)."""
     worker_fairness_rounds: int = Field(default=10, ge=1)
     """Every Nth receive round starts at the next queue in turn so no queue starves."""
     worker_max_tasks_per_child: int | None = Field(default=None, ge=1)

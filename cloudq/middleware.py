@@ -35,6 +35,8 @@ costs one dict lookup.
 
 from __future__ import annotations
 
+import importlib
+import os
 import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -89,6 +91,33 @@ class Middleware:
     def worker_ready(self, app: App, **kwargs: Any) -> None: ...
     def worker_stop(self, app: App, **kwargs: Any) -> None: ...
     def beat_start(self, app: App, **kwargs: Any) -> None: ...
+
+
+POOL_MIDDLEWARE_ENV = "CLOUDQ_POOL_MIDDLEWARE"
+"""Comma-separated ``module:factory`` paths: middleware that a worker's processes-pool children
+add to the app they import. Worker options (``--metrics-port``) set it in the worker's
+environment before the children are spawned; the children inherit it."""
+
+
+def pass_to_pool_children(factory: str) -> None:
+    """Have every pool child started from now on add ``factory()`` (``module:callable``)."""
+    known = [f for f in os.environ.get(POOL_MIDDLEWARE_ENV, "").split(",") if f]
+    if factory not in known:
+        os.environ[POOL_MIDDLEWARE_ENV] = ",".join([*known, factory])
+
+
+def add_inherited(app: App) -> None:
+    """In a pool child: add the middleware its worker passed (``POOL_MIDDLEWARE_ENV``), except
+    of a type the app's own module already added."""
+    for path in filter(None, os.environ.get(POOL_MIDDLEWARE_ENV, "").split(",")):
+        module, _, name = path.partition(":")
+        try:
+            item = getattr(importlib.import_module(module), name)()
+        except Exception:
+            logger.exception("pool middleware %s failed; the child runs without it", path)
+            continue
+        if not any(type(m) is type(item) for m in app.hooks.middleware):
+            app.add_middleware(item)
 
 
 _buses: weakref.WeakSet[Hooks] = weakref.WeakSet()
