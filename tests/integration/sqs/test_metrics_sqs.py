@@ -1,8 +1,10 @@
 """Prometheus metrics scraped from a real ``cloudq worker --metrics-port`` on moto SQS, in the
-threads pool and in the processes pool (prometheus_client's multiprocess mode)."""
+threads pool and in the processes pool (prometheus_client's multiprocess mode); the processes
+pool's worker also logs JSON (``--log-format json``), the parent and its children."""
 
 from __future__ import annotations
 
+import json
 import signal
 import urllib.request
 from collections.abc import Iterator
@@ -53,8 +55,10 @@ def value(
 @pytest.mark.parametrize("pool", ["threads", "processes"])
 def test_scraped_metrics_count_what_the_worker_did(stack: Stack, pool: str) -> None:
     port = free_port()
-    command = [*CLOUDQ, "-A", APP_REF, "worker", "-Q", QUEUE, "-c", "2", "-P", pool, "-l", "info"]
-    worker = stack.spawn([*command, "--metrics-port", str(port)], stack.env(), "worker", True)
+    command = [*CLOUDQ, "-A", APP_REF, "worker", "-Q", QUEUE, "-c", "2", "-P", pool]
+    command += ["--metrics-port", str(port)]
+    command += ["-l", "debug", "--log-format", "json"] if pool == "processes" else ["-l", "info"]
+    worker = stack.spawn(command, stack.env(), "worker", True)
     worker.wait_ready()
     served = worker.wait_log(
         r"metrics on http://127\.0\.0\.1:\d+/metrics(?: \(multiprocess samples in (\S+)\))?",
@@ -96,3 +100,9 @@ def test_scraped_metrics_count_what_the_worker_did(stack: Stack, pool: str) -> N
     if pool == "processes":
         assert served.group(1), "the processes pool runs in multiprocess mode"
         assert not Path(served.group(1)).exists(), "its samples directory is removed at stop"
+        logged = [json.loads(line) for line in worker.lines if line.startswith("{")]
+        started = [r for r in logged if r.get("task_id") == stamps[0].id]
+        assert started, f"a JSON line from the child running {stamps[0].id}\n{worker.log()}"
+        assert started[0]["task"] == "sqs.stamp" and started[0]["queue"] == QUEUE
+        assert started[0]["processName"] != "MainProcess", "logged by the pool child"
+        assert any("ready" in str(r["message"]) for r in logged), "the parent logs JSON too"
