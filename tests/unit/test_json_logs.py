@@ -95,7 +95,9 @@ def test_a_default_for_lines_outside_tasks_for_text_formats() -> None:
 
 
 def test_trace_ids_when_opentelemetry_is_importable() -> None:
-    trace = pytest.importorskip("opentelemetry.trace")
+    trace = pytest.importorskip(
+        "opentelemetry.trace", reason="the OpenTelemetry API is not installed"
+    )
     context = trace.SpanContext(
         trace_id=0x1234, span_id=0x56, is_remote=False, trace_flags=trace.TraceFlags(1)
     )
