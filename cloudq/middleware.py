@@ -26,6 +26,7 @@ worker`` (both pools), in eager mode and in the three serverless handlers:
 ``worker_ready``    the worker receives: ``worker``
 ``worker_stop``     the worker has stopped: ``worker``
 ``beat_start``      beat is starting: ``beat``
+``invocation_end``  a serverless handler's batch is done (its metrics flush): ``platform``
 ==================  ==========================================================================
 
 A hook that raises is logged and the task goes on: a middleware never loses a message. With
@@ -65,6 +66,7 @@ HOOKS = (
     "worker_ready",
     "worker_stop",
     "beat_start",
+    "invocation_end",
 )
 
 
@@ -91,6 +93,7 @@ class Middleware:
     def worker_ready(self, app: App, **kwargs: Any) -> None: ...
     def worker_stop(self, app: App, **kwargs: Any) -> None: ...
     def beat_start(self, app: App, **kwargs: Any) -> None: ...
+    def invocation_end(self, app: App, **kwargs: Any) -> None: ...
 
 
 POOL_MIDDLEWARE_ENV = "CLOUDQ_POOL_MIDDLEWARE"
