@@ -69,6 +69,23 @@ class _WorkerCollector:
         )
 
 
+class _Series:
+    """One (task, queue)'s labelled metrics."""
+
+    def __init__(self, tasks: Any, duration: Any, latency: Any, key: tuple[str, str]) -> None:
+        self._tasks = tasks
+        self._key = key
+        self._outcomes: dict[str, Any] = {}
+        self.duration = duration
+        self.latency = latency
+
+    def count(self, outcome: str) -> None:
+        child = self._outcomes.get(outcome)
+        if child is None:
+            child = self._outcomes[outcome] = self._tasks.labels(*self._key, outcome)
+        child.inc()
+
+
 class PrometheusMetrics(Middleware):
     """Records task metrics; with ``port``, a worker serves them on ``address:port/metrics``."""
 
@@ -81,6 +98,7 @@ class PrometheusMetrics(Middleware):
         self._server: Any = None
         self._own_dir: str | None = None
         self._unwrap: list[Callable[[], None]] = []
+        self._children: dict[tuple[str, str], _Series] = {}
         self.registry: CollectorRegistry | None = None
         """What ``/metrics`` serves (set at ``worker_start``)."""
 
@@ -114,8 +132,21 @@ class PrometheusMetrics(Middleware):
         }
         return self._metrics
 
-    def _labels(self, app: App, envelope: Any) -> tuple[str, str]:
-        return tm.task_label(app, envelope.task), self._queues(envelope.queue)
+    def _series(self, app: App, envelope: Any) -> _Series:
+        """The labelled children of one (task, queue), made once: ``labels()`` costs a lock
+        and a validation per call, a dict lookup here costs neither."""
+        key = (tm.task_label(app, envelope.task), self._queues(envelope.queue))
+        series = self._children.get(key)
+        if series is None:
+            metrics = self._ensure()
+            series = _Series(
+                metrics[tm.TASKS],
+                metrics[tm.DURATION].labels(*key),
+                metrics[tm.QUEUE_LATENCY].labels(*key),
+                key,
+            )
+            self._children[key] = series
+        return series
 
     # --- hooks --------------------------------------------------------------------------------
     def process_start(self, app: App, **kwargs: Any) -> None:
@@ -123,24 +154,18 @@ class PrometheusMetrics(Middleware):
 
     def before_execute(self, app: App, **kwargs: Any) -> None:
         envelope = kwargs["envelope"]
-        metrics = self._ensure()
-        metrics[tm.QUEUE_LATENCY].labels(*self._labels(app, envelope)).observe(
-            tm.queue_latency(envelope)
-        )
+        self._series(app, envelope).latency.observe(tm.queue_latency(envelope))
         self._runs.start(kwargs["request"])
 
     def after_execute(self, app: App, **kwargs: Any) -> None:
-        envelope = kwargs["envelope"]
-        metrics = self._ensure()
-        task, queue = self._labels(app, envelope)
-        metrics[tm.TASKS].labels(task, queue, tm.outcome_label(kwargs["state"])).inc()
+        series = self._series(app, kwargs["envelope"])
+        series.count(tm.outcome_label(kwargs["state"]))
         took = self._runs.stop(kwargs["request"])
         if took is not None:
-            metrics[tm.DURATION].labels(task, queue).observe(took)
+            series.duration.observe(took)
 
     def revoked(self, app: App, **kwargs: Any) -> None:
-        task, queue = self._labels(app, kwargs["envelope"])
-        self._ensure()[tm.TASKS].labels(task, queue, "revoked").inc()
+        self._series(app, kwargs["envelope"]).count("revoked")
 
     def worker_start(self, app: App, **kwargs: Any) -> None:
         worker = kwargs["worker"]
