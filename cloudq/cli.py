@@ -51,12 +51,25 @@ def setup_logging(
 
 
 def _add_metrics(app: Any, port: int, address: str) -> None:
+    """The Prometheus middleware, after checking what would otherwise only be logged once the
+    worker runs (a hook that raises is logged, never fatal): the client and a free port."""
+    import socket
+
     try:
         from cloudq.contrib.prometheus import PrometheusMetrics, require_client
 
         require_client()
     except ImportError as exc:
         raise click.UsageError(f"--metrics-port: {exc}") from exc
+    try:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind((address, port))
+    except OSError as exc:
+        raise click.UsageError(
+            f"--metrics-port: {address}:{port} is in use or not available here ({exc.strerror})"
+        ) from exc
     app.add_middleware(PrometheusMetrics(port=port, address=address))
 
 
