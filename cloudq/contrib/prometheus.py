@@ -125,6 +125,7 @@ class PrometheusMetrics(Middleware):
                 buckets=tm.LATENCY_BUCKETS,
                 **kw,
             ),
+            tm.DEAD_LETTERS: pc.Counter(tm.DEAD_LETTERS, "messages dead-lettered", ["queue"], **kw),
             tm.BROKER_CALLS: pc.Counter(tm.BROKER_CALLS, "broker calls", ["call"], **kw),
             tm.BROKER_MESSAGES: pc.Counter(
                 tm.BROKER_MESSAGES, "messages received or acknowledged", ["call"], **kw
@@ -166,6 +167,10 @@ class PrometheusMetrics(Middleware):
 
     def revoked(self, app: App, **kwargs: Any) -> None:
         self._series(app, kwargs["envelope"]).count("revoked")
+
+    def dead_letter(self, app: App, **kwargs: Any) -> None:
+        queue = self._queues(kwargs["delivery"].queue)
+        self._ensure()[tm.DEAD_LETTERS].labels(queue).inc()
 
     def worker_start(self, app: App, **kwargs: Any) -> None:
         worker = kwargs["worker"]
