@@ -47,8 +47,12 @@ class _Noop(Middleware):
 
 def _app(n: int, hooks: str = "none") -> App:
     """A fresh broker with ``n`` no-op tasks queued; ``hooks``: none, a no-op ``middleware``,
-    or a receiver on Celery's ``signals`` (task_prerun and task_postrun)."""
-    middleware = [_Noop()] if hooks == "middleware" else []
+    or a receiver on Celery's ``signals`` (task_prerun and task_postrun), or ``prometheus``."""
+    middleware: list[Middleware] = [_Noop()] if hooks == "middleware" else []
+    if hooks == "prometheus":  # the real exporter's recording, without its HTTP server
+        from cloudq.contrib.prometheus import PrometheusMetrics
+
+        middleware = [PrometheusMetrics()]
     app = App("overhead", broker=f"memory://{uuid.uuid4().hex}", middleware=middleware)
 
     @app.task(name="work", queue="q", ignore_result=True)
@@ -102,9 +106,10 @@ def main() -> None:
     parser.add_argument("--loglevel", default="INFO", help="as `cloudq worker -l` (INFO)")
     parser.add_argument(
         "--hooks",
-        choices=["none", "middleware", "signals"],
+        choices=["none", "middleware", "signals", "prometheus"],
         default="none",
-        help="a no-op middleware on the task hooks, or receivers on task_prerun/postrun",
+        help="a no-op middleware on the task hooks, receivers on task_prerun/postrun, or the "
+        "Prometheus middleware (cloudq.contrib.prometheus)",
     )
     args = parser.parse_args()
     if args.hooks == "signals":

@@ -27,9 +27,13 @@ EX_UNAVAILABLE = 69
 """Celery's exit status when no worker answered (``status``, ``inspect``, ``control``)."""
 
 
-def setup_logging(level: str, logfile: str | None = None) -> None:
+def setup_logging(
+    level: str, logfile: str | None = None, log_format: str | None = None, app: Any = None
+) -> None:
     """Log to stderr, or to ``logfile`` (appended) instead; with a receiver connected to
-    ``cloudq.signals.setup_logging`` (Celery's signal), that receiver configures logging."""
+    ``cloudq.signals.setup_logging`` (Celery's signal), that receiver configures logging.
+    ``log_format`` (else the app's ``log_format`` setting) ``json``: one JSON object a line
+    (``cloudq.contrib.logging``), in the worker and its pool children."""
     from cloudq import signals
 
     if signals.setup_logging.receivers:
@@ -41,6 +45,33 @@ def setup_logging(level: str, logfile: str | None = None) -> None:
         logging.basicConfig(level=level.upper(), format=LOG_FORMAT, filename=logfile)
     else:
         logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    if (log_format or (app.conf.log_format if app is not None else "text")) == "json":
+        from cloudq.contrib.logging import use_json_logs
+
+        use_json_logs(app)
+
+
+def _add_metrics(app: Any, port: int, address: str) -> None:
+    """The Prometheus middleware, after checking what would otherwise only be logged once the
+    worker runs (a hook that raises is logged, never fatal): the client and a free port."""
+    import socket
+
+    try:
+        from cloudq.contrib.prometheus import PrometheusMetrics, require_client
+
+        require_client()
+    except ImportError as exc:
+        raise click.UsageError(f"--metrics-port: {exc}") from exc
+    try:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind((address, port))
+    except OSError as exc:
+        raise click.UsageError(
+            f"--metrics-port: {address}:{port} is in use or not available here ({exc.strerror})"
+        ) from exc
+    app.add_middleware(PrometheusMetrics(port=port, address=address))
 
 
 def _names(csv: str | None) -> list[str]:
@@ -117,6 +148,18 @@ def main(ctx: click.Context, app_ref: str | None) -> None:
 )
 @click.option("--pidfile", default=None, help="write the pid here (%n: the node name)")
 @click.option("--logfile", default=None, help="log here instead of stderr (%n: the node name)")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="json: one object a line, with the task's ids (setting log_format; default text)",
+)
+@click.option(
+    "--metrics-port", type=int, default=None, help="serve Prometheus metrics on /metrics here"
+)
+@click.option(
+    "--metrics-address", default="127.0.0.1", show_default=True, help="the metrics' address"
+)
 @click.pass_obj
 def worker(
     obj: _Context,
@@ -131,6 +174,9 @@ def worker(
     heartbeat_interval: float | None,
     pidfile: str | None,
     logfile: str | None,
+    log_format: str | None,
+    metrics_port: int | None,
+    metrics_address: str,
 ) -> None:
     """Run a worker: cloudq -A tasks worker -Q high,default -c 8."""
     from pathlib import Path
@@ -140,7 +186,9 @@ def worker(
 
     node = nodename(hostname) if hostname else f"{os.getpid()}@{os.uname().nodename}"
     app = obj.app()  # first: its module may connect the setup_logging signal
-    setup_logging(loglevel, expand(logfile, node) if logfile else None)
+    setup_logging(loglevel, expand(logfile, node) if logfile else None, log_format, app)
+    if metrics_port is not None:
+        _add_metrics(app, metrics_port, metrics_address)
     names = [q.strip() for q in queues.split(",") if q.strip()]
     if not names:
         from cloudq.routes import app_queues

@@ -104,6 +104,9 @@ class Settings(BaseModel):
     ``worker_prefetch`` becomes ``(multiplier - 1) * concurrency``); ``worker_prefetch`` wins."""
     worker_poll_seconds: float = Field(default=5.0, ge=0)
     """Longest a receive waits for a message; also bounds how long a stop waits on a poll."""
+    log_format: Literal["text", "json"] = "text"
+    """``cloudq worker``'s logs: ``json`` is one object a line with the running task's ids
+    (``cloudq.contrib.logging``; ``--log-format`` wins)."""
     worker_fairness_rounds: int = Field(default=10, ge=1)
     """Every Nth receive round starts at the next queue in turn so no queue starves."""
     worker_max_tasks_per_child: int | None = Field(default=None, ge=1)

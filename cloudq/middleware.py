@@ -29,6 +29,7 @@ worker`` (both pools), in eager mode and in the three serverless handlers:
 ``worker_ready``    the worker receives: ``worker``
 ``worker_stop``     the worker has stopped: ``worker``
 ``beat_start``      beat is starting: ``beat``
+``invocation_end``  a serverless handler's batch is done (its metrics flush): ``platform``
 ==================  ==========================================================================
 
 ``add_everywhere(m)`` puts a middleware on every app's bus, existing and future ones (what a
@@ -41,6 +42,8 @@ costs one dict lookup.
 
 from __future__ import annotations
 
+import importlib
+import os
 import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -69,6 +72,7 @@ HOOKS = (
     "worker_ready",
     "worker_stop",
     "beat_start",
+    "invocation_end",
 )
 
 
@@ -95,6 +99,34 @@ class Middleware:
     def worker_ready(self, app: App, **kwargs: Any) -> None: ...
     def worker_stop(self, app: App, **kwargs: Any) -> None: ...
     def beat_start(self, app: App, **kwargs: Any) -> None: ...
+    def invocation_end(self, app: App, **kwargs: Any) -> None: ...
+
+
+POOL_MIDDLEWARE_ENV = "CLOUDQ_POOL_MIDDLEWARE"
+"""Comma-separated ``module:factory`` paths: middleware that a worker's processes-pool children
+add to the app they import. Worker options (``--metrics-port``) set it in the worker's
+environment before the children are spawned; the children inherit it."""
+
+
+def pass_to_pool_children(factory: str) -> None:
+    """Have every pool child started from now on add ``factory()`` (``module:callable``)."""
+    known = [f for f in os.environ.get(POOL_MIDDLEWARE_ENV, "").split(",") if f]
+    if factory not in known:
+        os.environ[POOL_MIDDLEWARE_ENV] = ",".join([*known, factory])
+
+
+def add_inherited(app: App) -> None:
+    """In a pool child: add the middleware its worker passed (``POOL_MIDDLEWARE_ENV``), except
+    of a type the app's own module already added."""
+    for path in filter(None, os.environ.get(POOL_MIDDLEWARE_ENV, "").split(",")):
+        module, _, name = path.partition(":")
+        try:
+            item = getattr(importlib.import_module(module), name)()
+        except Exception:
+            logger.exception("pool middleware %s failed; the child runs without it", path)
+            continue
+        if not any(type(m) is type(item) for m in app.hooks.middleware):
+            app.add_middleware(item)
 
 
 _buses: weakref.WeakSet[Hooks] = weakref.WeakSet()
@@ -132,10 +164,13 @@ class Hooks:
     """An app's middleware and, per hook, the bound methods to call."""
 
     def __init__(self, app: App, middleware: Iterable[object] = ()) -> None:
+        from cloudq.reports import ErrorReports
         from cloudq.signals import bridge
 
         self._app = app
-        self._middleware: list[object] = [bridge()]
+        self._builtin: tuple[object, ...] = (bridge(), ErrorReports())
+        self._middleware: list[object] = []
+        """The app's own, in the order added."""
         self._calls: dict[str, tuple[Callable[..., Any], ...]] = {}
         for item in middleware:
             self._check(item)
@@ -145,9 +180,9 @@ class Hooks:
 
     @property
     def middleware(self) -> list[object]:
-        """The middleware called, in call order (the signals bridge first, then what
-        ``add_everywhere`` added, then the app's own)."""
-        return [self._middleware[0], *_everywhere, *self._middleware[1:]]
+        """The middleware called, in call order: the built-ins (the signals bridge, error
+        reports), then what ``add_everywhere`` added, then the app's own."""
+        return [*self._builtin, *_everywhere, *self._middleware]
 
     @staticmethod
     def _check(item: object) -> None:

@@ -30,6 +30,7 @@ from cloudq.errors import ConfigurationError, TaskRevokedError, TimeLimitExceede
 from cloudq.execute import execute, open_body, outcome_for_error, retry_or_fail
 from cloudq.idempotency import release_for
 from cloudq.logsafe import get_logger
+from cloudq.middleware import add_inherited
 from cloudq.outcome import DeadLetter, Outcome
 from cloudq.timelimits import interrupt
 
@@ -151,6 +152,7 @@ def _child_main(app_ref: str, conn: Connection, log_level: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="[%(asctime)s: %(levelname)s/child] %(message)s")
     app = load_app(app_ref)
+    add_inherited(app)  # what the worker's options add (--metrics-port), before the hooks run
     app.hooks.emit("process_start")
     conn.send("ready")
     try:

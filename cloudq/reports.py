@@ -1,10 +1,13 @@
 """Error reports: an e-mail on a task's final failure (Celery dropped these in 4.0), and hooks.
 
 A report is made when a task is dead-lettered (retries spent, or an error it does not retry),
-never on each retry. Mails are throttled per (task, error type): at most one per window, and the
-next one says how many were suppressed. Arguments are redacted unless the task opts in with
-``@app.task(report_args=True)``. A broken SMTP server never fails the task or the worker: the
-failure is logged. ``app.on_failure(callback)`` takes any reporter (Sentry and the like).
+never on each retry: ``ErrorReports`` is a middleware on the hook bus (``cloudq.middleware``)
+that every app carries, called by the bus's ``dead_letter`` hook. Mails are throttled per
+(task, error type): at most one per window, and the next one says how many were suppressed.
+Arguments are redacted unless the task opts in with ``@app.task(report_args=True)``
+(``shown_arguments``: the one rule; Sentry's reports use it too). A broken SMTP server never
+fails the task or the worker: the failure is logged. ``app.on_failure(callback)`` takes any
+reporter.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cloudq.adapters.urls import redact_url
 from cloudq.envelope import HEADER_ERROR_TRACEBACK, HEADER_ERROR_TYPE, Envelope
 from cloudq.logsafe import get_logger
+from cloudq.middleware import Middleware
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -69,6 +73,23 @@ class FailureReport:
     kwargs: Any
 
 
+def shown_arguments(app: App, envelope: Envelope | None) -> tuple[Any, Any]:
+    """A failure report's ``(args, kwargs)``: the envelope's only if its task opted in with
+    ``report_args=True``, else ``REDACTED``: arguments often hold personal data or secrets."""
+    task = app.tasks.get(envelope.task) if envelope is not None else None
+    if envelope is not None and task is not None and task.options.report_args:
+        return envelope.args, envelope.kwargs
+    return REDACTED, REDACTED
+
+
+class ErrorReports(Middleware):
+    """The bus's ``dead_letter`` hook to ``app.reporter`` (hooks and e-mail)."""
+
+    def dead_letter(self, app: App, **kwargs: Any) -> None:
+        delivery = kwargs["delivery"]
+        app.reporter.report(kwargs["envelope"], kwargs["reason"], delivery.queue)
+
+
 @dataclass
 class _Throttle:
     last_sent: float
@@ -98,8 +119,7 @@ class Reporter:
 
     def _make(self, envelope: Envelope | None, reason: str, queue: str) -> FailureReport:
         headers = envelope.headers if envelope else {}
-        task = self.app.tasks.get(envelope.task) if envelope else None
-        show = bool(task and task.options.report_args)
+        args, kwargs = shown_arguments(self.app, envelope)
         return FailureReport(
             task=envelope.task if envelope else "<undecodable message>",
             task_id=envelope.id if envelope else "-",
@@ -109,8 +129,8 @@ class Reporter:
             reason=reason,
             error_type=headers.get(HEADER_ERROR_TYPE, reason.split(":", 1)[0]),
             traceback=headers.get(HEADER_ERROR_TRACEBACK, ""),
-            args=envelope.args if show and envelope else REDACTED,
-            kwargs=envelope.kwargs if show and envelope else REDACTED,
+            args=args,
+            kwargs=kwargs,
         )
 
     def _mail(self, settings: ErrorReportSettings, report: FailureReport) -> None:

@@ -90,3 +90,9 @@ def begin_invocation(app: App, platform: str, context: object = None, records: i
         app.hooks.emit("process_start")
     serverless_heartbeat(app, platform, context, records)
     revoke.refresh(app)
+
+
+def end_invocation(app: App, platform: str) -> None:
+    """What every handler does once its batch is done, however it ended: the
+    ``invocation_end`` hook (serverless metrics are written once per batch)."""
+    app.hooks.emit("invocation_end", platform=platform)

@@ -397,4 +397,3 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
                 if errbacks:
                     send_envelopes(app, errbacks)
             _dead_letter(app, delivery, reason, envelope)
-            app.reporter.report(envelope, reason, delivery.queue)

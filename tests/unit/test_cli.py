@@ -143,3 +143,17 @@ def test_app_is_found_as_celery_finds_it(tmp_path: Path) -> None:
             load_app("nosuchmodule.app")
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def test_a_metrics_port_in_use_is_a_clear_error_before_the_worker_starts() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            main, ["-A", "tests.apps.hooks_app", "worker", "-Q", "q", "--metrics-port", str(port)]
+        )
+    assert result.exit_code == 2, result.output
+    assert f"127.0.0.1:{port} is in use" in result.output

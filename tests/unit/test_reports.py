@@ -117,3 +117,20 @@ def test_bad_report_settings_are_refused() -> None:
 
     with pytest.raises(ConfigurationError, match="error_reports"):
         App("r", error_reports={"to": []})
+
+
+def test_reports_ride_the_hook_bus_after_a_raising_middleware(smtp: tuple[str, Inbox]) -> None:
+    from cloudq.middleware import Middleware
+    from cloudq.reports import ErrorReports
+
+    class Broken(Middleware):
+        def dead_letter(self, app: App, **kwargs: object) -> None:
+            raise RuntimeError("a broken middleware")
+
+    url, inbox = smtp
+    app = make_app(url)
+    app.add_middleware(Broken())
+    assert sum(isinstance(m, ErrorReports) for m in app.hooks.middleware) == 1
+    app.tasks["open_charge"].delay("x")
+    run_all(app)
+    assert len(inbox.messages) == 1

@@ -43,7 +43,13 @@ from cloudq.execute import execute
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer, Outcome
 from cloudq.producer import is_fifo
-from cloudq.serverless import begin_invocation, contained, own_queue, require_broker
+from cloudq.serverless import (
+    begin_invocation,
+    contained,
+    end_invocation,
+    own_queue,
+    require_broker,
+)
 from cloudq.settle import HOLDS_BEFORE_RESEND, settle
 from cloudq_pubsub.broker import MESSAGE_ID_ATTRIBUTE, PubSubBroker
 
@@ -60,6 +66,7 @@ count: Pub/Sub's default minimum retry backoff is 10 s, so a redelivery is older
 SAFETY_MARGIN_SECONDS = 1.0
 """Time kept back from the function's timeout to apply the outcome before it is killed."""
 
+PLATFORM = "cloud-functions"
 _TOPIC = re.compile(r"projects/([^/]+)/topics/([^/?#]+)")
 _SUBSCRIPTION = re.compile(r"projects/([^/]+)/subscriptions/([^/?#]+)")
 
@@ -165,7 +172,7 @@ def process_event(app: App, event: Any, deadline: float | None = None) -> Outcom
     ``deadline`` is the ``time.monotonic()`` the invocation is killed at, if known.
     """
     broker = require_broker(app, PubSubBroker, "the Cloud Functions handler", "pubsub://")
-    begin_invocation(app, "cloud-functions")
+    begin_invocation(app, PLATFORM)
     delivery = event_to_delivery(broker, event, app.clock.now())
     limit = None
     if deadline is not None:
@@ -206,6 +213,9 @@ def cloud_function(app: App, *, timeout_seconds: float | None = None) -> CloudEv
     @functions_framework.cloud_event
     def handler(event: Any) -> None:
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-        process_event(app, event, deadline)
+        try:
+            process_event(app, event, deadline)
+        finally:
+            end_invocation(app, PLATFORM)
 
     return handler

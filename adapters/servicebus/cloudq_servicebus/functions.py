@@ -49,7 +49,7 @@ from cloudq.adapters.wire import is_fifo
 from cloudq.execute import execute
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer
-from cloudq.serverless import begin_invocation, contained, require_broker
+from cloudq.serverless import begin_invocation, contained, end_invocation, require_broker
 from cloudq.settle import settle
 from cloudq_servicebus.broker import ServiceBusBroker
 
@@ -62,6 +62,7 @@ logger = get_logger("cloudq.servicebus.functions")
 
 FunctionsHandler = Callable[["func.ServiceBusMessage | list[func.ServiceBusMessage]"], None]
 
+PLATFORM = "azure-functions"
 REDELIVERY_ATTRIBUTE = "cloudq-redeliveries"
 """Application property of a copy sent back by the handler: how many deliveries the message had
 before this copy (the host's ``delivery_count`` starts again at 1 for the copy)."""
@@ -160,7 +161,7 @@ def process_messages(
     """Run every message, sending back those whose outcome could not be applied; return the ids
     of the messages that could not even be sent back (the function must then raise)."""
     require_broker(app, ServiceBusBroker, "the Service Bus trigger handler", "servicebus://")
-    begin_invocation(app, "azure-functions", records=len(messages))
+    begin_invocation(app, PLATFORM, records=len(messages))
     unsettled: list[str] = []
     if is_fifo(queue):
         return _process_session(app, queue, messages, time_limit)
@@ -210,7 +211,10 @@ def functions_handler(app: App, queue: str, time_limit: float | None = None) -> 
 
     def main(msg: func.ServiceBusMessage | list[func.ServiceBusMessage]) -> None:
         batch = list(msg) if isinstance(msg, list) else [msg]
-        unsettled = process_messages(app, queue, batch, time_limit)
+        try:
+            unsettled = process_messages(app, queue, batch, time_limit)
+        finally:
+            end_invocation(app, PLATFORM)
         if unsettled:
             raise BatchFailed(
                 f"{len(unsettled)} of {len(batch)} message(s) could neither be processed nor "

@@ -37,7 +37,13 @@ from cloudq.execute import execute
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer, Outcome
 from cloudq.producer import is_fifo
-from cloudq.serverless import begin_invocation, contained, own_queue, require_broker
+from cloudq.serverless import (
+    begin_invocation,
+    contained,
+    end_invocation,
+    own_queue,
+    require_broker,
+)
 from cloudq.settle import settle
 from cloudq_sqs.broker import MESSAGE_ID_ATTRIBUTE, SQSBroker, decode_body
 
@@ -46,6 +52,7 @@ if TYPE_CHECKING:
 
 logger = get_logger("cloudq.lambda")
 
+PLATFORM = "lambda"
 ARN_PARTS = 6
 """``arn:PARTITION:sqs:REGION:ACCOUNT:QUEUE``"""
 SAFETY_MARGIN_MS = 1_000
@@ -128,7 +135,7 @@ def process_event(app: App, event: dict[str, Any], context: Any) -> dict[str, An
     broker = require_broker(app, SQSBroker, "the Lambda SQS handler", "sqs://")
     records = event_records(event)
     queues = [source_queue(broker, record) for record in records]
-    begin_invocation(app, "lambda", context, len(records))
+    begin_invocation(app, PLATFORM, context, len(records))
     failed: list[str] = []
     for index, record in enumerate(records):
         message_id = str(record["messageId"])
@@ -172,6 +179,9 @@ def lambda_handler(app: App) -> LambdaHandler:
     """The function to name as the Lambda handler: ``handler = lambda_handler(app)``."""
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return process_event(app, event, context)
+        try:
+            return process_event(app, event, context)
+        finally:
+            end_invocation(app, PLATFORM)
 
     return handler
