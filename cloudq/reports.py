@@ -33,6 +33,13 @@ SMTP_TIMEOUT_SECONDS = 10.0
 REDACTED = "<redacted: set report_args=True on the task to include arguments>"
 
 
+def arguments_shown(app: App, task_name: str | None) -> bool:
+    """The one rule for showing a task's arguments outside the task (error reports, the
+    dashboard): only a task registered here that opts in with ``report_args=True``."""
+    task = app.tasks.get(task_name) if task_name else None
+    return bool(task and task.options.report_args)
+
+
 class ErrorReportSettings(BaseModel):
     """``app.conf.error_reports = {"to": [...], "from": ..., "smtp": "smtp://host:port"}``."""
 
@@ -98,8 +105,7 @@ class Reporter:
 
     def _make(self, envelope: Envelope | None, reason: str, queue: str) -> FailureReport:
         headers = envelope.headers if envelope else {}
-        task = self.app.tasks.get(envelope.task) if envelope else None
-        show = bool(task and task.options.report_args)
+        show = arguments_shown(self.app, envelope.task if envelope else None)
         return FailureReport(
             task=envelope.task if envelope else "<undecodable message>",
             task_id=envelope.id if envelope else "-",
