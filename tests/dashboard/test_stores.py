@@ -14,10 +14,12 @@ import pytest
 
 from cloudq import App, chain, chord
 from cloudq.reports import REDACTED
-from cloudq.testing import process_one
+from cloudq.testing import process_one, start_worker
 from tests.dashboard import dash_app
 from tests.dashboard.dash_app import XSS
 from tests.dashboard.inprocess import serve
+from tests.fixtures.pubsub_emulator import GCP_PROJECT
+from tests.processes import wait_for
 
 
 def run_all(app: App, queue: str = "default") -> int:
@@ -90,3 +92,65 @@ def test_arguments_are_shown_only_for_tasks_that_set_report_args(memory_app: App
         assert dash.get(f"/api/task/info/{private.id}").json()["args"] == REDACTED
         assert XSS in dash.get(f"/api/task/info/{shown.id}").json()["args"]
         assert "someone@example.com" not in dash.get(f"/task/{private.id}").text
+
+
+# --- the other stores and brokers, on their emulators --------------------------------------------
+STATE_STORES = {
+    "firestore": ("firestore_env", lambda name: f"firestore://{GCP_PROJECT}/dash-{name}"),
+    "azuretable": ("azure_storage_env", lambda name: f"azuretable://dash{name}?create=1"),
+}
+BROKERS = {
+    "pubsub": ("pubsub_env", lambda name: f"pubsub://{GCP_PROJECT}?prefix=dash-{name}-"),
+    "servicebus": ("servicebus_env", lambda name: f"servicebus://?prefix=dash-{name}-"),
+}
+
+
+def through_the_dashboard(app: App, counted: bool) -> None:
+    """A worker here, a task run by it, then the dashboard's API shows both and the queue."""
+    app.ensure_queue("default")
+    result = app.tasks["dash.add"].delay(2, 3)
+    with start_worker(app, ["default"], concurrency=1, poll_seconds=0.2):
+        assert result.get(timeout=30) == 5
+        with serve(app) as dash:
+            workers = wait_for(
+                lambda: (r := dash.get("/api/workers")).status == 200 and r.json(), 20, "a worker"
+            )
+            assert [w["active_queues"] for w in workers.values()] == [[{"name": "default"}]]
+            info = dash.get(f"/api/task/info/{result.id}").json()
+            assert (info["state"], info["name"], info["result"]) == ("SUCCESS", "dash.add", 5)
+            (row,) = dash.get("/api/queues/length").json()["active_queues"]
+            assert row["name"] == "default" and row["error"] is None
+            # Pub/Sub's API has no counts: shown as unknown, never as 0.
+            assert row["messages"] == (0 if counted else None)
+            assert dash.get("/queues").status == 200
+            assert dash.get("/dead-letters?queue=default").status == 200
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", list(STATE_STORES))
+def test_the_dashboard_on_a_cloud_state_store(kind: str, request: pytest.FixtureRequest) -> None:
+    fixture, url = STATE_STORES[kind]
+    request.getfixturevalue(fixture)
+    name = uuid.uuid4().hex[:10]
+    app = dash_app.make_app(broker_url=f"memory://dash-{name}", result_backend=url(name))
+    try:
+        through_the_dashboard(app, counted=True)
+        with serve(app) as dash:
+            assert "keeps no event stream" in dash.get("/tasks").text
+    finally:
+        app.close()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", list(BROKERS))
+def test_the_dashboard_on_a_cloud_broker(kind: str, request: pytest.FixtureRequest) -> None:
+    fixture, url = BROKERS[kind]
+    request.getfixturevalue(fixture)
+    name = uuid.uuid4().hex[:10]
+    app = dash_app.make_app(broker_url=url(name), result_backend=f"memory://dash-{name}")
+    try:
+        through_the_dashboard(app, counted=kind != "pubsub")
+    finally:
+        app.close()
