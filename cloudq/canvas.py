@@ -317,6 +317,39 @@ def to_wire(node: Canvas) -> Signature:
     )
 
 
+MAX_CHAIN_LISTED = 100
+"""Chain steps a result record lists ahead of its task (``chain_ahead``)."""
+
+
+def chain_ahead(links: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The task ids of the chain steps after a task with these ``links``, in order, read from
+    the compiled JSON (ids are assigned at send time). A step that is a group ends the list
+    with its hop's id. Never raises: what is not a well-formed step ends the walk."""
+    ids: list[str] = []
+    current: Any = links
+    while isinstance(current, list) and len(ids) < MAX_CHAIN_LISTED:
+        step = next(
+            (
+                link
+                for link in current
+                if isinstance(link, dict)
+                and isinstance(link.get("options"), dict)
+                and link["options"].get(CHAIN_STEP)
+            ),
+            None,
+        )
+        if step is None:
+            break
+        task_id = step["options"].get("task_id")
+        if not isinstance(task_id, str):
+            break
+        ids.append(task_id)
+        if step.get("task") == GROUP_TASK:
+            break
+        current = step.get("links")
+    return ids
+
+
 def _next_step(sig: Signature) -> Signature | None:
     return next((link for link in sig.links if link.options.get(CHAIN_STEP)), None)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloudq import revoke, task_class
 from cloudq.adapters.base import Delivery
+from cloudq.canvas import chain_ahead
 from cloudq.claimcheck import pointer_url
 from cloudq.clock import Clock
 from cloudq.envelope import (
@@ -102,6 +103,12 @@ def _record(
         error=error,
         attempt=env.attempt,
         children=record_children(env, state),
+        parent_id=env.parent_id,
+        root_id=env.root_id,
+        group_id=env.group_id,
+        chord_id=env.chord_id,
+        chord_index=env.chord_index,
+        chain_next=chain_ahead(env.links) if env.links else [],
         date_done=clock.now() if clock is not None and state != State.RETRY else None,
     )
 

@@ -37,6 +37,13 @@ SMTP_TIMEOUT_SECONDS = 10.0
 REDACTED = "<redacted: set report_args=True on the task to include arguments>"
 
 
+def arguments_shown(app: App, task_name: str | None) -> bool:
+    """The one rule for showing a task's arguments outside the task (error reports, the
+    dashboard): only a task registered here that opts in with ``report_args=True``."""
+    task = app.tasks.get(task_name) if task_name else None
+    return bool(task and task.options.report_args)
+
+
 class ErrorReportSettings(BaseModel):
     """``app.conf.error_reports = {"to": [...], "from": ..., "smtp": "smtp://host:port"}``."""
 
@@ -74,10 +81,9 @@ class FailureReport:
 
 
 def shown_arguments(app: App, envelope: Envelope | None) -> tuple[Any, Any]:
-    """A failure report's ``(args, kwargs)``: the envelope's only if its task opted in with
-    ``report_args=True``, else ``REDACTED``: arguments often hold personal data or secrets."""
-    task = app.tasks.get(envelope.task) if envelope is not None else None
-    if envelope is not None and task is not None and task.options.report_args:
+    """A failure report's ``(args, kwargs)``: the envelope's if ``arguments_shown``, else
+    ``REDACTED``: arguments often hold personal data or secrets."""
+    if envelope is not None and arguments_shown(app, envelope.task):
         return envelope.args, envelope.kwargs
     return REDACTED, REDACTED
 

@@ -14,12 +14,15 @@ cannot be sent, and the broker moves the original after maxReceiveCount). An uns
 letter stays put unless the operator passes ``trust_unsigned`` (``--trust-unsigned``); one
 whose signature does not verify always stays. A dead letter that cannot be read, checked or
 turned into a message stays too, with its reason: redrive goes on with the others.
+
+The public calls (``read_dead_letters``, ``list_dead_letters``, ``redrive``, ``redrive_ids``)
+are what ``cloudq dlq`` and the dashboard both use: one read loop, one redrive loop.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +66,7 @@ STRIPPED_HEADERS = frozenset(
     }
 )
 UNSIGNED = "unsigned, so its origin cannot be proven (--trust-unsigned moves unsigned ones)"
+NOT_FOUND = "not found in the dead-letter queue (moved or purged?)"
 
 
 # --- queues ---------------------------------------------------------------------------------------
@@ -179,8 +183,10 @@ def _release(app: App, deliveries: Sequence[Delivery]) -> None:
             logger.warning("could not release %d dead letter(s): %s", len(deliveries), exc)
 
 
-def list_dead_letters(app: App, queue: str, limit: int) -> list[DeadLetterInfo]:
-    """Up to ``limit`` dead letters of ``queue``, read under a short lease and released at once."""
+def read_dead_letters(app: App, queue: str, limit: int) -> list[Delivery]:
+    """Up to ``limit`` dead letters of ``queue``, read under a short lease and released at once:
+    the one read loop behind ``dlq list`` and the dashboard's listing. The deliveries' bodies
+    stay readable; their receipts are spent."""
     dlq = dead_letter_queue_name(queue)
     held: list[Delivery] = []
     try:
@@ -192,7 +198,21 @@ def list_dead_letters(app: App, queue: str, limit: int) -> list[DeadLetterInfo]:
             held.extend(got)
     finally:
         _release(app, held)
-    return [describe(app, d, queue) for d in held]
+    return held
+
+
+def list_dead_letters(app: App, queue: str, limit: int) -> list[DeadLetterInfo]:
+    """Up to ``limit`` dead letters of ``queue``, described (``read_dead_letters``)."""
+    return [describe(app, d, queue) for d in read_dead_letters(app, queue, limit)]
+
+
+def envelope_of(app: App, delivery: Delivery) -> Envelope | None:
+    """A dead letter's envelope (claim checks fetched), or None if it is not one. Never raises:
+    its bytes are untrusted, and what it says is shown, never run or signed from here."""
+    try:
+        return decode(_body(app, delivery))
+    except Exception:  # noqa: BLE001 - describe() says why
+        return None
 
 
 def reset(env: Envelope, queue: str) -> Envelope:
@@ -283,27 +303,73 @@ def redrive(
     Without ``limit`` it moves as many as the dead-letter queue held at the start, so a task that
     fails again at once cannot keep a redrive going forever.
     """
+    bound = limit if limit is not None else dead_letter_depth(app, queue)
+    return _redrive(app, queue, bound, None, update, trust_unsigned)
+
+
+def redrive_ids(
+    app: App,
+    queue: str,
+    message_ids: Collection[str],
+    update: Callable[[int], None] = lambda n: None,
+    trust_unsigned: bool = False,
+) -> RedriveResult:
+    """Move only the dead letters whose message ids are in ``message_ids``, as ``redrive``
+    moves them; the others are released untouched. Reads at most as many as the dead-letter
+    queue held at the start, so it ends even if a selected one is gone (it is then listed in
+    ``skipped``, as not found)."""
+    wanted = set(message_ids)
+    bound = max(dead_letter_depth(app, queue) or 0, len(wanted))
+    result = _redrive(app, queue, bound, wanted, update, trust_unsigned)
+    for message_id in wanted:  # what is left was not read
+        result.skipped[message_id] = NOT_FOUND
+        _log_left(queue, message_id, NOT_FOUND)
+    return result
+
+
+def _log_left(queue: str, message_id: str, why: str) -> None:
+    logger.warning("dead letter %s left in %s: %s", message_id, dead_letter_queue_name(queue), why)
+
+
+def _redrive(
+    app: App,
+    queue: str,
+    bound: int | None,
+    wanted: set[str] | None,
+    update: Callable[[int], None],
+    trust_unsigned: bool,
+) -> RedriveResult:
+    """The one redrive loop: read at most ``bound`` dead letters (None: until none is left),
+    move those in ``wanted`` (None: all; each found is removed from it), keep the rest."""
     dlq = dead_letter_queue_name(queue)
     broker = app.broker
     lease = app.conf.queue_lease_seconds
     cap = broker.limits.max_lease_seconds
     if cap is not None:
         lease = min(lease, cap)
-    bound = limit if limit is not None else dead_letter_depth(app, queue)
     result = RedriveResult()
     kept: list[Delivery] = []  # held until the end, so they are not read again
     seen: set[str] = set()
+    read = 0
     try:
-        while bound is None or result.moved + len(kept) < bound:
-            want = broker.limits.max_batch
-            if bound is not None:
-                want = min(want, bound - result.moved - len(kept))
+        while (bound is None or read < bound) and (wanted is None or wanted):
+            want = (
+                broker.limits.max_batch
+                if bound is None
+                else min(broker.limits.max_batch, bound - read)
+            )
             got = broker.receive(dlq, want, RECEIVE_WAIT_SECONDS, lease)
             if not got:
                 break
+            read += len(got)
             batch: list[_Ready] = []
             originals: list[Delivery] = []
             for delivery in got:
+                if wanted is not None:
+                    if delivery.message_id not in wanted:
+                        kept.append(delivery)
+                        continue
+                    wanted.discard(delivery.message_id)
                 ready = _prepare(app, delivery, queue, trust_unsigned)
                 if not isinstance(ready, str) and ready.envelope.id in seen:
                     ready = "dead-lettered again during this redrive"
@@ -323,5 +389,5 @@ def redrive(
         if kept:
             _release(app, kept)
     for message_id, why in result.skipped.items():
-        logger.warning("dead letter %s left in %s: %s", message_id, dlq, why)
+        _log_left(queue, message_id, why)
     return result

@@ -7,9 +7,8 @@ from collections.abc import Collection
 
 from cloudq.adapters.base import dead_letter_queue_name
 from cloudq.control.commands import Reply
-from cloudq.control.redrive import dead_letter_depth, purge, redrive
+from cloudq.control.redrive import dead_letter_depth, purge, redrive, redrive_ids
 from cloudq.dashboard import views
-from cloudq.dashboard.deadletters import redrive_selected
 from cloudq.dashboard.jobs import Job
 from cloudq.dashboard.views import Dash
 from cloudq.logsafe import get_logger
@@ -58,7 +57,7 @@ def start_redrive(
         if message_ids is None:
             result = redrive(dash.app, queue, None, job.advance, trust_unsigned=trust_unsigned)
         else:
-            result = redrive_selected(dash.app, queue, message_ids, job.advance, trust_unsigned)
+            result = redrive_ids(dash.app, queue, message_ids, job.advance, trust_unsigned)
         job.summary = f"Redrove {result.moved} message(s) from {dlq} to {queue}."
         job.notes = [f"left in {dlq}: {mid}: {why}" for mid, why in result.skipped.items()]
         logger.info("user %s: %s", user, job.summary)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from cloudq.errors import CloudqError
 if TYPE_CHECKING:
     from cloudq.app import App
     from cloudq.dashboard.deadletters import DeadLetterRow
+    from cloudq.results.base import TaskResult
 
 WORKER_COMMANDS = ("shutdown", "pool_grow", "pool_shrink")
 """The control commands the Workers page offers (``cloudq control``'s, same names)."""
@@ -36,8 +38,11 @@ NO_EVENTS_NOTE = (
 )
 NO_ARGS_NOTE = (
     "not kept: events and results carry no arguments (they may hold personal data); a dead "
-    "letter's arguments are shown once the Dead letters page has listed it"
+    "letter's arguments are shown once the Dead letters page has listed it, if its task sets "
+    "report_args=True"
 )
+RELATED_READ = 20
+"""Records read for one task page besides its own (parent, children, chain steps), at most."""
 
 
 @dataclass
@@ -199,6 +204,7 @@ def task_info(dash: Dash, task_id: str) -> dict[str, Any] | None:
         "traceback": error.traceback if error else None,
         "revoked": revoked,
         "args": dash.seen_args(task_id),
+        **family(app, record),
         "problems": problems,
         "now": time.time(),
     }
@@ -211,3 +217,63 @@ def _exception(error: Any, events: dict[str, Any], state: str) -> str | None:
     if state in ("FAILURE", "RETRY"):
         return str(events.get("info") or "") or None
     return None
+
+
+def family(app: App, record: TaskResult | None) -> dict[str, Any]:
+    """Parent, root, children, group, chord place and chain position, from the task's record
+    and (for names, states and the chain's earlier steps) up to ``RELATED_READ`` others."""
+    if record is None:
+        return {
+            "parent": None,
+            "root_id": None,
+            "children": [],
+            "group_id": None,
+            "chord_id": None,
+            "chord_index": None,
+            "chain": None,
+        }
+    budget = [RELATED_READ]
+
+    def read(task_id: str) -> TaskResult | None:
+        if budget[0] <= 0 or app.backend is None:
+            return None
+        budget[0] -= 1
+        try:
+            return app.backend.get(task_id)
+        except CloudqError:
+            return None
+
+    def brief(task_id: str) -> dict[str, Any]:
+        other = read(task_id)
+        return {
+            "id": task_id,
+            "name": other.task if other is not None else None,
+            "state": state_name(other.state) if other is not None else None,
+        }
+
+    parent = brief(record.parent_id) if record.parent_id else None
+    return {
+        "parent": parent,
+        "root_id": record.root_id if record.root_id != record.task_id else None,
+        "children": [brief(c) for c in record.children],
+        "group_id": record.group_id,
+        "chord_id": record.chord_id,
+        "chord_index": record.chord_index,
+        "chain": _chain(record, read, [brief(c) for c in record.chain_next]),
+    }
+
+
+def _chain(
+    record: TaskResult, read: Callable[[str], TaskResult | None], ahead: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """``{"step": n, "of": m, "next": [...]}``: its place counted back through the parents
+    whose records list it as their next step (what cannot be read is not counted)."""
+    before, current = 0, record
+    while current.parent_id:
+        parent = read(current.parent_id)
+        if parent is None or parent.chain_next[:1] != [current.task_id]:
+            break
+        before, current = before + 1, parent
+    if before == 0 and not ahead:
+        return None
+    return {"step": before + 1, "of": before + 1 + len(ahead), "next": ahead}

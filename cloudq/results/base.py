@@ -47,6 +47,16 @@ class TaskResult(BaseModel):
     date_done: datetime | None = None
     children: list[str] = Field(default_factory=list)
     """Ids of the tasks this one sent while it ran (``AsyncResult.children``)."""
+    parent_id: str | None = None
+    """The task that sent this one (a chain's previous step, or a task that called ``delay``)."""
+    root_id: str | None = None
+    group_id: str | None = None
+    chord_id: str | None = None
+    chord_index: int | None = None
+    """Its place in its chord's header (from 0): the body gets the results in this order."""
+    chain_next: list[str] = Field(default_factory=list)
+    """Ids of the chain steps after this one, in order, as compiled at send time (up to a step
+    that is a group, whose hop is the last id listed)."""
     seal: str | None = None
     """With ``signing_keys``: the seal over a SUCCESS record's result (``cloudq.storeseal``),
     checked before links are sent again from it (``cloudq.idempotency``)."""

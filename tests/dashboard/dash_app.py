@@ -26,17 +26,32 @@ def make_app(**settings: Any) -> App:
     def add(a: int, b: int) -> int:
         return a + b
 
-    @app.task(name="dash.boom")
+    @app.task(name="dash.boom", report_args=True)
     def boom(text: str) -> None:
         """Fails for good with ``text`` in its error: a dead letter carrying it twice."""
         raise ValueError(text)
 
-    @app.task(name="dash.flaky")
+    @app.task(name="dash.flaky", report_args=True)
     def flaky(marker: str) -> str:
         """Fails until ``marker`` exists: dead-lettered first, succeeds once redriven."""
         if not Path(marker).exists():
             raise RuntimeError(f"{marker} is missing")
         return "ok"
+
+    @app.task(name="dash.private")
+    def private(email: str) -> None:
+        """Fails for good; its arguments are not for pages (no ``report_args``)."""
+        raise ValueError("no mail")
+
+    @app.task(name="dash.spawn")
+    def spawn(n: int) -> int:
+        """Sends a child of its own (``delay`` inside a task): listed among its children."""
+        add.delay(n, n)
+        return n
+
+    @app.task(name="dash.total")
+    def total(parts: list[int]) -> int:
+        return sum(parts)
 
     @app.task(name="dash.touch")
     def touch(path: str) -> str:

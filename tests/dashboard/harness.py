@@ -36,8 +36,9 @@ class Reply:
 
 
 class Dashboard:
-    def __init__(self, process: LoggedProcess, port: int) -> None:
+    def __init__(self, process: LoggedProcess | None, port: int) -> None:
         self.process = process
+        """The ``cloudq dashboard`` subprocess; None when it runs in the test's process."""
         self.url = f"http://127.0.0.1:{port}"
 
     def request(
