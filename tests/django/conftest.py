@@ -81,4 +81,4 @@ def worker(django_env: dict[str, str], project_app: Any) -> Iterator[LoggedProce
         proc.wait_ready()
         yield proc
     finally:
-        proc.stop()
+        proc.kill()  # every test waited for its tasks: no graceful stop to wait for

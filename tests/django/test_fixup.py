@@ -58,4 +58,4 @@ def test_processes_pool_children_set_django_up(
         wait_for(lambda: Order.objects.get(pk=order.pk).paid, 10, "the row paid", proc.log)
         assert Order.objects.get(pk=order.pk).paid_by != f"pid {proc.pid}", "ran in a child"
     finally:
-        proc.stop()
+        proc.kill()  # its task is done: no graceful stop to wait for

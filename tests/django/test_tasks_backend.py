@@ -68,7 +68,7 @@ def test_run_after_is_the_eta(worker: LoggedProcess, project_app: Any) -> None:
 
     from cloudq.contrib.django.framework import TaskResultStatus
 
-    due = datetime.now(UTC) + timedelta(seconds=2)
+    due = datetime.now(UTC) + timedelta(seconds=1)
     result = add.using(run_after=due).enqueue(1, 1)
     assert project_app.broker.stats("default").delayed == 1, "the broker holds it until due"
     wait_for(lambda: finished(result), 30, "the deferred add to finish", worker.log)
