@@ -26,8 +26,9 @@ pytest.importorskip(
 @pytest.fixture(scope="session")
 def django_env(
     moto_endpoint: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, str]]:
-    """The environment of the project, set in this process too, and Django set up with it."""
+) -> dict[str, str]:
+    """The environment of the project (for its workers); this process's Django is set up with
+    it, and its app's SQS client opened, while it is set."""
     prefix = f"dj{uuid.uuid4().hex[:10]}-"
     missing = str(Path(os.devnull).with_name("cloudq-no-aws-config"))
     env = {
@@ -44,20 +45,24 @@ def django_env(
     }
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
-    sys.path.insert(0, str(PROJECT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
     try:
-        yield env
-    finally:
+        sys.path.insert(0, str(PROJECT))
+        import django
+        from django.core.management import call_command
+
+        django.setup()  # reads the SHOP_* variables, once for the process
+        call_command("migrate", verbosity=0)
+        from proj.cloudq import app
+
+        for queue in ("default", "reports", "lambda", "procs"):
+            app.ensure_queue(queue)  # opens the SQS client while AWS_* point at moto
+    finally:  # the rest of the session's tests see the environment they had
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -66,8 +71,6 @@ def project_app(django_env: dict[str, str]) -> Any:
     from proj.cloudq import app
 
     app.set_current()
-    app.ensure_queue("default")
-    app.ensure_queue("reports")
     return app
 
 

@@ -77,3 +77,15 @@ def test_delay_on_commit_checks_arguments_at_the_call(project_app: Any) -> None:
 
     with transaction.atomic(), pytest.raises(Exception, match="order_id"):
         mark_paid.delay_on_commit("not-a-number")
+
+
+def test_without_django_on_commit_sends_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that never imported Django has no transaction to wait for."""
+    import sys
+
+    from cloudq.contrib.django.commit import on_commit
+
+    monkeypatch.delitem(sys.modules, "django.conf", raising=False)
+    calls: list[str] = []
+    on_commit(lambda: calls.append("sent"))
+    assert calls == ["sent"]

@@ -47,7 +47,6 @@ def test_processes_pool_children_set_django_up(
     from shop.models import Order
     from shop.tasks import mark_paid
 
-    project_app.ensure_queue("procs")
     env = {**os.environ, **django_env, "PYTHONPATH": str(PROJECT)}
     proc = LoggedProcess.worker("proj", ["-Q", "procs", "-P", "processes", "-c", "1"], env, "procs")
     try:

@@ -19,7 +19,6 @@ def source(project_app: Any) -> Any:
     from cloudq_sqs.lambda_handler import lambda_handler
     from cloudq_sqs.lambda_local import LocalEventSource
 
-    project_app.ensure_queue(QUEUE)
     return LocalEventSource(project_app, lambda_handler(project_app), [QUEUE], timeout_seconds=30)
 
 
