@@ -74,3 +74,37 @@ def test_run_after_is_the_eta(worker: LoggedProcess, project_app: Any) -> None:
     wait_for(lambda: finished(result), 30, "the deferred add to finish", worker.log)
     assert result.status == TaskResultStatus.SUCCESSFUL
     assert result.finished_at is not None and result.finished_at >= due
+
+
+def test_a_failed_send_leaves_no_result_behind(
+    django_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.conf import settings
+    from django.test import override_settings
+    from shop.tasks import add
+
+    from cloudq import App
+    from cloudq.contrib.django.framework import TaskResultDoesNotExist
+    from cloudq.contrib.django.tasks import CALL_SUFFIX
+
+    down = App("down", broker="memory://", backend="memory://down", set_as_current=False)
+    stored: list[str] = []
+    real_store = down.backend.store
+
+    def store(record: Any, expires: Any) -> None:
+        stored.append(record.task_id)
+        real_store(record, expires)
+
+    def outage(envelopes: Any) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(down.backend, "store", store)
+    monkeypatch.setattr(down, "send_envelopes", outage)
+    backend = {"BACKEND": "cloudq.contrib.django.tasks.CloudqBackend", "OPTIONS": {"app": down}}
+    with override_settings(TASKS={**settings.TASKS, "down": backend}):
+        task = add.using(backend="down")
+        with pytest.raises(ConnectionError):
+            task.enqueue(1, 2)
+        [call_id] = stored
+        with pytest.raises(TaskResultDoesNotExist):
+            task.get_result(call_id.removesuffix(CALL_SUFFIX))

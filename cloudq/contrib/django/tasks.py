@@ -141,7 +141,12 @@ class CloudqBackend(BaseTaskBackend):
                 result=call,
             )
             backend.store(record, self.app.conf.result_expires)
-        twin.apply_async(args, kwargs, task_id=result_id, queue=queue, eta=task.run_after)
+        try:
+            twin.apply_async(args, kwargs, task_id=result_id, queue=queue, eta=task.run_after)
+        except BaseException:
+            if backend is not None:  # never sent: no READY result that would never finish
+                backend.forget(result_id + CALL_SUFFIX)
+            raise
         result: TaskResult[Any] = TaskResult(
             task=task,
             id=result_id,
