@@ -58,3 +58,18 @@ def test_processes_pool_children_set_django_up(
         assert Order.objects.get(pk=order.pk).paid_by != f"pid {proc.pid}", "ran in a child"
     finally:
         proc.kill()  # its task is done: no graceful stop to wait for
+
+
+def test_dash_a_finds_the_renamed_celery_module(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-A proj`` finds ``proj/cloudq.py`` as Celery's finds ``proj/celery.py``, also when
+    ``proj/__init__.py`` does not import it."""
+    from cloudq.pool import load_app
+
+    package = tmp_path / "renamed_proj"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "cloudq.py").write_text("from cloudq import App\n\napp = App('renamed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_app("renamed_proj").main == "renamed"
