@@ -65,9 +65,10 @@ def django_env(
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def project_app(django_env: dict[str, str]) -> Any:
-    """``proj.cloudq.app``, the app of the project, current for ``@shared_task``."""
+    """``proj.cloudq.app``, the app of the project, made current for ``@shared_task`` in each
+    test (an ``App()`` made by another test becomes current)."""
     from proj.cloudq import app
 
     app.set_current()
@@ -75,7 +76,7 @@ def project_app(django_env: dict[str, str]) -> Any:
 
 
 @pytest.fixture(scope="session")
-def worker(django_env: dict[str, str], project_app: Any) -> Iterator[LoggedProcess]:
+def worker(django_env: dict[str, str]) -> Iterator[LoggedProcess]:
     """``cloudq -A proj worker`` run from the project's directory, as a user runs it: one
     for the session (queues ``default`` and ``reports``)."""
     env = {**os.environ, **django_env, "PYTHONPATH": str(PROJECT)}

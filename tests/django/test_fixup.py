@@ -70,6 +70,7 @@ def test_dash_a_finds_the_renamed_celery_module(
     package = tmp_path / "renamed_proj"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "cloudq.py").write_text("from cloudq import App\n\napp = App('renamed')\n")
+    source = "from cloudq import App\n\napp = App('renamed', set_as_current=False)\n"
+    (package / "cloudq.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert load_app("renamed_proj").main == "renamed"

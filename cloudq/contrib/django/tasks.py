@@ -105,6 +105,13 @@ class CloudqBackend(BaseTaskBackend):
             elif isinstance(ref, str):
                 self._app = _import_app(ref, self.alias)
             else:
+                from cloudq.app import App
+
+                if not isinstance(ref, App):
+                    raise ConfigurationError(
+                        f"TASKS[{self.alias!r}]['OPTIONS']['app'] is {ref!r}: give a cloudq "
+                        "App or its import path, 'proj.cloudq:app'"
+                    )
                 self._app = ref
         return self._app
 
