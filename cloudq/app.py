@@ -115,6 +115,9 @@ class App:
         self._finalize_lock = threading.RLock()
         self._finalized = False
         self._discover: list[tuple[Any, str]] = []
+        self.discover_default: Callable[[], Iterable[str]] | None = None
+        """What ``autodiscover_tasks()`` without packages imports; None: the config object's
+        ``INSTALLED_APPS``. The Django fixup sets it to the names in Django's app registry."""
         self._config_source: Any = None
         self._declared: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
         """Task name -> (function, options as declared), to re-derive options when
@@ -271,6 +274,10 @@ class App:
             raise
         self.conf.update(settings_in(source, namespace, type(self.conf).model_fields))
         self._config_source = source
+        if type(source).__module__.startswith("django."):  # django.conf:settings, as Celery's
+            from cloudq.contrib.django.fixup import install
+
+            install(self)
         return True
 
     def autodiscover_tasks(
@@ -295,6 +302,8 @@ class App:
             packages, related_name = self._discover.pop(0)
             if callable(packages):
                 packages = packages()
+            if packages is None and self.discover_default is not None:
+                packages = self.discover_default()
             if packages is None:
                 packages = getattr(self._config_source, "INSTALLED_APPS", None)
                 if packages is None:

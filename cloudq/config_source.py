@@ -34,12 +34,14 @@ def load_config_object(path: str) -> Any:
         ) from None
 
 
-def _public_items(source: Any) -> Iterable[tuple[str, Any]]:
+def _public_items(source: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """Names with ``prefix`` only are read: reading each of Django's settings would warn for
+    the deprecated ones (Django 6's ``EMAIL_*``)."""
     if isinstance(source, Mapping):
         return list(source.items())
     items = []
     for name in dir(source):
-        if name.startswith("_"):
+        if name.startswith("_") or not name.startswith(prefix):
             continue
         value = getattr(source, name)
         if inspect.ismodule(value) or inspect.isclass(value) or inspect.isroutine(value):
@@ -57,7 +59,7 @@ def settings_in(source: Any, namespace: str | None, cloudq_names: Iterable[str])
     """
     names = set(cloudq_names)
     found: dict[str, Any] = {}
-    for key, value in _public_items(source):
+    for key, value in _public_items(source, f"{namespace}_" if namespace else ""):
         if namespace:
             if not key.startswith(f"{namespace}_"):
                 continue

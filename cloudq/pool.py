@@ -79,7 +79,7 @@ class ThreadExecutor:
 def load_app(ref: str) -> App:
     """``module``, ``module:attribute`` or ``module.attribute`` to the App, found as Celery's
     ``-A`` finds it: a module's ``app``, then its ``celery``, then (a package) its ``celery``
-    submodule, then the one App it holds."""
+    or ``cloudq`` submodule, then the one App it holds."""
     app = _find_app(ref)
     app.finalize()  # include= and autodiscovered task modules, before the first task runs
     return app
@@ -114,12 +114,13 @@ def _find_app(ref: str) -> App:
         found = getattr(module, name, None)
         if isinstance(found, App):
             return found
-    if hasattr(module, "__path__"):  # a package: proj -> proj.celery, Celery's layout
-        try:
-            return _find_app(f"{module_name}.celery")
-        except ConfigurationError:
-            if importlib.util.find_spec(f"{module_name}.celery") is not None:
-                raise
+    if hasattr(module, "__path__"):  # a package: proj -> proj.celery (Celery's layout), or
+        for sub in ("celery", "cloudq"):  # proj.cloudq, the same file renamed
+            try:
+                return _find_app(f"{module_name}.{sub}")
+            except ConfigurationError:
+                if importlib.util.find_spec(f"{module_name}.{sub}") is not None:
+                    raise
     apps = [v for v in vars(module).values() if isinstance(v, App)]
     if len(apps) == 1:
         return apps[0]

@@ -425,6 +425,24 @@ class Task(Generic[P, R]):
         envelope = self.envelope(args or (), kwargs or {}, **send)
         return canvas.with_links(envelope, link, link_error)
 
+    def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Celery 5.4's: ``delay()`` once the current database transaction commits, never
+        for one rolled back (Django's ``transaction.on_commit``; without Django, now). The
+        arguments are checked here, at the call."""
+        self.apply_async_on_commit(args, kwargs)
+
+    def apply_async_on_commit(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[SendOptions],
+    ) -> None:
+        """``apply_async()`` once the current transaction commits (see ``delay_on_commit``)."""
+        from cloudq.contrib.django.commit import on_commit
+
+        self.arguments.dump(args or (), kwargs or {})  # bad arguments fail at the call site
+        on_commit(lambda: self.apply_async(args, kwargs, **options))
+
     def envelope(
         self,
         args: Sequence[Any],

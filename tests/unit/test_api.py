@@ -34,7 +34,7 @@ def test_import_cloudq_imports_no_cloud_sdk() -> None:
         "import sys; before=set(sys.modules);"
         "import cloudq, cloudq.cli, cloudq.worker;"
         "bad=[m for m in set(sys.modules)-before if m.split('.')[0] in "
-        "('boto3','botocore','google','azure','redis','moto','opentelemetry')];"
+        "('boto3','botocore','google','azure','redis','moto','opentelemetry','django','django_tasks')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
