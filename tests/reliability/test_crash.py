@@ -89,6 +89,7 @@ def _ran_in(events: list[Event], task_id: str, pids: list[int]) -> bool:
     return any(e[1] == task_id and e[4] in pids for e in events)
 
 
+@pytest.mark.parametrize("ledger", BROKERS, indirect=True)  # LocalStack's SQS too
 def test_sigkill_mid_task_repeatedly_loses_nothing(ledger: Ledger) -> None:
     n, seconds, timeout = SIGKILL_RUNS[ledger.broker.name]
     _kill_mid_task(ledger, n=n, kills=5, seconds=seconds, timeout=timeout)
@@ -101,8 +102,6 @@ def test_sigkill_mid_task_repeatedly_loses_nothing_10k(ledger: Ledger) -> None:
     _kill_mid_task(ledger, n=10_000, kills=40, seconds=0.05, timeout=1800, set_="slow")
 
 
-# Not on LocalStack (its share of CI): the release it checks is in the contract suite there.
-@pytest.mark.parametrize("ledger", [b for b in BROKERS if b != "sqs-localstack"], indirect=True)
 def test_sigterm_during_load_finishes_running_releases_prefetched(ledger: Ledger) -> None:
     started = time.monotonic()
     lease = 60  # long: a prefetched message coming back soon can only be a release
