@@ -259,3 +259,51 @@ def test_lambda_local_runtime_ric_runs_the_zip_from_the_command_line(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+HANDLERS = """
+import time
+
+
+def sleeps(event, context):
+    time.sleep(60)
+
+
+def fails(event, context):
+    raise KeyError("no such record")
+"""
+
+
+@pytest.mark.parametrize("handler", ["sleeps", "fails"])
+def test_a_timed_out_or_failed_invocation_fails_the_whole_batch(
+    function: Function, tmp_path: Path, handler: str
+) -> None:
+    """A handler past its deadline is cut off and its process replaced; one that raises is
+    reported on ``/error``. Either way nothing is deleted: the record comes back."""
+    (function.task_root / "odd_handlers.py").write_text(HANDLERS)
+    odd = RuntimeClientHandler(
+        function.task_root,
+        f"odd_handlers.{handler}",
+        function_name="odd",
+        log=tmp_path / "odd.log",
+    )
+    try:
+        function.app.tasks["ric.note"].delay(str(function.notes), "never")
+        source = LocalEventSource(function.app, odd, ["default"], timeout_seconds=2)
+        wait_for(
+            lambda: source.poll_once("default", wait_seconds=1) > 0,
+            timeout=20,
+            interval=0,
+            message="an invocation",
+        )
+        assert source.stats.failed == 1 and source.stats.deleted == 0
+        [error] = source.stats.errors
+        if handler == "sleeps":
+            assert "Task timed out after 2.00 seconds" in error
+            assert odd.proc is not None and odd.proc.poll() is not None, "the process is gone"
+        else:
+            assert "KeyError" in error and "no such record" in error
+            assert odd.proc is not None and odd.proc.poll() is None, "still warm"
+    finally:
+        odd.close()
+    assert function.lines() == []
