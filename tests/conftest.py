@@ -6,6 +6,7 @@ pytest_plugins = [
     "cloudq.testing.pytest_plugin",
     "tests.fixtures.redis_server",
     "tests.fixtures.moto_server",
+    "tests.fixtures.localstack",
     "tests.fixtures.servicebus_endpoint",
     "tests.fixtures.pubsub_emulator",
 ]

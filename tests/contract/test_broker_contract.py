@@ -1,8 +1,9 @@
 """The adapter contract, written once, run against every adapter.
 
-Each adapter is a ``broker_factory`` fixture: ``memory`` here, the real endpoints (moto SQS, the
-Pub/Sub emulator, the Service Bus test endpoint) by name from their fixture modules. Real time,
-short leases and delays, and waits on conditions: the same test holds for every provider.
+Each adapter is a ``broker_factory`` fixture: ``memory`` here, the real endpoints (moto SQS,
+LocalStack's SQS, the Pub/Sub emulator, the Service Bus test endpoint) by name from their fixture
+modules. Real time, short leases and delays, and waits on conditions: the same test holds for
+every provider.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ BrokerFactory = Callable[[], Broker]
 ADAPTER_FIXTURES = {
     "memory": "memory_broker_factory",
     "sqs": "sqs_broker_factory",
+    "sqs-localstack": "localstack_sqs_broker_factory",
     "pubsub": "pubsub_broker_factory",
     "servicebus": "servicebus_broker_factory",
 }

@@ -1,9 +1,10 @@
 """Fixtures of the reliability suite: a ``Ledger`` per test on its own broker queues.
 
-``ledger`` is parametrized by broker: moto SQS, the gcloud Pub/Sub emulator and the project's
-Service Bus test endpoint. Each ``<broker>_ledger`` fixture gives the ledger its broker URL (a
-prefix of the test's own), the environment its worker subprocesses need, and its dead-letter
-reader; a missing emulator skips (fails under CI=true) through the fixtures it uses.
+``ledger`` is parametrized by broker: moto SQS, LocalStack's SQS (``sqs-localstack``), the gcloud
+Pub/Sub emulator and the project's Service Bus test endpoint. Each ``<broker>_ledger`` fixture
+gives the ledger its broker URL (a prefix of the test's own), the environment its worker
+subprocesses need, and its dead-letter reader; a missing emulator skips (fails under CI=true)
+through the fixtures it uses.
 """
 
 from __future__ import annotations
@@ -29,7 +30,18 @@ from tests.reliability.proxy import Forwarder
 SLOW = pytest.mark.skipif(
     os.environ.get("CLOUDQ_SLOW") != "1", reason="long run: set CLOUDQ_SLOW=1 (and -m slow)"
 )
-BROKERS = ["sqs", "pubsub", "servicebus"]
+LEDGER_FIXTURES = {
+    "sqs": "sqs_ledger",
+    "sqs-localstack": "localstack_sqs_ledger",
+    "pubsub": "pubsub_ledger",
+    "servicebus": "servicebus_ledger",
+}
+BROKERS = list(LEDGER_FIXTURES)
+DEFAULT_BROKERS = [b for b in BROKERS if b != "sqs-localstack"]
+"""What ``ledger`` and ``outage_ledger`` run on unless a test parametrizes ``ledger`` itself:
+LocalStack only where a test asks (CI's time: adapters/sqs/README.md, "Two emulators")."""
+SQS_ENVS = {"sqs": "moto_sqs_env", "sqs-localstack": "localstack_sqs_env"}
+"""The SQS ledgers' servers: moto, LocalStack (its DynamoDB stays on moto: unused here)."""
 PUBSUB_CALL_TIMEOUT = 2
 """``pubsub://...&timeout=``: how long a publish retries through an outage before it raises
 (30 s by default)."""
@@ -50,6 +62,12 @@ def _open(broker: LedgerBroker, redis_url: str) -> Iterator[Ledger]:
 @pytest.fixture
 def sqs_ledger(sqs_env: str, redis_url: str) -> Iterator[Ledger]:
     yield from _open(LedgerBroker("sqs", f"sqs://?prefix={_prefix()}"), redis_url)
+
+
+@pytest.fixture
+def localstack_sqs_ledger(localstack_sqs_env: str, redis_url: str) -> Iterator[Ledger]:
+    broker = LedgerBroker("sqs-localstack", f"sqs://?prefix={_prefix()}")
+    yield from _open(broker, redis_url)
 
 
 @pytest.fixture
@@ -79,23 +97,25 @@ def servicebus_ledger(servicebus_env: ServiceBusEndpoint, redis_url: str) -> Ite
     yield from _open(broker, redis_url)
 
 
-@pytest.fixture(params=BROKERS)
+@pytest.fixture(params=DEFAULT_BROKERS)
 def ledger(request: pytest.FixtureRequest) -> Ledger:
     """The ledger on each broker the suite covers."""
-    got: Ledger = request.getfixturevalue(f"{request.param}_ledger")
+    got: Ledger = request.getfixturevalue(LEDGER_FIXTURES[request.param])
     return got
 
 
-@pytest.fixture(params=BROKERS)
+# Not on LocalStack, for CI's time: the outage is staged by a forwarder in front of the server,
+# so what it checks is the client side (backoff, no loss), which moto's run covers.
+@pytest.fixture(params=DEFAULT_BROKERS)
 def outage_ledger(
     request: pytest.FixtureRequest, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Ledger, Forwarder]]:
     """A ledger whose producer and workers reach the broker through a ``Forwarder`` the test
     can cut and restore (the broker itself keeps running, and keeps its messages)."""
     name = request.param
-    if name == "sqs":
-        moto = urlsplit(request.getfixturevalue("sqs_env"))
-        forwarder = Forwarder("127.0.0.1", moto.port or 80)
+    if name in SQS_ENVS:
+        server = urlsplit(request.getfixturevalue(SQS_ENVS[name]))
+        forwarder = Forwarder("127.0.0.1", server.port or 80)
         # Every failure reaches cloudq at once: botocore's own retries (5 attempts in its
         # legacy mode) would hide a short outage from the worker's backoff.
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")

@@ -25,6 +25,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 
 BROKERS = {
     "sqs": "SQS (moto)",
+    "sqs-localstack": "SQS (LocalStack)",
     "pubsub": "Pub/Sub emulator",
     "servicebus": "Service Bus test endpoint",
 }

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.reliability.conftest import SLOW
+from tests.reliability.conftest import BROKERS, SLOW
 from tests.reliability.figures import write_row
 from tests.reliability.harness import Ledger, wait_for
 
@@ -21,6 +21,7 @@ QUEUE = "crash"
 SIGKILL_RUNS = {
     # broker: (N, seconds per task, settle timeout); sized for the CI budget (docs/reliability.md)
     "sqs": (2000, 0.05, 120),
+    "sqs-localstack": (1000, 0.05, 120),  # half: LocalStack's share of CI (adapters/sqs/README.md)
     "pubsub": (2000, 0.05, 150),
     "servicebus": (2000, 0.05, 180),
 }
@@ -88,6 +89,7 @@ def _ran_in(events: list[Event], task_id: str, pids: list[int]) -> bool:
     return any(e[1] == task_id and e[4] in pids for e in events)
 
 
+@pytest.mark.parametrize("ledger", BROKERS, indirect=True)  # LocalStack's SQS too
 def test_sigkill_mid_task_repeatedly_loses_nothing(ledger: Ledger) -> None:
     n, seconds, timeout = SIGKILL_RUNS[ledger.broker.name]
     _kill_mid_task(ledger, n=n, kills=5, seconds=seconds, timeout=timeout)

@@ -67,3 +67,18 @@ def test_the_section_between_the_markers_is_replaced_and_nothing_else() -> None:
 def test_the_doc_has_the_section() -> None:
     text = DOC.read_text(encoding="utf-8")
     assert text.count(BEGIN) == 1 and text.count(END) == 1
+
+
+def test_every_broker_the_ledger_runs_on_has_a_row_label(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LocalStack ledger's rows render too, under their own label, after moto's."""
+    from tests.reliability.conftest import BROKERS
+
+    rows = tmp_path / "rows.jsonl"
+    monkeypatch.setenv(ROWS_ENV, str(rows))
+    for i, broker in enumerate(reversed(BROKERS)):
+        monkeypatch.setenv("PYTEST_CURRENT_TEST", f"t.py::test_{i}[{broker}] (call)")
+        write_row("ci", broker, "SIGKILL", _account(1000, 1000), 10.0)
+    table = render(load_rows([rows]))
+    assert table.index("SQS (moto)") < table.index("SQS (LocalStack)")

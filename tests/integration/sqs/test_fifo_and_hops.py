@@ -12,7 +12,7 @@ import pytest
 from cloudq import App, ConfigurationError
 from cloudq.testing import start_worker, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.sqs_servers]
 
 
 def make_app(**options: str) -> App:

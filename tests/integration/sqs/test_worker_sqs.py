@@ -35,9 +35,14 @@ from tests.integration.scenarios import drained, retries_back_off_exactly, sigte
 from tests.integration.stack import Stack, new_prefix
 from tests.processes import STARTUP_TIMEOUT, events, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90), pytest.mark.sqs_servers]
 
 APP_REF = "tests.apps.sqs_app"
+MOTO_ONLY = pytest.mark.sqs_servers("moto")
+"""On moto alone, to keep LocalStack's share of CI small (adapters/sqs/README.md, "Two
+emulators"): what the test checks is cloudq's own logic (delays and backoff, as in the contract
+suite's delay test), or a stronger test covers it on LocalStack (the ledger's SIGKILL run, the
+contract's extend test for heartbeats), or it needs no server at all."""
 REASON_ATTRIBUTE = "cloudq-dead-letter-reason"
 
 
@@ -59,6 +64,7 @@ def raw(sqs_env: str) -> Any:
 
 
 # --- 1. delays ------------------------------------------------------------------------------
+@MOTO_ONLY
 def test_countdown_runs_no_earlier_than_its_delay(stack: Stack) -> None:
     producer = stack.producer()
     worker = stack.worker(["delays"])
@@ -79,6 +85,7 @@ def test_countdown_runs_no_earlier_than_its_delay(stack: Stack) -> None:
 
 
 # --- 2. retries -----------------------------------------------------------------------------
+@MOTO_ONLY
 def test_autoretry_backs_off_exactly_then_succeeds(stack: Stack) -> None:
     producer, _ = retries_back_off_exactly(stack, "sqs")
     wait_for(lambda: drained(producer, "retries"), 10, "the retry queue to be empty", stack.logs)
@@ -132,6 +139,7 @@ def test_task_that_always_fails_ends_in_the_dlq_and_the_worker_goes_on(
 
 
 # --- 4. heartbeat ---------------------------------------------------------------------------
+@MOTO_ONLY
 def test_heartbeat_keeps_a_task_3x_longer_than_its_lease_from_redelivery(stack: Stack) -> None:
     producer = stack.producer(queue_lease_seconds=2)
     first = stack.worker(["beat"], queue_lease_seconds=2)
@@ -154,6 +162,7 @@ def test_heartbeat_keeps_a_task_3x_longer_than_its_lease_from_redelivery(stack: 
 
 
 # --- 5. SIGKILL -----------------------------------------------------------------------------
+@MOTO_ONLY
 def test_sigkilled_worker_task_runs_once_more_after_the_visibility_timeout(stack: Stack) -> None:
     lease = 3
     producer = stack.producer(queue_lease_seconds=lease)
@@ -200,6 +209,7 @@ def test_sigterm_finishes_the_running_task_and_releases_prefetched_at_once(stack
 RETRYING = r"; retrying in \d"
 
 
+@MOTO_ONLY
 @pytest.mark.parametrize("create_queues", [False, True], ids=["queues-exist", "creating-queues"])
 def test_worker_started_while_the_broker_is_down_retries_and_stops_cleanly(
     stack: Stack, create_queues: bool
@@ -261,6 +271,7 @@ class MotoServer:
                 self.proc.wait(10)
 
 
+@pytest.mark.sqs_servers("moto")  # stops and restarts a moto server of its own
 def test_worker_survives_a_broker_outage(stack: Stack, tmp_path: Path) -> None:
     moto = MotoServer(tmp_path / "moto.log")
     moto.start()
