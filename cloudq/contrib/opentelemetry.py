@@ -240,6 +240,11 @@ class TracingMiddleware(Middleware):
     def worker_stop(self, app: App, **kw: Any) -> None:
         self._flush()
 
+    def invocation_end(self, app: App, **kw: Any) -> None:
+        """A serverless batch is done: the platform may freeze the container before a batch
+        processor's timer fires, so its spans go now."""
+        self._flush()
+
 
 def _carry(headers: dict[str, str], ctx: Context) -> None:
     """Put ``ctx`` in ``headers`` in place of any trace context they had."""

@@ -384,3 +384,27 @@ def test_without_the_extra_the_import_error_says_what_to_install(
     monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if not installed
     with pytest.raises(ImportError, match=r"pip install 'cloudqueue-tasks\[otel\]'"):
         importlib.import_module("cloudq.contrib.opentelemetry")
+
+
+def test_a_serverless_batch_end_flushes_batched_spans() -> None:
+    """A Lambda or Functions container may be frozen right after its batch: the spans a batch
+    processor still holds go out at ``invocation_end``, not at its next timer."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=600_000))
+    CloudqInstrumentor().instrument(tracer_provider=provider)
+    try:
+        app = make_app()
+
+        @app.task(name="t.batched")
+        def batched() -> None: ...
+
+        batched.apply()
+        assert exporter.get_finished_spans() == ()  # held by the batch processor
+        app.hooks.emit("invocation_end", platform="aws-lambda")
+        assert [s.name for s in exporter.get_finished_spans()] == ["process t.batched"]
+    finally:
+        CloudqInstrumentor().uninstrument()
+        provider.shutdown()
