@@ -37,9 +37,8 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from cloudq.adapters.base import Delivery, OutgoingMessage
-from cloudq.execute import execute
 from cloudq.logsafe import get_logger
-from cloudq.serverless import begin_invocation, contained, require_broker
+from cloudq.serverless import BatchRecord, RecordResult, require_broker, run_batch
 from cloudq.settle import settle
 from cloudq_servicebus.broker import ServiceBusBroker
 
@@ -96,15 +95,6 @@ def message_to_delivery(queue: str, message: func.ServiceBusMessage) -> Delivery
     )
 
 
-def _left_to_host(delivery: Delivery) -> None:
-    """The host completes the trigger's messages when the function returns."""
-
-
-def _run(app: App, delivery: Delivery, time_limit: float | None) -> None:
-    outcome = execute(delivery, app, hard_limit=time_limit)
-    settle(app, delivery, outcome, ack=_left_to_host)
-
-
 def _send_back(app: App, delivery: Delivery, error: str) -> None:
     """Give a message that could not be settled a delivery of its own (see the module's doc)."""
     deliveries = delivery.receive_count
@@ -138,24 +128,40 @@ def process_messages(
     """Run every message, sending back those whose outcome could not be applied; return the ids
     of the messages that could not even be sent back (the function must then raise)."""
     require_broker(app, ServiceBusBroker, "the Service Bus trigger handler", "servicebus://")
-    begin_invocation(app, "azure-functions", records=len(messages))
     unsettled: list[str] = []
-    for message in messages:
+
+    def on_failure(result: RecordResult) -> None:
+        delivery = result.delivery
+        if delivery is None:
+            logger.error(
+                "a trigger message could not be read; the batch comes back", exc_info=result.error
+            )
+            unsettled.append(result.record.id)
+            return
+        logger.error(
+            "message %s could not be processed", delivery.message_id, exc_info=result.error
+        )
         try:
-            delivery = contained(partial(message_to_delivery, queue, message))
+            _send_back(app, delivery, f"{type(result.error).__name__}: {result.error}")
         except Exception:
-            logger.exception("a trigger message could not be read; the batch comes back")
-            unsettled.append(str(getattr(message, "message_id", None) or "?"))
-            continue
-        try:
-            contained(partial(_run, app, delivery, time_limit))
-        except Exception as exc:
-            logger.exception("message %s could not be processed", delivery.message_id)
-            try:
-                _send_back(app, delivery, f"{type(exc).__name__}: {exc}")
-            except Exception:
-                logger.exception("message %s could not be sent back either", delivery.message_id)
-                unsettled.append(delivery.message_id)
+            logger.exception("message %s could not be sent back either", delivery.message_id)
+            unsettled.append(delivery.message_id)
+
+    records = [
+        BatchRecord(
+            id=str(getattr(message, "message_id", None) or "?"),
+            decode=partial(message_to_delivery, queue, message),
+        )
+        for message in messages
+    ]
+    run_batch(
+        app,
+        "azure-functions",
+        records,
+        time_limit=time_limit,
+        on_failure=on_failure,
+        settle=settle,
+    )
     return unsettled
 
 
