@@ -240,7 +240,7 @@ class App:
         (``python -m proj.celery``): workers import it by that name."""
         import sys
 
-        from cloudq.pool import find_app_ref
+        from cloudq.app_loading import find_app_ref
 
         try:
             return find_app_ref(self)

@@ -38,7 +38,7 @@ from cloudq.logsafe import get_logger
 
 if TYPE_CHECKING:
     from cloudq.app import App
-    from cloudq.worker import Worker
+    from cloudq.control.view import ControlledWorker
 
 logger = get_logger("cloudq.control")
 
@@ -80,7 +80,7 @@ def task_entry(info: TaskInfo, started: float | None = None) -> dict[str, Any]:
 class WorkerControl:
     """Heartbeats, commands and events of one worker (see the module docstring)."""
 
-    def __init__(self, worker: Worker, interval: float, events: bool) -> None:
+    def __init__(self, worker: ControlledWorker, interval: float, events: bool) -> None:
         self.worker = worker
         self.interval = interval
         self.store: ControlStore | None = None

@@ -46,3 +46,54 @@ def test_the_core_imports_no_adapter_nor_provider_tool() -> None:
         if target.split(".")[0] in OUTSIDE_THE_CORE
     )
     assert arrows == []
+
+
+WORKER_FAMILY = ("cloudq.worker", "cloudq.pool", "cloudq.control")
+"""The modules that once imported each other in a circle (worker, pool, heartbeat)."""
+
+
+def _node(target: str, nodes: set[str]) -> str | None:
+    """The module of ``nodes`` that an imported name belongs to (the longest prefix)."""
+    while target:
+        if target in nodes:
+            return target
+        target = target.rpartition(".")[0]
+    return None
+
+
+def circles(prefixes: tuple[str, ...]) -> list[list[str]]:
+    """Import circles among the modules under ``prefixes``: type-checking and lazy imports
+    count, since each is an arrow a reader follows; a package importing its own submodules
+    does not."""
+    nodes = {m for m in GRAPH if m.startswith(prefixes)}
+    edges = {
+        m: {
+            n
+            for t in GRAPH[m]
+            if (n := _node(t, nodes)) is not None and n != m and not n.startswith(m + ".")
+        }
+        for m in nodes
+    }
+    found: list[list[str]] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(edges[m]):
+            if state.get(n) == 1:
+                found.append([*stack[stack.index(n) :], n])
+            elif n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(nodes):
+        if m not in state:
+            visit(m)
+    return found
+
+
+def test_no_import_circle_among_worker_pool_and_control() -> None:
+    assert circles(WORKER_FAMILY) == []
