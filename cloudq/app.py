@@ -92,9 +92,22 @@ class App:
         middleware: Iterable[object] = (),
         **settings: Any,
     ) -> None:
-        """Celery's keywords: ``include=`` modules imported at finalize, ``config_source=`` as
-        ``config_from_object``, and any setting in Celery's or cloudq's name. ``middleware``:
-        hook objects (``cloudq.middleware.Middleware``) called at each step of a task's life."""
+        """Celery's keywords, and any setting in Celery's or cloudq's name.
+
+        :param main: the app's name; tasks defined in ``__main__`` are named after it.
+        :param broker: the broker URL (``sqs://``, ``pubsub://``, ``servicebus://``,
+            ``memory://``): the ``broker_url`` setting.
+        :param backend: the result backend URL (``redis://``, ``dynamodb://``...): the
+            ``result_backend`` setting; None keeps no results.
+        :param include: modules imported at finalize, so their tasks register.
+        :param config_source: an object or module path read as ``config_from_object`` does.
+        :param namespace: the prefix of ``config_source``'s setting names (``CELERY``).
+        :param set_as_current: make this the current app (``shared_task`` binds to it).
+        :param clock: the wall and monotonic clock (``cloudq.clock.FakeClock`` in tests).
+        :param middleware: hook objects (``cloudq.middleware.Middleware``) called at each step
+            of a task's life.
+        :param settings: any other setting, by Celery's or cloudq's name (``cloudq.config``).
+        """
         if broker is not None:
             settings["broker_url"] = broker
         if backend is not None:

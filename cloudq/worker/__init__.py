@@ -130,7 +130,24 @@ def _prefetch(app: App, concurrency: int, given: int | None) -> int:
 
 
 class Worker:
-    """``cloudq -A tasks worker -Q high,default -c 8``."""
+    """``cloudq -A tasks worker -Q high,default -c 8``.
+
+    :param app: the app whose tasks run.
+    :param queues: the queues to receive from, first drains first (named explicitly: never
+        guessed).
+    :param concurrency: tasks run at once (default ``worker_concurrency``).
+    :param pool: ``threads`` (in this process) or ``processes`` (a child per slot, killed on
+        its hard time limit).
+    :param prefetch: messages held beside the running ones (default: room for one receive
+        batch, or ``worker_prefetch``/``worker_prefetch_multiplier``).
+    :param max_tasks_per_child: replace a ``processes`` child after this many tasks.
+    :param poll_seconds: how long an idle receive waits (default ``worker_poll_seconds``).
+    :param app_ref: ``module:attribute`` the pool children import the app by (found if None).
+    :param hostname: the node name in ``status`` and ``control`` (default ``pid@host``).
+    :param events: send task events from the start (``-E``).
+    :param heartbeat_seconds: interval of the heartbeat record (default
+        ``cloudq.control.store.HEARTBEAT_SECONDS``).
+    """
 
     def __init__(
         self,
