@@ -22,7 +22,7 @@ from cloudq.envelope import Envelope
 from cloudq.errors import ConfigurationError, NotRegistered
 from cloudq.logsafe import get_logger
 from cloudq.middleware import Hooks
-from cloudq.ratelimit import LocalRateLimiter, RateLimiter
+from cloudq.rate_limits import LocalRateLimiter, RateLimiter
 from cloudq.result import AsyncResult
 from cloudq.results import ResultBackend, open_backend
 from cloudq.results.base import ChordStore

@@ -28,7 +28,7 @@ from cloudq.execute import execute, open_body, outcome_for_error, retry_or_fail
 from cloudq.idempotency import release_for
 from cloudq.logsafe import get_logger
 from cloudq.outcome import DeadLetter, Outcome
-from cloudq.timelimits import interrupt
+from cloudq.time_limits import interrupt
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection

@@ -38,7 +38,7 @@ from cloudq.envelope import (
 )
 from cloudq.errors import CloudqError, EnvelopeError
 from cloudq.logsafe import get_logger
-from cloudq.ratelimit import RATE_SLOT_HEADER
+from cloudq.rate_limits import RATE_SLOT_HEADER
 from cloudq.routes import app_queues
 
 if TYPE_CHECKING:

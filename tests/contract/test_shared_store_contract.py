@@ -13,7 +13,7 @@ import pytest
 
 from cloudq.beat import BeatStore
 from cloudq.control.store import RevokeStore
-from cloudq.ratelimit import RateLimiter
+from cloudq.rate_limits import RateLimiter
 from cloudq.results.base import ChordStore
 
 SHARED_BACKENDS = {
