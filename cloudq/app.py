@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from cloudq.schedules import BaseSchedule
     from cloudq.task import Task as _Task
 
-logger = get_logger("cloudq")
+logger = get_logger("cloudq.app")
 
 P = ParamSpec("P")
 R = TypeVar("R")

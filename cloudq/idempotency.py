@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from cloudq.app import App
     from cloudq.task import Task
 
-logger = get_logger("cloudq.execute")
+logger = get_logger("cloudq.idempotency")
 
 CLAIM_GRACE_SECONDS = 2.0
 """A claim outlives the task's hard time limit by this much (the limit's own enforcement)."""

@@ -17,7 +17,7 @@ from cloudq.revoke import RevokedIds
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = get_logger("cloudq.control")
+logger = get_logger("cloudq.control.commands")
 
 CONTROL_COMMANDS = ("enable_events", "disable_events", "shutdown", "pool_grow", "pool_shrink")
 INSPECT_METHODS = (

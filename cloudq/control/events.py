@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from cloudq.envelope import Envelope
     from cloudq.outcome import Outcome
 
-logger = get_logger("cloudq.events")
+logger = get_logger("cloudq.control.events")
 
 TASK_HEADER = "cloudq-task"
 """Message attribute naming the task (set by the producer): tells a parked body's task."""

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from cloudq.app import App
     from cloudq.control.view import ControlledWorker
 
-logger = get_logger("cloudq.control")
+logger = get_logger("cloudq.control.heartbeat")
 
 MAX_REPLIES = 20
 """Replies a record carries (newest last): enough for a burst of commands."""

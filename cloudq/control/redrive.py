@@ -44,7 +44,7 @@ from cloudq.routes import app_queues
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = get_logger("cloudq.redrive")
+logger = get_logger("cloudq.control.redrive")
 
 REASON_ATTRIBUTE = DEAD_LETTER_REASON_ATTRIBUTE
 """Set by the broker adapter when the worker dead-letters: the reason, as the worker wrote it."""

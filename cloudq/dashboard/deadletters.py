@@ -34,7 +34,7 @@ from cloudq.logsafe import get_logger
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = get_logger("cloudq.dashboard")
+logger = get_logger("cloudq.dashboard.deadletters")
 
 ARGS_CHARS = 500
 """Arguments are shown as a repr cut to this length: a page, not a data dump."""

@@ -24,7 +24,7 @@ from cloudq.logsafe import get_logger
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = get_logger("cloudq.dashboard")
+logger = get_logger("cloudq.dashboard.observer")
 
 HISTORY_SECONDS = 3600
 """The chart's window: the last hour."""

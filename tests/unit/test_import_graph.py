@@ -97,3 +97,20 @@ def circles(prefixes: tuple[str, ...]) -> list[list[str]]:
 
 def test_no_import_circle_among_worker_pool_and_control() -> None:
     assert circles(WORKER_FAMILY) == []
+
+
+def test_every_core_logger_is_named_after_its_module() -> None:
+    """``get_logger(name)`` in the core names its own module, so a log line says where it
+    comes from and ``logging.getLogger("cloudq.worker")`` covers the worker's modules."""
+    wrong = []
+    for path in CORE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "get_logger"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value != module_name(path)
+            ):
+                wrong.append(f"{module_name(path)}: {node.args[0].value}")
+    assert wrong == []
