@@ -25,7 +25,12 @@ KNOWN_EXTRAS = {
 
 
 def open_backend(url: str, clock: Clock) -> ResultBackend:
-    """Open the result backend for ``url``."""
+    """Open the result backend for ``url``, by its scheme's ``cloudq.backends`` entry point.
+
+    :param url: the backend URL (``memory://``, ``redis://``, ``dynamodb://``, ``firestore://``,
+        ``azuretable://``).
+    :param clock: the app's clock (``cloudq.clock.FakeClock`` in tests).
+    """
     scheme = scheme_of(url)
     if scheme == "memory":
         from cloudq.results.memory import open_memory_backend
