@@ -22,11 +22,12 @@ from cloudq.envelope import Envelope
 from cloudq.errors import ConfigurationError, NotRegistered
 from cloudq.logsafe import get_logger
 from cloudq.middleware import Hooks
-from cloudq.rate_limits import LocalRateLimiter, RateLimiter
+from cloudq.rate_limits import LocalRateLimiter
 from cloudq.result import AsyncResult
 from cloudq.results import ResultBackend, open_backend
-from cloudq.results.base import ChordStore
 from cloudq.routes import Routes
+from cloudq.stores.chords import ChordStore
+from cloudq.stores.rate_slots import RateLimiter
 from cloudq.task import Task, TaskOptions
 
 if TYPE_CHECKING:

@@ -15,7 +15,6 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from cloudq.errors import ConfigurationError
 from cloudq.logsafe import get_logger
@@ -50,14 +49,6 @@ def parse_rate_limit(text: str) -> RateLimit:
 
 
 RATE_SLOT_HEADER = "cloudq-rate-slot"
-
-
-@runtime_checkable
-class RateLimiter(Protocol):
-    def reserve(self, key: str, interval: float) -> float:
-        """Reserve the next slot for ``key`` (slots ``interval`` seconds apart); return the
-        seconds until it (0 when it is now)."""
-        ...
 
 
 class LocalRateLimiter:

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cloudq.control.store import COMMAND_TTL_SECONDS, ControlStore
+from cloudq.control.store import COMMAND_TTL_SECONDS
 from cloudq.logsafe import get_logger
 from cloudq.revoke import RevokedIds
+from cloudq.stores.control import ControlStore
 
 if TYPE_CHECKING:
     from cloudq.app import App

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cloudq.control.store import EVENTS_MAXLEN, EventStore, find_control_store, find_event_store
+from cloudq.control.store import EVENTS_MAXLEN, find_control_store, find_event_store
 from cloudq.logsafe import get_logger
+from cloudq.stores.events import EventStore
 
 if TYPE_CHECKING:
     from cloudq.adapters.base import Delivery

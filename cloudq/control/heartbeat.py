@@ -30,11 +30,11 @@ from cloudq.control.events import EventSink, TaskInfo
 from cloudq.control.store import (
     HEARTBEAT_SECONDS,
     HEARTBEAT_TTL_FACTOR,
-    ControlStore,
     find_control_store,
     find_event_store,
 )
 from cloudq.logsafe import get_logger
+from cloudq.stores.control import ControlStore
 
 if TYPE_CHECKING:
     from cloudq.app import App
