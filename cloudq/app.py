@@ -23,11 +23,12 @@ from cloudq.envelope import Envelope
 from cloudq.errors import ConfigurationError, NotRegistered
 from cloudq.logsafe import get_logger
 from cloudq.middleware import Hooks
-from cloudq.ratelimit import LocalRateLimiter, RateLimiter
+from cloudq.rate_limits import LocalRateLimiter
 from cloudq.result import AsyncResult
 from cloudq.results import ResultBackend, open_backend
-from cloudq.results.base import ChordStore
 from cloudq.routes import Routes
+from cloudq.stores.chords import ChordStore
+from cloudq.stores.rate_slots import RateLimiter
 from cloudq.task import Task, TaskOptions
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from cloudq.schedules import BaseSchedule
     from cloudq.task import Task as _Task
 
-logger = get_logger("cloudq")
+logger = get_logger("cloudq.app")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -93,9 +94,22 @@ class App:
         middleware: Iterable[object] = (),
         **settings: Any,
     ) -> None:
-        """Celery's keywords: ``include=`` modules imported at finalize, ``config_source=`` as
-        ``config_from_object``, and any setting in Celery's or cloudq's name. ``middleware``:
-        hook objects (``cloudq.middleware.Middleware``) called at each step of a task's life."""
+        """Celery's keywords, and any setting in Celery's or cloudq's name.
+
+        :param main: the app's name; tasks defined in ``__main__`` are named after it.
+        :param broker: the broker URL (``sqs://``, ``pubsub://``, ``servicebus://``,
+            ``memory://``): the ``broker_url`` setting.
+        :param backend: the result backend URL (``redis://``, ``dynamodb://``...): the
+            ``result_backend`` setting; None keeps no results.
+        :param include: modules imported at finalize, so their tasks register.
+        :param config_source: an object or module path read as ``config_from_object`` does.
+        :param namespace: the prefix of ``config_source``'s setting names (``CELERY``).
+        :param set_as_current: make this the current app (``shared_task`` binds to it).
+        :param clock: the wall and monotonic clock (``cloudq.clock.FakeClock`` in tests).
+        :param middleware: hook objects (``cloudq.middleware.Middleware``) called at each step
+            of a task's life.
+        :param settings: any other setting, by Celery's or cloudq's name (``cloudq.config``).
+        """
         if broker is not None:
             settings["broker_url"] = broker
         if backend is not None:
@@ -244,7 +258,7 @@ class App:
         (``python -m proj.celery``): workers import it by that name."""
         import sys
 
-        from cloudq.pool import find_app_ref
+        from cloudq.app_loading import find_app_ref
 
         try:
             return find_app_ref(self)

@@ -9,7 +9,7 @@ from typing import Any
 from cloudq.logsafe import get_logger
 
 Receiver = Callable[..., Any]
-logger = get_logger("cloudq.signals")
+logger = get_logger("cloudq.app_signals")
 
 
 def _matches(wanted: Any, sender: Any) -> bool:

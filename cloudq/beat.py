@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cloudq.adapters.urls import redact_url
 from cloudq.errors import ConfigurationError
 from cloudq.logsafe import get_logger
+from cloudq.stores.beat import BeatStore
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -134,23 +135,6 @@ def make_entry(**fields: Any) -> ScheduleEntry:
     except ValidationError as exc:
         problems = "; ".join(e["msg"] for e in exc.errors())
         raise ConfigurationError(f"periodic task {fields.get('name')!r}: {problems}") from None
-
-
-@runtime_checkable
-class BeatStore(Protocol):
-    """What beats share: an atomic claim, and a marker of the last tick sent per entry."""
-
-    def claim(self, key: str, ttl_seconds: float) -> bool:
-        """True for exactly one caller per ``key`` (until ``ttl_seconds`` pass)."""
-        ...
-
-    def unclaim(self, key: str) -> None:
-        """Give a claim back (its send failed), so the tick is tried again."""
-        ...
-
-    def get_marker(self, key: str) -> str | None: ...
-
-    def set_marker(self, key: str, value: str) -> None: ...
 
 
 class LocalBeatStore:

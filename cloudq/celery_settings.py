@@ -19,7 +19,7 @@ from typing import Any, Literal
 from cloudq.errors import ConfigurationError
 from cloudq.logsafe import get_logger
 
-logger = get_logger("cloudq.config")
+logger = get_logger("cloudq.celery_settings")
 
 Effect = Literal["same", "maps", "none", "refused"]
 Convert = Callable[[Any], dict[str, Any]]

@@ -75,7 +75,11 @@ ClaimCheckFactory = Callable[[str], ClaimCheckStore]
 
 
 def open_claim_check_store(url: str) -> ClaimCheckStore:
-    """The store for ``url``; ``memory://name`` is built in (shared per name in a process)."""
+    """The store for ``url``, by its scheme's ``cloudq.claimchecks`` entry point.
+
+    :param url: where oversized bodies are parked: ``s3://BUCKET/PREFIX``, ``gs://``,
+        ``azblob://``, or ``memory://NAME`` (built in, shared per name in a process).
+    """
     scheme = scheme_of(url)
     if scheme == "memory":
         return _memory_stores.setdefault(url, MemoryClaimCheckStore(url))

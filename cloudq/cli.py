@@ -17,6 +17,7 @@ import click
 
 from cloudq.beat_export import FORMATS as EXPORT_FORMATS
 from cloudq.control.commands import CONTROL_COMMANDS, INSPECT_METHODS
+from cloudq.control.multi import ACTIONS as MULTI_ACTIONS
 from cloudq.distribution import DISTRIBUTION
 from cloudq.errors import CloudqError
 from cloudq.logsafe import get_logger
@@ -466,7 +467,7 @@ def events(obj: _Context, dump: bool, duration: float | None, refresh: float) ->
     """Watch events: a live table, or --dump (Celery's events). Workers send events after
     `cloudq control enable_events` (or when started with -E)."""
     from cloudq.control.commands import live_workers
-    from cloudq.control.events import follow
+    from cloudq.control.events import follow, watch
     from cloudq.control.output import json_text
     from cloudq.control.store import event_store, find_control_store
 
@@ -488,88 +489,16 @@ def events(obj: _Context, dump: bool, duration: float | None, refresh: float) ->
                     click.echo(json_text(event))
                     sys.stdout.flush()
         else:
-            _watch(app, follow(stream, duration, poll=refresh), refresh)
+            watch(app, follow(stream, duration, poll=refresh), refresh)
     except KeyboardInterrupt:
         pass
-
-
-def _watch(app: Any, stream: Any, refresh: float) -> None:
-    """The refreshed table: redrawn in place on a terminal, printed on each change otherwise."""
-    import time
-
-    from cloudq.control.commands import live_workers
-    from cloudq.control.events import Monitor, clock_time
-    from cloudq.control.output import ago, on_terminal, table
-    from cloudq.control.store import find_control_store
-
-    monitor = Monitor()
-    store = find_control_store(app)
-    tty = sys.stdout.isatty() and on_terminal()
-    last_drawn, last_text = 0.0, ""
-    for event in stream:
-        if event is not None:
-            monitor.apply(event)
-        now = time.monotonic()
-        if event is not None and now - last_drawn < refresh:
-            continue
-        last_drawn = now
-        records = live_workers(store) if store is not None else {}
-        worker_rows = [
-            [
-                h,
-                "online",
-                r.get("active_count", 0),
-                r.get("processed", 0),
-                r.get("failed", 0),
-                "on" if r.get("events") else "off",
-                ago(r.get("timestamp")),
-            ]
-            for h, r in records.items()
-        ] or [
-            [h, "online" if e.get("online") else "offline", e.get("active"), None, None, "on", ""]
-            for h, e in monitor.workers.items()
-        ]
-        task_rows = [
-            [
-                t.uuid,
-                t.name,
-                t.state,
-                t.hostname,
-                t.attempt,
-                clock_time(t.received),
-                t.runtime,
-                t.info[:60],
-            ]
-            for t in monitor.latest()
-        ]
-        text = "\n".join(
-            [
-                f"cloudq events: {len(worker_rows)} worker(s), {monitor.seen} event(s)",
-                "",
-                table(
-                    ["WORKER", "STATUS", "ACTIVE", "PROCESSED", "FAILED", "EVENTS", "SEEN"],
-                    worker_rows,
-                ),
-                "",
-                table(
-                    ["UUID", "NAME", "STATE", "WORKER", "ATTEMPT", "RECEIVED", "RUNTIME", "INFO"],
-                    task_rows,
-                ),
-            ]
-        )
-        if tty:
-            click.clear()
-            click.echo(text + "\n\n(Ctrl-C to quit)")
-        elif text != last_text:
-            click.echo(text + "\n")
-        last_text = text
 
 
 @main.command(
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     add_help_option=True,
 )
-@click.argument("action", type=click.Choice(["start", "stop", "stopwait", "restart", "kill"]))
+@click.argument("action", type=click.Choice(MULTI_ACTIONS))
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def multi(ctx: click.Context, action: str, argv: tuple[str, ...]) -> None:
@@ -579,8 +508,6 @@ def multi(ctx: click.Context, action: str, argv: tuple[str, ...]) -> None:
     --logfile say otherwise; stop sends SIGTERM, stopwait waits for the exit, restart does both
     one node at a time and starts it again, kill sends SIGKILL.
     """
-    import signal
-    import time
     from pathlib import Path
 
     from cloudq.control import multi as m
@@ -588,57 +515,7 @@ def multi(ctx: click.Context, action: str, argv: tuple[str, ...]) -> None:
     plan = m.parse(argv, ctx.obj.app_ref, Path.cwd())
     if action in ("start", "restart") and not plan.app_ref and "CLOUDQ_APP" not in os.environ:
         raise click.UsageError("name the app: cloudq multi start w1 -A tasks -Q ...")
-    failed = False
-
-    last_dot = [time.monotonic()]
-
-    def dots() -> None:
-        if time.monotonic() - last_dot[0] >= 1.0:
-            last_dot[0] = time.monotonic()
-            click.echo(".", nl=False)
-
-    def start_all(nodes: list[m.Node]) -> None:
-        nonlocal failed
-        click.echo("> Starting nodes...")
-        for node in nodes:
-            ok, what = m.start(plan, node)
-            failed |= not ok
-            click.echo(f"\t> {node.nodename}: {what}")
-
-    def stop_all(signum: int) -> dict[m.Node, int]:
-        click.echo("> Stopping nodes...")
-        pids = {}
-        for node in plan.nodes:
-            pid, what = m.stop(node, signum)
-            click.echo(f"\t> {node.nodename}: {what}")
-            if pid is not None:
-                pids[node] = pid
-        return pids
-
-    def wait_all(pids: dict[m.Node, int]) -> None:
-        if not pids:
-            return
-        listed = ", ".join(str(p) for p in pids.values())
-        click.echo(f"> Waiting for {len(pids)} node{'s' if len(pids) > 1 else ''} -> {listed}")
-        m.wait(pids, dots)
-        click.echo("")
-        for node in pids:
-            click.echo(f"\t> {node.nodename}: OK")
-
-    if action == "start":
-        start_all(plan.nodes)
-    elif action in ("stop", "kill"):
-        stop_all(signal.SIGKILL if action == "kill" else signal.SIGTERM)
-    elif action == "stopwait":
-        wait_all(stop_all(signal.SIGTERM))
-    else:  # restart, graceful and rolling: stop one node, wait for it, start it again
-        for node in plan.nodes:
-            pid, what = m.stop(node)
-            click.echo(f"> Restarting {node.nodename}: {what}")
-            if pid is not None:
-                wait_all({node: pid})
-            start_all([node])
-    if failed:
+    if not m.run(action, plan, click.echo):
         ctx.exit(1)
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from cloudq.adapters.urls import redact_url, secret_name
 from cloudq.celery_settings import translate
 from cloudq.errors import ConfigurationError
-from cloudq.limits import parse_rate_limit
+from cloudq.rate_limits import parse_rate_limit
 from cloudq.routes import Routes, compile_routes
 
 ENV_PREFIX = "CLOUDQ_"

@@ -11,7 +11,6 @@ loopback port (stopped at exit); without moto installed it falls back to the mem
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ import click
 
 from cloudq.app import App
 from cloudq.distribution import install_hint
+from cloudq.plugins import load_plugin
 from cloudq.testing import start_worker
 
 QUEUES = ["high", "default", "low"]
@@ -54,41 +54,30 @@ def post_payment(order_id: int, amount_cents: int) -> dict[str, Any]:
     return {"order": order_id, "posted_cents": amount_cents}
 
 
+EMBEDDED_SERVERS = "cloudq.embedded_servers"
+"""Entry-point group of adapters' local servers: a context manager yielding the server's URL,
+or None when what it needs is not installed."""
+
+
 @contextmanager
 def embedded_sqs() -> Iterator[str | None]:
-    """Point the app at an in-process moto server; yield its URL (None: memory broker)."""
-    try:
-        from moto.server import ThreadedMotoServer
+    """Point the app at the SQS adapter's embedded server; yield its URL (None: memory broker).
 
-        import cloudq_sqs  # noqa: F401 - the sqs:// adapter must be installed too
-    except ImportError:
+    The adapter provides the server by entry point: the core imports neither it nor moto.
+    """
+    start = load_plugin(EMBEDDED_SERVERS, "sqs")
+    if start is None:
         yield None
         return
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()  # port 0: the OS chose a free one
-    endpoint = f"http://{host}:{port}"
-    saved = {
-        k: os.environ.get(k)
-        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
-    }
-    os.environ.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="demo",
-        AWS_SECRET_ACCESS_KEY="demo",
-        AWS_REGION="us-east-1",
-    )
-    app.conf.broker_url = f"sqs://?prefix=demo{uuid.uuid4().hex[:6]}-"
-    try:
-        yield endpoint
-    finally:
-        app.close()
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with start() as endpoint:
+        if endpoint is None:
+            yield None
+            return
+        app.conf.broker_url = f"sqs://?prefix=demo{uuid.uuid4().hex[:6]}-"
+        try:
+            yield endpoint
+        finally:
+            app.close()
 
 
 def run_demo(fast: bool = False) -> int:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.urls import redact_url
 from cloudq.envelope import Envelope
@@ -47,13 +47,14 @@ from cloudq.errors import ConfigurationError, SignatureError
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Ack, Defer
 from cloudq.results.base import State, TaskResult
+from cloudq.stores.claims import ClaimStore
 from cloudq.storeseal import RESULT_SEAL, check_seal
 
 if TYPE_CHECKING:
     from cloudq.app import App
     from cloudq.task import Task
 
-logger = get_logger("cloudq.execute")
+logger = get_logger("cloudq.idempotency")
 
 CLAIM_GRACE_SECONDS = 2.0
 """A claim outlives the task's hard time limit by this much (the limit's own enforcement)."""
@@ -61,15 +62,6 @@ CLAIM_SLACK_SECONDS = 2.0
 """A deferred duplicate comes back this long after the claim's ttl: stores round ttls up."""
 
 _warned: set[str] = set()
-
-
-@runtime_checkable
-class ClaimStore(Protocol):
-    """The part of a shared store the guard uses (beat's claims: redis://, dynamodb://, ...)."""
-
-    def claim(self, key: str, ttl_seconds: float) -> bool: ...
-
-    def unclaim(self, key: str) -> None: ...
 
 
 def claim_key(task_id: str) -> str:

@@ -15,30 +15,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
-import importlib.util
 import logging
 import os
 import signal
-import sys
-import types
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cloudq import revoke
 from cloudq.adapters.base import Delivery
-from cloudq.errors import ConfigurationError, TaskRevokedError, TimeLimitExceeded, WorkerLostError
+from cloudq.app_loading import find_app_ref, load_app
+from cloudq.errors import TaskRevokedError, TimeLimitExceeded, WorkerLostError
 from cloudq.execute import execute, open_body, outcome_for_error, retry_or_fail
 from cloudq.idempotency import release_for
 from cloudq.logsafe import get_logger
 from cloudq.middleware import add_inherited
 from cloudq.outcome import DeadLetter, Outcome
-from cloudq.timelimits import interrupt
+from cloudq.time_limits import interrupt
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     from cloudq.app import App
-    from cloudq.worker import Worker
+
+__all__ = ["Executor", "ProcessExecutor", "ThreadExecutor", "load_app", "make_executor"]
+"""``load_app`` lives in ``cloudq.app_loading`` now; re-exported from here, its old home."""
 
 logger = get_logger("cloudq.pool")
 
@@ -74,73 +73,6 @@ class ThreadExecutor:
 
     def close(self) -> None:
         """Nothing to release."""
-
-
-def load_app(ref: str) -> App:
-    """``module``, ``module:attribute`` or ``module.attribute`` to the App, found as Celery's
-    ``-A`` finds it: a module's ``app``, then its ``celery``, then (a package) its ``celery``
-    or ``cloudq`` submodule, then the one App it holds."""
-    app = _find_app(ref)
-    app.finalize()  # include= and autodiscovered task modules, before the first task runs
-    return app
-
-
-def _import(module_name: str) -> types.ModuleType:
-    try:
-        return importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import app module {module_name!r}: {exc}") from exc
-
-
-def _find_app(ref: str) -> App:
-    from cloudq.app import App
-
-    module_name, colon, attr = ref.partition(":")
-    if colon:
-        found = getattr(_import(module_name), attr, None)
-        if isinstance(found, App):
-            return found
-        raise ConfigurationError(f"{attr!r} in module {module_name!r} is not a cloudq App")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        parent, _, name = module_name.rpartition(".")
-        if not parent or exc.name != module_name:  # a.b.app: module a.b, attribute app
-            raise ConfigurationError(f"cannot import app module {module_name!r}: {exc}") from exc
-        return _find_app(f"{parent}:{name}")
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import app module {module_name!r}: {exc}") from exc
-    for name in ("app", "celery"):
-        found = getattr(module, name, None)
-        if isinstance(found, App):
-            return found
-    if hasattr(module, "__path__"):  # a package: proj -> proj.celery (Celery's layout), or
-        for sub in ("celery", "cloudq"):  # proj.cloudq, the same file renamed
-            try:
-                return _find_app(f"{module_name}.{sub}")
-            except ConfigurationError:
-                if importlib.util.find_spec(f"{module_name}.{sub}") is not None:
-                    raise
-    apps = [v for v in vars(module).values() if isinstance(v, App)]
-    if len(apps) == 1:
-        return apps[0]
-    raise ConfigurationError(
-        f"no cloudq App found in {ref!r}: name it 'app' or pass -A {module_name}:attribute"
-    )
-
-
-def find_app_ref(app: App) -> str:
-    """The import path of an App object already loaded in this process."""
-    for name, module in list(sys.modules.items()):
-        if name == "__main__" or module is None:
-            continue
-        for attr, value in list(vars(module).items()):
-            if value is app:
-                return f"{name}:{attr}"
-    raise ConfigurationError(
-        "the processes pool imports the app in each child: define the App at module level "
-        "in an importable module, or pass app_ref='module:attribute'"
-    )
 
 
 def _child_main(app_ref: str, conn: Connection, log_level: int) -> None:
@@ -303,8 +235,12 @@ class ProcessExecutor:
         self._kill()
 
 
-def make_executor(worker: Worker, index: int) -> Executor:
-    if worker.pool_kind == "threads":
-        return ThreadExecutor(worker.app)
-    ref = worker.app_ref or find_app_ref(worker.app)
-    return ProcessExecutor(worker.app, ref, worker.max_tasks_per_child)
+def make_executor(
+    app: App, kind: str, app_ref: str | None = None, max_tasks_per_child: int | None = None
+) -> Executor:
+    """One slot's executor: ``threads`` runs in the slot's thread; ``processes`` in a child
+    that imports the app by ``app_ref`` (found if None) and is replaced every
+    ``max_tasks_per_child`` tasks."""
+    if kind == "threads":
+        return ThreadExecutor(app)
+    return ProcessExecutor(app, app_ref or find_app_ref(app), max_tasks_per_child)

@@ -88,11 +88,13 @@ HOLDS_BEFORE_RESEND = 1
 then it is re-sent fresh, so waiting never counts toward its max delivery attempts."""
 
 
-def _hold(app: App, delivery: Delivery) -> bool:
+def holds(app: App, delivery: Delivery) -> bool:
     """Whether a deferred delivery waits by being held (not re-sent with a native delay).
 
     FIFO queues are always held (a re-send would lose the order; each hold counts as a
-    receive). Brokers without native delay hold, then re-send fresh once held enough.
+    receive). Brokers without native delay hold, then re-send fresh once held enough. The
+    serverless handlers ask it too (``cloudq.serverless.run_batch``): a held record is left for
+    its platform to redeliver.
     """
     if is_fifo(delivery.queue):
         return True
@@ -373,7 +375,7 @@ def settle(app: App, delivery: Delivery, outcome: Outcome, ack: AckFn | None = N
             _store(app, result)
             send_envelopes(app, [envelope], dedup_suffix=f"-a{envelope.attempt}")
             _acknowledge(app, delivery, ack)
-        case Defer(until=until) if _hold(app, delivery):
+        case Defer(until=until) if holds(app, delivery):
             # No native delay here: keep this very message invisible until due (or as long as
             # the broker allows), instead of a re-send that would come straight back.
             wait = max(1.0, (until - app.clock.now()).total_seconds())

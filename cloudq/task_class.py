@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from cloudq.outcome import Outcome
     from cloudq.task import Task, TaskOptions
 
-logger = get_logger("cloudq.task")
+logger = get_logger("cloudq.task_class")
 
 HANDLERS = ("before_start", "on_success", "on_failure", "on_retry", "after_return")
 """Celery's handler methods, called by ``execute`` when a class overrides one."""

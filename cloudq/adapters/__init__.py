@@ -63,7 +63,11 @@ def find_factory(scheme: str) -> BrokerFactory:
 
 
 def open_broker(url: str, clock: Clock) -> Broker:
-    """Open a broker connection for ``url``."""
+    """Open a broker connection for ``url``, by its scheme's ``cloudq.adapters`` entry point.
+
+    :param url: the broker URL (``sqs://``, ``pubsub://``, ``servicebus://``, ``memory://``).
+    :param clock: the app's clock (``cloudq.clock.FakeClock`` in tests).
+    """
     broker = find_factory(scheme_of(url))(url, clock)
     logger.debug("opened broker %s for %s", type(broker).__name__, redact_url(url))
     return broker

@@ -230,7 +230,13 @@ def _limits_from_query(url: str, query: str) -> BrokerLimits:
 
 
 def open_memory_broker(url: str, clock: Clock) -> MemoryBroker:
-    """The process-wide broker named by the URL's host part (per clock), made on first use."""
+    """The process-wide broker named by the URL's host part (per clock), made on first use.
+
+    :param url: ``memory://NAME`` with optional limits, as a cloud broker would have them:
+        ``max_delay_seconds`` (0: no native delay, as Pub/Sub), ``max_lease_seconds``,
+        ``max_message_bytes``, ``max_batch``.
+    :param clock: the app's clock (``cloudq.clock.FakeClock`` in tests).
+    """
     parts = urlsplit(url)
     name = parts.netloc + parts.path
     key = (name, id(clock))

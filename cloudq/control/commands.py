@@ -10,14 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cloudq.control.store import COMMAND_TTL_SECONDS, ControlStore
+from cloudq.control.store import COMMAND_TTL_SECONDS
 from cloudq.logsafe import get_logger
 from cloudq.revoke import RevokedIds
+from cloudq.stores.control import ControlStore
 
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = get_logger("cloudq.control")
+logger = get_logger("cloudq.control.commands")
 
 CONTROL_COMMANDS = ("enable_events", "disable_events", "shutdown", "pool_grow", "pool_shrink")
 INSPECT_METHODS = (

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -22,8 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cloudq.control.store import EVENTS_MAXLEN, EventStore, find_control_store, find_event_store
+from cloudq.control.store import EVENTS_MAXLEN, find_control_store, find_event_store
 from cloudq.logsafe import get_logger
+from cloudq.stores.events import EventStore
 
 if TYPE_CHECKING:
     from cloudq.adapters.base import Delivery
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from cloudq.envelope import Envelope
     from cloudq.outcome import Outcome
 
-logger = get_logger("cloudq.events")
+logger = get_logger("cloudq.control.events")
 
 TASK_HEADER = "cloudq-task"
 """Message attribute naming the task (set by the producer): tells a parked body's task."""
@@ -344,3 +346,74 @@ def clock_time(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
     return datetime.fromtimestamp(timestamp, UTC).astimezone().strftime("%H:%M:%S")
+
+
+def watch(app: App, stream: Iterator[dict[str, Any] | None], refresh: float) -> None:
+    """``cloudq events``' screen: the workers and the latest tasks, redrawn in place every
+    ``refresh`` seconds on a terminal, printed on each change otherwise."""
+    import click
+
+    from cloudq.control.commands import live_workers
+    from cloudq.control.output import ago, on_terminal, table
+
+    monitor = Monitor()
+    store = find_control_store(app)
+    tty = sys.stdout.isatty() and on_terminal()
+    last_drawn, last_text = 0.0, ""
+    for event in stream:
+        if event is not None:
+            monitor.apply(event)
+        now = time.monotonic()
+        if event is not None and now - last_drawn < refresh:
+            continue
+        last_drawn = now
+        records = live_workers(store) if store is not None else {}
+        worker_rows = [
+            [
+                h,
+                "online",
+                r.get("active_count", 0),
+                r.get("processed", 0),
+                r.get("failed", 0),
+                "on" if r.get("events") else "off",
+                ago(r.get("timestamp")),
+            ]
+            for h, r in records.items()
+        ] or [
+            [h, "online" if e.get("online") else "offline", e.get("active"), None, None, "on", ""]
+            for h, e in monitor.workers.items()
+        ]
+        task_rows = [
+            [
+                t.uuid,
+                t.name,
+                t.state,
+                t.hostname,
+                t.attempt,
+                clock_time(t.received),
+                t.runtime,
+                t.info[:60],
+            ]
+            for t in monitor.latest()
+        ]
+        text = "\n".join(
+            [
+                f"cloudq events: {len(worker_rows)} worker(s), {monitor.seen} event(s)",
+                "",
+                table(
+                    ["WORKER", "STATUS", "ACTIVE", "PROCESSED", "FAILED", "EVENTS", "SEEN"],
+                    worker_rows,
+                ),
+                "",
+                table(
+                    ["UUID", "NAME", "STATE", "WORKER", "ATTEMPT", "RECEIVED", "RUNTIME", "INFO"],
+                    task_rows,
+                ),
+            ]
+        )
+        if tty:
+            click.clear()
+            click.echo(text + "\n\n(Ctrl-C to quit)")
+        elif text != last_text:
+            click.echo(text + "\n")
+        last_text = text

@@ -30,17 +30,17 @@ from cloudq.control.events import EventSink, TaskInfo
 from cloudq.control.store import (
     HEARTBEAT_SECONDS,
     HEARTBEAT_TTL_FACTOR,
-    ControlStore,
     find_control_store,
     find_event_store,
 )
 from cloudq.logsafe import get_logger
+from cloudq.stores.control import ControlStore
 
 if TYPE_CHECKING:
     from cloudq.app import App
-    from cloudq.worker import Worker
+    from cloudq.control.view import ControlledWorker
 
-logger = get_logger("cloudq.control")
+logger = get_logger("cloudq.control.heartbeat")
 
 MAX_REPLIES = 20
 """Replies a record carries (newest last): enough for a burst of commands."""
@@ -80,7 +80,7 @@ def task_entry(info: TaskInfo, started: float | None = None) -> dict[str, Any]:
 class WorkerControl:
     """Heartbeats, commands and events of one worker (see the module docstring)."""
 
-    def __init__(self, worker: Worker, interval: float, events: bool) -> None:
+    def __init__(self, worker: ControlledWorker, interval: float, events: bool) -> None:
         self.worker = worker
         self.interval = interval
         self.store: ControlStore | None = None

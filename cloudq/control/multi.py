@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cloudq.errors import ConfigurationError
 
@@ -244,3 +245,70 @@ def wait(
         tick()
         time.sleep(POLL_SECONDS)
     return list(waiting)
+
+
+class Echo(Protocol):
+    """Where ``run`` reports (``click.echo``)."""
+
+    def __call__(self, message: str, *, nl: bool = True) -> None: ...
+
+
+ACTIONS = ("start", "stop", "stopwait", "restart", "kill")
+
+
+def run(action: str, plan: Plan, echo: Echo) -> bool:
+    """``cloudq multi ACTION``: start, stop (SIGTERM), stopwait (and wait), restart (graceful
+    and rolling: one node at a time) or kill (SIGKILL) the plan's nodes, reporting each as
+    Celery's ``multi`` does. False if a node could not be started."""
+    failed = False
+    last_dot = [time.monotonic()]
+
+    def dots() -> None:
+        if time.monotonic() - last_dot[0] >= 1.0:
+            last_dot[0] = time.monotonic()
+            echo(".", nl=False)
+
+    def start_all(nodes: list[Node]) -> None:
+        nonlocal failed
+        echo("> Starting nodes...")
+        for node in nodes:
+            ok, what = start(plan, node)
+            failed |= not ok
+            echo(f"\t> {node.nodename}: {what}")
+
+    def stop_all(signum: int) -> dict[Node, int]:
+        echo("> Stopping nodes...")
+        pids = {}
+        for node in plan.nodes:
+            pid, what = stop(node, signum)
+            echo(f"\t> {node.nodename}: {what}")
+            if pid is not None:
+                pids[node] = pid
+        return pids
+
+    def wait_all(pids: dict[Node, int]) -> None:
+        if not pids:
+            return
+        listed = ", ".join(str(p) for p in pids.values())
+        echo(f"> Waiting for {len(pids)} node{'s' if len(pids) > 1 else ''} -> {listed}")
+        wait(pids, dots)
+        echo("")
+        for node in pids:
+            echo(f"\t> {node.nodename}: OK")
+
+    if action == "start":
+        start_all(plan.nodes)
+    elif action in ("stop", "kill"):
+        stop_all(signal.SIGKILL if action == "kill" else signal.SIGTERM)
+    elif action == "stopwait":
+        wait_all(stop_all(signal.SIGTERM))
+    elif action == "restart":  # graceful and rolling: stop one node, wait for it, start it again
+        for node in plan.nodes:
+            pid, what = stop(node)
+            echo(f"> Restarting {node.nodename}: {what}")
+            if pid is not None:
+                wait_all({node: pid})
+            start_all([node])
+    else:
+        raise ConfigurationError(f"unknown multi action {action!r}: one of {', '.join(ACTIONS)}")
+    return not failed

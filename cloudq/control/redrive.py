@@ -42,13 +42,13 @@ from cloudq.envelope import (
 from cloudq.errors import CloudqError, EnvelopeError
 from cloudq.logsafe import get_logger
 from cloudq.priority import expand
-from cloudq.ratelimit import RATE_SLOT_HEADER
+from cloudq.rate_limits import RATE_SLOT_HEADER
 from cloudq.routes import app_queues
 
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = get_logger("cloudq.redrive")
+logger = get_logger("cloudq.control.redrive")
 
 REASON_ATTRIBUTE = DEAD_LETTER_REASON_ATTRIBUTE
 """Set by the broker adapter when the worker dead-letters: the reason, as the worker wrote it."""

@@ -12,11 +12,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from cloudq.adapters.urls import redact_url
 from cloudq.clock import SYSTEM_CLOCK, Clock
 from cloudq.errors import ConfigurationError
+from cloudq.stores.control import ControlStore
+from cloudq.stores.events import EventStore
+from cloudq.stores.revoked import RevokeStore
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -31,55 +34,6 @@ EVENTS_MAXLEN = 10_000
 """The event stream keeps about this many of the latest events (Redis ``MAXLEN ~``)."""
 EVENTS_TTL_SECONDS = 86_400.0
 """An event stream nobody appends to any more disappears after this long."""
-
-
-@runtime_checkable
-class ControlStore(Protocol):
-    """Heartbeat records with a time to live, and a command inbox per worker."""
-
-    def control_heartbeat(self, worker_id: str, record: str, ttl_seconds: float) -> list[str]:
-        """Write the worker's record (live for ``ttl_seconds``) and take, atomically, the commands
-        waiting for it, oldest first."""
-        ...
-
-    def control_workers(self) -> dict[str, str]:
-        """The records of live workers by id."""
-        ...
-
-    def control_forget(self, worker_id: str) -> None:
-        """Remove a worker's record and inbox (it stopped cleanly)."""
-        ...
-
-    def control_send(self, worker_id: str, command: str, ttl_seconds: float) -> None:
-        """Append a command to the worker's inbox; dropped if unread after ``ttl_seconds``."""
-        ...
-
-
-@runtime_checkable
-class RevokeStore(Protocol):
-    """Revoked task ids, each live for a time to live (``cloudq.revoke``)."""
-
-    def revoke_add(self, task_ids: Sequence[str], ttl_seconds: float) -> None:
-        """Record ``task_ids`` as revoked for ``ttl_seconds`` (again: the expiry moves on)."""
-        ...
-
-    def revoke_list(self) -> list[str]:
-        """The revoked ids still live, in no particular order."""
-        ...
-
-
-@runtime_checkable
-class EventStore(Protocol):
-    """An append-only, capped stream of events (JSON strings)."""
-
-    def events_append(self, events: Sequence[str], maxlen: int) -> None:
-        """Append in order; keep about the latest ``maxlen``."""
-        ...
-
-    def events_read(self, cursor: str | None, timeout: float, count: int) -> tuple[str, list[str]]:
-        """Events after ``cursor`` (None: from now on), waiting up to ``timeout`` seconds for the
-        first; returns the cursor to continue from and at most ``count`` events."""
-        ...
 
 
 def _need_backend(app: App, what: str) -> object:

@@ -14,7 +14,7 @@ from cloudq.dashboard.views import Dash
 from cloudq.logsafe import get_logger
 from cloudq.revoke import revoke as revoke_tasks
 
-logger = get_logger("cloudq.dashboard")
+logger = get_logger("cloudq.dashboard.actions")
 
 
 class BadRequest(ValueError):

@@ -16,7 +16,7 @@ from cloudq.distribution import install_hint
 from cloudq.errors import ConfigurationError
 from cloudq.logsafe import get_logger
 
-logger = get_logger("cloudq.dashboard")
+logger = get_logger("cloudq.dashboard.cli")
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 

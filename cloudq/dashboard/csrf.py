@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloudq.logsafe import get_logger
 
-logger = get_logger("cloudq.dashboard")
+logger = get_logger("cloudq.dashboard.csrf")
 
 COOKIE = "cloudq_csrf"
 FIELD = "csrf_token"

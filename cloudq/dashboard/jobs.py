@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from cloudq.logsafe import get_logger
 
-logger = get_logger("cloudq.dashboard")
+logger = get_logger("cloudq.dashboard.jobs")
 
 KEPT_JOBS = 50
 """Finished jobs kept for their pages; older ones are forgotten."""

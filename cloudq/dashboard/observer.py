@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from cloudq.control.commands import live_workers
 from cloudq.control.events import Monitor
-from cloudq.control.store import EventStore, find_control_store, find_event_store
+from cloudq.control.store import find_control_store, find_event_store
 from cloudq.logsafe import get_logger
+from cloudq.stores.events import EventStore
 
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = get_logger("cloudq.dashboard")
+logger = get_logger("cloudq.dashboard.observer")
 
 HISTORY_SECONDS = 3600
 """The chart's window: the last hour."""

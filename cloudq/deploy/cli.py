@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from cloudq.deploy.package import TARGETS, build_package, plan_package
+from cloudq.deploy.build import build_package
+from cloudq.deploy.package import TARGETS, plan_package
 from cloudq.deploy.tfvars import export_tfvars, render_tfvars, tfvars_drift
 
 

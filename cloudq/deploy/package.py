@@ -1,8 +1,7 @@
 """Deployment zips: app code + cloudq + the target's adapter, minus what the runtime provides.
 
-Same inputs give a byte-identical zip (fixed timestamps, sorted entries, fixed permissions, no
-bytecode), so Terraform's ``source_code_hash`` changes only when the code does and an unchanged
-app is never redeployed.
+This module plans what a package holds (``plan_package``); ``cloudq.deploy.build`` writes it
+(``build_package``, re-exported here), byte-identical for the same inputs.
 
 Files come from the distributions *installed here* (their RECORD, or the source tree of an
 editable install), the way a wheel would lay them out, dist-info included: cloudq finds its
@@ -13,29 +12,28 @@ than found out at the first invocation.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib.util
 import json
 import os
-import stat
 import sys
-import tempfile
-import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib.metadata import Distribution, distributions, entry_points
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from cloudq.deploy.build import COMPRESS_LEVEL, FILE_MODE, ZIP_EPOCH, BuildResult, build_package
 from cloudq.deploy.markers import evaluate_marker, normalize_name, parse_requirement
 from cloudq.distribution import ADAPTER_DISTRIBUTIONS, DISTRIBUTION, IMPORT_PACKAGES, install_hint
 from cloudq.errors import CloudqError
 from cloudq.logsafe import get_logger
 
 __all__ = [
+    "COMPRESS_LEVEL",
+    "FILE_MODE",
     "TARGETS",
+    "ZIP_EPOCH",
     "BuildResult",
     "DeployError",
     "PackageFile",
@@ -45,13 +43,8 @@ __all__ = [
     "plan_package",
 ]
 
-logger = get_logger("cloudq.deploy")
+logger = get_logger("cloudq.deploy.package")
 
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-"""The earliest time a zip can hold: every entry gets it, so mtimes never change the bytes."""
-FILE_MODE = stat.S_IFREG | 0o644
-"""Every entry is a plain readable file: the build machine's umask must not show in the zip."""
-COMPRESS_LEVEL = 9
 MANIFEST = "cloudq-package.json"
 """What the zip holds (distributions, versions, target), for whoever inspects a deployed one."""
 
@@ -164,21 +157,6 @@ class PackagePlan:
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
-
-
-@dataclass
-class BuildResult:
-    path: Path
-    zip_bytes: int
-    unzipped_bytes: int
-    entries: int
-    sha256: str
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def source_code_hash(self) -> str:
-        """Base64 SHA-256, as Terraform's ``filebase64sha256`` gives it."""
-        return base64.b64encode(bytes.fromhex(self.sha256)).decode("ascii")
 
 
 # --- the target's environment ----------------------------------------------------------------
@@ -529,53 +507,3 @@ def plan_package(
         distributions=dict(sorted(versions.items())),
         excluded=excluded,
     )
-
-
-# --- writing the zip --------------------------------------------------------------------------
-def _entry(arcname: str) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(arcname, date_time=ZIP_EPOCH)
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.create_system = 3  # unix, so the mode bits below are read
-    info.external_attr = FILE_MODE << 16
-    return info
-
-
-def build_package(
-    plan: PackagePlan, output: Path, progress: Callable[[int], None] | None = None
-) -> BuildResult:
-    """Write the zip (atomically: a failed build leaves no half file); ``progress(bytes)``."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=".cloudq-", suffix=".zip", dir=output.parent)
-    os.close(descriptor)
-    unzipped = 0
-    try:
-        with zipfile.ZipFile(temporary, "w") as archive:
-            for item in plan.files:
-                data = item.read()
-                archive.writestr(_entry(item.arcname), data, compresslevel=COMPRESS_LEVEL)
-                unzipped += len(data)
-                if progress is not None:
-                    progress(len(data))
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, output)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    digest = hashlib.sha256(output.read_bytes()).hexdigest()
-    size = output.stat().st_size
-    warnings = []
-    limit = plan.target.max_zip_bytes
-    if limit is not None and size > limit:
-        warnings.append(
-            f"the zip is {size / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB "
-            f"{plan.target.name} takes directly: upload it to S3 and deploy from there"
-        )
-    limit = plan.target.max_unzipped_bytes
-    if limit is not None and unzipped > limit:
-        warnings.append(
-            f"unzipped it is {unzipped / 2**20:.1f} MiB, over {plan.target.name}'s "
-            f"{limit / 2**20:.0f} MiB: leave out dependencies or use a container image"
-        )
-    for warning in warnings:
-        logger.warning("%s", warning)
-    return BuildResult(output, size, unzipped, len(plan.files), digest, warnings)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["app_queues", "export_tfvars", "render_tfvars", "tfvars_drift"]
 
-logger = get_logger("cloudq.deploy")
+logger = get_logger("cloudq.deploy.tfvars")
 
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 HANDLER_MARGIN_SECONDS = 2

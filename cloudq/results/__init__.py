@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cloudq.adapters import scheme_of
+from cloudq.adapters.urls import redact_url
 from cloudq.clock import Clock
 from cloudq.distribution import install_hint
 from cloudq.errors import AdapterNotFound
 from cloudq.plugins import load_plugin
 from cloudq.results.base import ErrorInfo, ResultBackend, State, TaskResult
+from cloudq.stores import check
 
 __all__ = ["ErrorInfo", "ResultBackend", "State", "TaskResult", "open_backend"]
 
@@ -25,7 +27,12 @@ KNOWN_EXTRAS = {
 
 
 def open_backend(url: str, clock: Clock) -> ResultBackend:
-    """Open the result backend for ``url``."""
+    """Open the result backend for ``url``, by its scheme's ``cloudq.backends`` entry point.
+
+    :param url: the backend URL (``memory://``, ``redis://``, ``dynamodb://``, ``firestore://``,
+        ``azuretable://``).
+    :param clock: the app's clock (``cloudq.clock.FakeClock`` in tests).
+    """
     scheme = scheme_of(url)
     if scheme == "memory":
         from cloudq.results.memory import open_memory_backend
@@ -33,7 +40,9 @@ def open_backend(url: str, clock: Clock) -> ResultBackend:
         return open_memory_backend(url, clock)
     factory: BackendFactory | None = load_plugin(ENTRY_POINT_GROUP, scheme)
     if factory is not None:
-        return factory(url, clock)
+        backend = factory(url, clock)
+        check(backend, f"result backend {redact_url(url)!r}")
+        return backend
     if scheme in KNOWN_EXTRAS:
         raise AdapterNotFound(
             f"no result backend for '{scheme}://' is installed: "

@@ -164,7 +164,11 @@ _lock = threading.Lock()
 
 
 def open_memory_backend(url: str, clock: Clock) -> MemoryBackend:
-    """The process-wide backend named by the URL's host part (per clock), made on first use."""
+    """The process-wide backend named by the URL's host part (per clock), made on first use.
+
+    :param url: ``memory://NAME``; the same name (and clock) is the same backend.
+    :param clock: the app's clock (``cloudq.clock.FakeClock`` in tests).
+    """
     parts = urlsplit(url)
     key = (parts.netloc + parts.path, id(clock))
     with _lock:

@@ -429,5 +429,10 @@ def _text(value: bytes | str) -> str:
 
 
 def open_redis_backend(url: str, clock: Clock) -> RedisBackend:
-    """Factory for the ``cloudq.backends`` entry points ``redis`` and ``rediss``."""
+    """Factory for the ``cloudq.backends`` entry points ``redis`` and ``rediss``.
+
+    :param url: ``redis://[:PASSWORD@]HOST[:PORT][/DB]`` (``rediss://`` for TLS), as redis-py
+        reads it.
+    :param clock: the app's clock (``cloudq.clock.FakeClock`` in tests).
+    """
     return RedisBackend(url, clock)

@@ -109,7 +109,7 @@ def test_no_effect_settings_are_accepted_with_one_log_line(
 ) -> None:
     app = make()
     before = app.conf.model_dump()
-    with caplog.at_level(logging.INFO, logger="cloudq.config"):
+    with caplog.at_level(logging.INFO, logger="cloudq.celery_settings"):
         app.conf.update({name: True})
     lines = [r for r in caplog.records if name in r.getMessage()]
     assert len(lines) == 1

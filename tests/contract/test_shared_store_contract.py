@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from cloudq.beat import BeatStore
-from cloudq.control.store import RevokeStore
-from cloudq.ratelimit import RateLimiter
-from cloudq.results.base import ChordStore
+from cloudq.stores.beat import BeatStore
+from cloudq.stores.chords import ChordStore
+from cloudq.stores.rate_slots import RateLimiter
+from cloudq.stores.revoked import RevokeStore
 
 SHARED_BACKENDS = {
     "memory": "memory_result_backend",

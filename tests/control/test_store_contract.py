@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from cloudq.clock import FakeClock, SystemClock
-from cloudq.control.store import ControlStore, EventStore
 from cloudq.results.memory import open_memory_backend
+from cloudq.stores.control import ControlStore
+from cloudq.stores.events import EventStore
 from cloudq.testing import wait_for
 
 

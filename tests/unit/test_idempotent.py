@@ -55,7 +55,7 @@ def test_duplicate_delivery_after_success_is_acked_and_not_run(
     charge.apply_async((7,), task_id="order-7")
     charge.apply_async((7,), task_id="order-7")  # the broker's duplicate, or a second send
     assert isinstance(process_one(app), Ack)
-    with caplog.at_level(logging.INFO, logger="cloudq.execute"):
+    with caplog.at_level(logging.INFO, logger="cloudq.idempotency"):
         outcome = process_one(app)
     assert outcome == Ack(), "a skipped duplicate stores nothing new"
     assert ran == [7]

@@ -661,7 +661,15 @@ def default_project() -> str | None:
 
 
 def open_pubsub_broker(url: str, clock: Clock) -> PubSubBroker:
-    """The ``cloudq.adapters`` entry point for ``pubsub://PROJECT?prefix=..&max_batch=..``."""
+    """The ``cloudq.adapters`` entry point for ``pubsub://PROJECT?OPTIONS``.
+
+    :param url: the project as host (default ``GOOGLE_CLOUD_PROJECT``); options ``prefix`` (of
+        every topic and subscription; default ``CLOUDQ_PUBSUB_PREFIX``), ``max_batch``
+        (messages per pull), ``endpoint`` (the emulator), ``timeout`` (seconds per call),
+        ``max_lease_seconds`` (cap on an ack deadline); credentials come from Application
+        Default Credentials.
+    :param clock: the app's clock (``cloudq.clock.FakeClock`` in tests).
+    """
     host, options = broker_url(
         url,
         _URL_OPTIONS,

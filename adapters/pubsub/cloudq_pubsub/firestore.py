@@ -232,7 +232,12 @@ class FirestoreBackend(FirestoreShared):
 
 
 def open_firestore_backend(url: str, clock: Clock) -> FirestoreBackend:
-    """The ``cloudq.backends`` entry point for ``firestore://PROJECT/COLLECTION?database=..``."""
+    """The ``cloudq.backends`` entry point for ``firestore://PROJECT/COLLECTION?database=..``.
+
+    :param url: the project as host, the collection as path; option ``database`` (default the
+        project's default database).
+    :param clock: the app's clock (``cloudq.clock.FakeClock`` in tests).
+    """
     parts = urlsplit(url)
     if parts.scheme != "firestore" or parts.username or parts.password:
         raise ConfigurationError(

@@ -39,16 +39,15 @@ from typing import TYPE_CHECKING, Any
 from cloudq.adapters.base import Delivery
 from cloudq.distribution import ADAPTER_DISTRIBUTIONS, install_hint
 from cloudq.errors import CloudqError, ConfigurationError
-from cloudq.execute import execute
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer, Outcome
-from cloudq.producer import is_fifo
 from cloudq.serverless import (
-    begin_invocation,
-    contained,
+    BatchRecord,
+    Status,
     end_invocation,
     own_queue,
     require_broker,
+    run_batch,
 )
 from cloudq.settle import HOLDS_BEFORE_RESEND, settle
 from cloudq_pubsub.broker import MESSAGE_ID_ATTRIBUTE, PubSubBroker
@@ -59,6 +58,8 @@ if TYPE_CHECKING:
 __all__ = ["DeliveryHeld", "cloud_function", "event_to_delivery", "process_event"]
 
 logger = get_logger("cloudq.pubsub.functions")
+PLATFORM = "cloud-functions"
+"""The heartbeat's and the hooks' name for this platform."""
 
 FRESH_SECONDS = 10.0
 """A message younger than this is taken for a first delivery when the event has no attempt
@@ -66,7 +67,6 @@ count: Pub/Sub's default minimum retry backoff is 10 s, so a redelivery is older
 SAFETY_MARGIN_SECONDS = 1.0
 """Time kept back from the function's timeout to apply the outcome before it is killed."""
 
-PLATFORM = "cloud-functions"
 _TOPIC = re.compile(r"projects/([^/]+)/topics/([^/?#]+)")
 _SUBSCRIPTION = re.compile(r"projects/([^/]+)/subscriptions/([^/?#]+)")
 
@@ -162,37 +162,46 @@ def event_to_delivery(broker: PubSubBroker, event: Any, now: datetime) -> Delive
     )
 
 
-def _left_to_the_response(delivery: Delivery) -> None:
-    """Acknowledging is the HTTP response's job: returning acks the push delivery."""
-
-
 def process_event(app: App, event: Any, deadline: float | None = None) -> Outcome:
     """Run one event's task and apply its outcome; raise where redelivery is wanted.
 
     ``deadline`` is the ``time.monotonic()`` the invocation is killed at, if known.
     """
     broker = require_broker(app, PubSubBroker, "the Cloud Functions handler", "pubsub://")
-    begin_invocation(app, PLATFORM)
-    delivery = event_to_delivery(broker, event, app.clock.now())
-    limit = None
-    if deadline is not None:
-        limit = max(0.0, deadline - time.monotonic() - SAFETY_MARGIN_SECONDS)
-    outcome = contained(partial(execute, delivery, app, hard_limit=limit))
-    if isinstance(outcome, Defer) and (
-        is_fifo(delivery.queue) or delivery.receive_count <= HOLDS_BEFORE_RESEND
-    ):
+    record = BatchRecord(
+        id=str(_get(event, "id") or ""),
+        decode=partial(event_to_delivery, broker, event, app.clock.now()),
+    )
+    time_left = None if deadline is None else partial(_seconds_to, deadline)
+    [result] = run_batch(
+        app,
+        PLATFORM,
+        [record],
+        time_left=time_left,
+        margin=SAFETY_MARGIN_SECONDS,
+        platform_holds=True,  # held: nacked by raising DeliveryHeld
+        settle=settle,
+    )
+    if result.error is not None:
+        raise result.error  # the push is nacked: Pub/Sub redelivers it
+    assert result.delivery is not None and result.outcome is not None  # settled or held
+    if result.status is Status.HELD:
+        assert isinstance(result.outcome, Defer)
         logger.info(
             "message %s on %s due at %s: held (nacked) for Pub/Sub to redeliver",
-            delivery.message_id,
-            delivery.queue,
-            outcome.until.isoformat(),
+            result.delivery.message_id,
+            result.delivery.queue,
+            result.outcome.until.isoformat(),
         )
         raise DeliveryHeld(
-            f"task {outcome.envelope.task}[{outcome.envelope.id}] is due at "
-            f"{outcome.until.isoformat()}: nacked so that Pub/Sub redelivers it later"
+            f"task {result.outcome.envelope.task}[{result.outcome.envelope.id}] is due at "
+            f"{result.outcome.until.isoformat()}: nacked so that Pub/Sub redelivers it later"
         )
-    contained(partial(settle, app, delivery, outcome, ack=_left_to_the_response))
-    return outcome
+    return result.outcome
+
+
+def _seconds_to(deadline: float) -> float:
+    return deadline - time.monotonic()
 
 
 def cloud_function(app: App, *, timeout_seconds: float | None = None) -> CloudEventFunction:

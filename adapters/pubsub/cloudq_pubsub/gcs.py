@@ -135,7 +135,11 @@ class GCSClaimCheckStore(ObjectStoreClaimChecks):
 
 
 def open_gcs_store(url: str) -> GCSClaimCheckStore:
-    """The ``cloudq.claimchecks`` entry point for ``gs://BUCKET/PREFIX?create=1&project=..``."""
+    """The ``cloudq.claimchecks`` entry point for ``gs://BUCKET/PREFIX?create=1&project=..``.
+
+    :param url: the bucket as host, the object prefix as path; options ``create`` (1: create
+        the bucket if it is missing) and ``project`` (the bucket's project, for ``create``).
+    """
     parts = urlsplit(url)
     if parts.scheme != "gs" or not parts.netloc or parts.username or parts.password:
         raise ConfigurationError(

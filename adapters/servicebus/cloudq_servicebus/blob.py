@@ -127,7 +127,12 @@ class BlobClaimCheckStore(ObjectStoreClaimChecks):
 
 
 def open_blob_store(url: str) -> BlobClaimCheckStore:
-    """The ``cloudq.claimchecks`` entry point for ``azblob://CONTAINER/PREFIX[?create=1]``."""
+    """The ``cloudq.claimchecks`` entry point for ``azblob://CONTAINER/PREFIX[?create=1]``.
+
+    :param url: the container as host, the blob prefix as path; options ``create`` (1: create
+        the container if it is missing) and ``account_url`` (with ``DefaultAzureCredential``;
+        else the connection string from the environment).
+    """
     parts = urlsplit(url)
     if parts.scheme != "azblob" or not parts.netloc or "@" in parts.netloc:
         raise ConfigurationError(

@@ -988,7 +988,13 @@ def connection_string_from_env() -> str | None:
 
 
 def open_servicebus_broker(url: str, clock: Clock) -> ServiceBusBroker:
-    """The ``cloudq.adapters`` entry point for ``servicebus://[NAMESPACE][?prefix=..]``."""
+    """The ``cloudq.adapters`` entry point for ``servicebus://[NAMESPACE][?OPTIONS]``.
+
+    :param url: the namespace as host (``DefaultAzureCredential``), or none (the connection string
+        in ``CLOUDQ_SERVICEBUS_CONNECTION``); options ``prefix`` (of every queue name; default
+        ``CLOUDQ_SERVICEBUS_PREFIX``) and ``max_message_bytes`` (the tier's message size).
+    :param clock: the app's clock (``cloudq.clock.FakeClock`` in tests).
+    """
     host, options = broker_url(
         url,
         _URL_OPTIONS,

@@ -46,10 +46,15 @@ from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery, OutgoingMessage
 from cloudq.adapters.wire import is_fifo
-from cloudq.execute import execute
 from cloudq.logsafe import get_logger
-from cloudq.outcome import Defer
-from cloudq.serverless import begin_invocation, contained, end_invocation, require_broker
+from cloudq.outcome import Defer, Outcome
+from cloudq.serverless import (
+    BatchRecord,
+    RecordResult,
+    end_invocation,
+    require_broker,
+    run_batch,
+)
 from cloudq.settle import settle
 from cloudq_servicebus.broker import ServiceBusBroker
 
@@ -113,19 +118,18 @@ def message_to_delivery(queue: str, message: func.ServiceBusMessage) -> Delivery
     )
 
 
-def _left_to_host(delivery: Delivery) -> None:
-    """The host completes the trigger's messages when the function returns."""
-
-
 class _Stop(Exception):
     """A session's message that must keep its place: the rest of the batch waits."""
 
 
-def _run(app: App, delivery: Delivery, time_limit: float | None) -> None:
-    outcome = execute(delivery, app, hard_limit=time_limit)
-    if isinstance(outcome, Defer) and is_fifo(delivery.queue):
+def _settle_in_session(
+    app: App, delivery: Delivery, outcome: Outcome, ack: Callable[[Delivery], None]
+) -> None:
+    """Session mode's settle: a deferred message keeps its place in its session (the batch
+    comes back, in order) instead of a scheduled copy overtaken by the rest of its group."""
+    if isinstance(outcome, Defer):
         raise _Stop(f"due at {outcome.until.isoformat()}: it waits in its place in its session")
-    settle(app, delivery, outcome, ack=_left_to_host)
+    settle(app, delivery, outcome, ack)
 
 
 def _send_back(app: App, delivery: Delivery, error: str) -> None:
@@ -159,51 +163,59 @@ def process_messages(
     time_limit: float | None = None,
 ) -> list[str]:
     """Run every message, sending back those whose outcome could not be applied; return the ids
-    of the messages that could not even be sent back (the function must then raise)."""
+    of the messages that could not even be sent back (the function must then raise). On a
+    session queue (``*.fifo``), in order up to the first message that did not simply finish:
+    it and the rest are returned, so that the batch comes back in order."""
     require_broker(app, ServiceBusBroker, "the Service Bus trigger handler", "servicebus://")
-    begin_invocation(app, PLATFORM, records=len(messages))
+    fifo = is_fifo(queue)
     unsettled: list[str] = []
-    if is_fifo(queue):
-        return _process_session(app, queue, messages, time_limit)
-    for message in messages:
-        try:
-            delivery = contained(partial(message_to_delivery, queue, message))
-        except Exception:
-            logger.exception("a trigger message could not be read; the batch comes back")
-            unsettled.append(message_ident(message))
-            continue
-        try:
-            contained(partial(_run, app, delivery, time_limit))
-        except Exception as exc:
-            logger.exception("message %s could not be processed", delivery.message_id)
+
+    def on_failure(result: RecordResult) -> None:
+        delivery = result.delivery
+        if delivery is None:
+            logger.error(
+                "a trigger message could not be read; the batch comes back", exc_info=result.error
+            )
+            unsettled.append(result.record.id)
+        elif isinstance(result.error, _Stop):
+            logger.info(
+                "session message %s %s; the batch comes back", result.record.id, result.error
+            )
+        elif fifo:
+            logger.error(
+                "session message %s failed; the batch comes back",
+                delivery.message_id,
+                exc_info=result.error,
+            )
+        else:
+            logger.error(
+                "message %s could not be processed", delivery.message_id, exc_info=result.error
+            )
             try:
-                _send_back(app, delivery, f"{type(exc).__name__}: {exc}")
+                _send_back(app, delivery, f"{type(result.error).__name__}: {result.error}")
             except Exception:
                 logger.exception("message %s could not be sent back either", delivery.message_id)
                 unsettled.append(delivery.message_id)
+
+    records = [
+        BatchRecord(
+            id=message_ident(message),
+            decode=partial(message_to_delivery, queue, message),
+            fifo=fifo,
+        )
+        for message in messages
+    ]
+    results = run_batch(
+        app,
+        PLATFORM,
+        records,
+        time_limit=time_limit,
+        on_failure=on_failure,
+        settle=_settle_in_session if fifo else settle,
+    )
+    if fifo:
+        return [r.record.id for r in results if not r.settled]
     return unsettled
-
-
-def _process_session(
-    app: App,
-    queue: str,
-    messages: Sequence[func.ServiceBusMessage],
-    time_limit: float | None,
-) -> list[str]:
-    """Session mode: in order, up to the first message that did not simply finish; it and the
-    rest are returned as unsettled (the batch comes back, in order)."""
-    for index, message in enumerate(messages):
-        try:
-            delivery = contained(partial(message_to_delivery, queue, message))
-            contained(partial(_run, app, delivery, time_limit))
-        except Exception as exc:
-            ident = message_ident(message)
-            if isinstance(exc, _Stop):
-                logger.info("session message %s %s; the batch comes back", ident, exc)
-            else:
-                logger.exception("session message %s failed; the batch comes back", ident)
-            return [message_ident(m) for m in messages[index:]]
-    return []
 
 
 def functions_handler(app: App, queue: str, time_limit: float | None = None) -> FunctionsHandler:

@@ -254,7 +254,13 @@ class AzureTableBackend(AzureTableShared):
 
 
 def open_table_backend(url: str, clock: Clock) -> AzureTableBackend:
-    """The ``cloudq.backends`` entry point for ``azuretable://TABLE[?create=1&account_url=..]``."""
+    """The ``cloudq.backends`` entry point for ``azuretable://TABLE[?create=1&account_url=..]``.
+
+    :param url: the table as host; options ``create`` (1: create the table if it is missing)
+        and ``account_url`` (with ``DefaultAzureCredential``; else the connection string from
+        the environment).
+    :param clock: the app's clock (``cloudq.clock.FakeClock`` in tests).
+    """
     parts = urlsplit(url)
     bad_host = not parts.netloc or "@" in parts.netloc
     if parts.scheme != "azuretable" or bad_host or parts.path not in ("", "/"):

@@ -649,7 +649,14 @@ class SQSBroker(BrokerBase):
 
 
 def open_sqs_broker(url: str, clock: Clock) -> SQSBroker:
-    """The ``cloudq.adapters`` entry point for ``sqs://``."""
+    """The ``cloudq.adapters`` entry point for ``sqs://?OPTIONS`` (no host part).
+
+    :param url: options ``region``, ``prefix`` (of every queue name; default
+        ``CLOUDQ_SQS_PREFIX``), ``endpoint_url`` (moto, LocalStack), ``max_message_bytes``
+        (up to the service's 1 MiB), ``max_delay_seconds`` (below SQS's 900); credentials,
+        region and endpoint otherwise come from the AWS environment.
+    :param clock: the app's clock (``cloudq.clock.FakeClock`` in tests).
+    """
     _, options = broker_url(
         url,
         _URL_OPTIONS,

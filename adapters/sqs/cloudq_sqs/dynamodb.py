@@ -261,7 +261,12 @@ class DynamoDBBackend(DynamoDBShared):
 
 
 def open_dynamodb_backend(url: str, clock: Clock) -> DynamoDBBackend:
-    """The ``cloudq.backends`` entry point for ``dynamodb://TABLE?region=..&create=1``."""
+    """The ``cloudq.backends`` entry point for ``dynamodb://TABLE?OPTIONS``.
+
+    :param url: the table as host; options ``region``, ``create`` (1: create the table if it
+        is missing, else Terraform's), ``endpoint_url`` (moto).
+    :param clock: the app's clock (``cloudq.clock.FakeClock`` in tests).
+    """
     parts = urlsplit(url)
     bad_host = not parts.netloc or "@" in parts.netloc
     if parts.scheme != "dynamodb" or bad_host or parts.path not in ("", "/"):

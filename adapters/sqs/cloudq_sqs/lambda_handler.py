@@ -28,21 +28,19 @@ so a Lambda timeout never leaves a record half-done without SQS redelivering it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
+from cloudq.adapters.wire import is_fifo
 from cloudq.errors import ConfigurationError
-from cloudq.execute import execute
 from cloudq.logsafe import get_logger
-from cloudq.outcome import Defer, Outcome
-from cloudq.producer import is_fifo
 from cloudq.serverless import (
-    begin_invocation,
-    contained,
+    BatchRecord,
+    RecordResult,
     end_invocation,
     own_queue,
     require_broker,
+    run_batch,
 )
 from cloudq.settle import settle
 from cloudq_sqs.broker import MESSAGE_ID_ATTRIBUTE, SQSBroker, decode_body
@@ -51,12 +49,14 @@ if TYPE_CHECKING:
     from cloudq.app import App
 
 logger = get_logger("cloudq.lambda")
-
 PLATFORM = "lambda"
+"""The heartbeat's and the hooks' name for this platform."""
+
 ARN_PARTS = 6
 """``arn:PARTITION:sqs:REGION:ACCOUNT:QUEUE``"""
-SAFETY_MARGIN_MS = 1_000
-"""Time kept back from each task's limit to apply its outcome before Lambda's own timeout."""
+SAFETY_MARGIN_SECONDS = 1.0
+"""Time kept back from each task's limit to apply its outcome before Lambda's own timeout; no
+record starts with less than twice this left."""
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -93,10 +93,6 @@ def record_to_delivery(broker: SQSBroker, record: dict[str, Any], queue: str) ->
     )
 
 
-def _left_by_mapping(delivery: Delivery) -> None:
-    """Acknowledging is the event source mapping's job: it deletes the successful records."""
-
-
 def event_records(event: Any) -> list[dict[str, Any]]:
     """The event's records; ``ConfigurationError`` if it is not an SQS event at all, or if a
     record has no ``messageId`` (it could not be reported: Lambda would fail the whole batch)."""
@@ -121,57 +117,59 @@ def event_records(event: Any) -> list[dict[str, Any]]:
     return list(records or [])
 
 
-def _run(
-    app: App, broker: SQSBroker, record: dict[str, Any], queue: str, limit: float | None
-) -> tuple[Delivery, Outcome]:
-    delivery = record_to_delivery(broker, record, queue)
-    outcome = execute(delivery, app, hard_limit=limit)
-    settle(app, delivery, outcome, ack=_left_by_mapping)
-    return delivery, outcome
+def _batch_record(broker: SQSBroker, record: dict[str, Any], queue: str | None) -> BatchRecord:
+    """One SQS record for ``run_batch``: refused (logged) when not from this broker's queues."""
+
+    def decode() -> Delivery | None:
+        if queue is None:
+            logger.warning(
+                "record %s comes from %r, not this app's broker's queues (prefix %r): not run; "
+                "reported as failed, so it ends in that queue's own dead-letter queue",
+                record["messageId"],
+                record.get("eventSourceARN"),
+                broker.prefix,
+            )
+            return None
+        return record_to_delivery(broker, record, queue)
+
+    return BatchRecord(
+        id=str(record["messageId"]),
+        decode=decode,
+        fifo=is_fifo(str(record.get("eventSourceARN", ""))),
+    )
+
+
+def _log_failure(result: RecordResult) -> None:
+    logger.error(
+        "record %s could not be processed; SQS will redeliver it",
+        result.record.id,
+        exc_info=result.error,
+    )
 
 
 def process_event(app: App, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run every record; return the partial-batch response Lambda expects."""
     broker = require_broker(app, SQSBroker, "the Lambda SQS handler", "sqs://")
     records = event_records(event)
-    queues = [source_queue(broker, record) for record in records]
-    begin_invocation(app, PLATFORM, context, len(records))
-    failed: list[str] = []
-    for index, record in enumerate(records):
-        message_id = str(record["messageId"])
-        left_ms = context.get_remaining_time_in_millis() if context is not None else None
-        if left_ms is not None and left_ms < 2 * SAFETY_MARGIN_MS:
-            rest = [str(r["messageId"]) for r in records[index:]]
-            logger.warning("%d ms left: %d record(s) left for redelivery", left_ms, len(rest))
-            failed.extend(rest)
-            break
-        limit = None if left_ms is None else (left_ms - SAFETY_MARGIN_MS) / 1000
-        queue = queues[index]
-        if queue is None:
-            logger.warning(
-                "record %s comes from %r, not this app's broker's queues (prefix %r): not run; "
-                "reported as failed, so it ends in that queue's own dead-letter queue",
-                message_id,
-                record.get("eventSourceARN"),
-                broker.prefix,
-            )
-            failed.append(message_id)
-            continue
-        try:
-            delivery, outcome = contained(partial(_run, app, broker, record, queue, limit))
-            if isinstance(outcome, Defer) and is_fifo(delivery.queue):
-                # Held invisible until due by settle(); the mapping must not delete it.
-                failed.append(message_id)
-                failed.extend(str(r["messageId"]) for r in records[index + 1 :])
-                break
-        except Exception:
-            logger.exception("record %s could not be processed; SQS will redeliver it", message_id)
-            failed.append(message_id)
-            if is_fifo(str(record.get("eventSourceARN", ""))):
-                # FIFO order: nothing after a failed record may run before it does.
-                rest = [str(r["messageId"]) for r in records[index + 1 :]]
-                failed.extend(rest)
-                break
+    batch = [_batch_record(broker, r, source_queue(broker, r)) for r in records]
+
+    def time_left() -> float | None:
+        return None if context is None else context.get_remaining_time_in_millis() / 1000
+
+    results = run_batch(
+        app,
+        PLATFORM,
+        batch,
+        context=context,
+        time_left=time_left,
+        margin=SAFETY_MARGIN_SECONDS,
+        start_above=2 * SAFETY_MARGIN_SECONDS,
+        on_failure=_log_failure,
+        settle=settle,
+    )
+    # Held (a FIFO record not yet due) is kept invisible by settle(): the mapping must not
+    # delete it, so it is reported as failed like every record that did not settle.
+    failed = [r.record.id for r in results if not r.settled]
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
 
 

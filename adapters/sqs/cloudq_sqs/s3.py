@@ -132,7 +132,11 @@ class S3ClaimCheckStore(ObjectStoreClaimChecks):
 
 
 def open_s3_store(url: str) -> S3ClaimCheckStore:
-    """The ``cloudq.claimchecks`` entry point for ``s3://BUCKET/PREFIX?region=..&create=1``."""
+    """The ``cloudq.claimchecks`` entry point for ``s3://BUCKET/PREFIX?OPTIONS``.
+
+    :param url: the bucket as host, the key prefix as path; options ``region``, ``create`` (1:
+        create the bucket if it is missing), ``endpoint_url`` (moto).
+    """
     parts = urlsplit(url)
     if parts.scheme != "s3" or not parts.netloc or "@" in parts.netloc:
         raise ConfigurationError(

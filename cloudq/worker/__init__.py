@@ -23,59 +23,57 @@ import random
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from cloudq import priority
 from cloudq.adapters.base import Delivery
-from cloudq.claimcheck import acknowledge
-from cloudq.control.events import TaskInfo, not_yet_due, outcome_events, peek
+from cloudq.control.events import not_yet_due, outcome_events
 from cloudq.control.heartbeat import WorkerControl, task_entry
 from cloudq.control.store import HEARTBEAT_SECONDS
 from cloudq.errors import BrokerError, ConfigurationError
 from cloudq.logsafe import get_logger
-from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
+from cloudq.outcome import Ack, DeadLetter, Outcome, RetryAt
+from cloudq.pool import make_executor
 from cloudq.redelivery import first_fresh_start, screen
 from cloudq.settle import settle
+from cloudq.worker.fifo_groups import FifoGroups
+from cloudq.worker.leases import (
+    ACK_FLUSH_SECONDS,
+    LEASE_RENEW_SHARE,
+    Acker,
+    Held,
+    extend_leases,
+    lease_for,
+    leases_due,
+)
 
 if TYPE_CHECKING:
     from cloudq.app import App
 
 logger = get_logger("cloudq.worker")
 
+_Acker = Acker
+"""The old private names, still imported by benches and tests."""
+_Held = Held
+__all__ = [
+    "ACK_FLUSH_SECONDS",
+    "HARD_LIMIT_GRACE_SECONDS",
+    "IDLE_TICK_SECONDS",
+    "LEASE_RENEW_SHARE",
+    "PoolKind",
+    "Worker",
+]
+
 PoolKind = Literal["threads", "processes"]
-ACK_FLUSH_SECONDS = 0.05
-"""Acks wait at most this long to be batched (one DeleteMessageBatch instead of ten calls)."""
 IDLE_TICK_SECONDS = 1.0
 """How often the housekeeping thread looks at the heartbeat and its counts when no ack is
 pending (lease rounds wake it on time): an idle worker wakes once a second, not twenty times."""
 HARD_LIMIT_GRACE_SECONDS = 2.0
-LEASE_RENEW_SHARE = 0.5
-"""A held message's lease is renewed once less than this share of it is left; a finished
-task's ack with less than this left goes out at once instead of waiting for a batch."""
 ACTIVITY_LOG_SECONDS = 60.0
 """How often a busy worker logs one INFO line with its counts. Each task's success is a DEBUG
 line: one INFO line per task is a log bill at scale and, with several pool threads contending
 for the log handler, cost more CPU than the rest of running a no-op task (bench/FIXES.md)."""
-
-
-@dataclass(slots=True)
-class _Held:
-    delivery: Delivery
-    started: float | None = None
-    deadline: float | None = None
-    info: TaskInfo | None = None
-    executor: Any = None
-    """The slot's executor and thread running it, once started (``terminate``)."""
-    thread: int | None = None
-
-    def task(self) -> TaskInfo:
-        """What the delivery is (read once, on first need: only monitoring asks)."""
-        if self.info is None:
-            self.info = peek(self.delivery)
-        return self.info
 
 
 _FINISHED = (Ack, RetryAt, DeadLetter)
@@ -87,60 +85,6 @@ class _Retire:
 
 
 _RETIRE = _Retire()
-
-
-class _Acker:
-    """Batches acknowledgements per queue; flushed by the worker's housekeeping thread.
-
-    A delivery whose lease is already in its second half (a heartbeat would be due) is acked at
-    once, with whatever is pending, instead of waiting for the flush: a housekeeping thread held
-    up by a slow call must not let a finished task's lease lapse, running it a second time.
-    A claim-checked body is deleted only after its batch's ack succeeded (a ``QueuedAck``).
-    """
-
-    drops_parked = True
-    """``settle`` leaves parked bodies to ``flush``, which deletes them after the ack."""
-
-    def __init__(self, app: App, lease: float) -> None:
-        self.app = app
-        self._short = lease * LEASE_RENEW_SHARE
-        self._pending: dict[str, list[Delivery]] = {}
-        self._lock = threading.Lock()
-        self.due = threading.Event()
-        """Set while acks are pending: wakes the housekeeping thread to flush them."""
-
-    def __call__(self, delivery: Delivery) -> None:
-        with self._lock:
-            if not self._pending:
-                self.due.set()
-            self._pending.setdefault(delivery.queue, []).append(delivery)
-            full = len(self._pending[delivery.queue]) >= self.app.broker.limits.max_batch
-        left = delivery.leased_until - self.app.clock.monotonic()
-        if left <= 0:
-            logger.warning(
-                "task %s finished %.1fs after its lease ran out: the broker may already have "
-                "handed it to another worker, which runs it again (raise queue_lease_seconds if "
-                "this repeats)",
-                peek(delivery).id,
-                -left,
-            )
-        if full or left < self._short:
-            self.flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            self.due.clear()
-        batch = self.app.broker.limits.max_batch
-        for deliveries in pending.values():
-            for start in range(0, len(deliveries), batch):
-                try:
-                    acknowledge(self.app, deliveries[start : start + batch], self.app.broker.ack)
-                except Exception:
-                    logger.exception(
-                        "ack of %d message(s) failed; they will be redelivered",
-                        len(deliveries[start : start + batch]),
-                    )
 
 
 class _Activity:
@@ -159,9 +103,7 @@ class _Activity:
         w = self.worker
         done, failed = w.processed - self.processed, w.failed - self.failed
         if done:
-            with w._held_lock:
-                running = sum(1 for h in w._held.values() if h.started is not None)
-                held = len(w._held)
+            running, held = w.held_counts()
             logger.info(
                 "%d task(s) done in the last %.0fs (%d failed); %d running, %d prefetched",
                 done,
@@ -189,7 +131,24 @@ def _prefetch(app: App, concurrency: int, given: int | None) -> int:
 
 
 class Worker:
-    """``cloudq -A tasks worker -Q high,default -c 8``."""
+    """``cloudq -A tasks worker -Q high,default -c 8``.
+
+    :param app: the app whose tasks run.
+    :param queues: the queues to receive from, first drains first (named explicitly: never
+        guessed).
+    :param concurrency: tasks run at once (default ``worker_concurrency``).
+    :param pool: ``threads`` (in this process) or ``processes`` (a child per slot, killed on
+        its hard time limit).
+    :param prefetch: messages held beside the running ones (default: room for one receive
+        batch, or ``worker_prefetch``/``worker_prefetch_multiplier``).
+    :param max_tasks_per_child: replace a ``processes`` child after this many tasks.
+    :param poll_seconds: how long an idle receive waits (default ``worker_poll_seconds``).
+    :param app_ref: ``module:attribute`` the pool children import the app by (found if None).
+    :param hostname: the node name in ``status`` and ``control`` (default ``pid@host``).
+    :param events: send task events from the start (``-E``).
+    :param heartbeat_seconds: interval of the heartbeat record (default
+        ``cloudq.control.store.HEARTBEAT_SECONDS``).
+    """
 
     def __init__(
         self,
@@ -225,10 +184,7 @@ class Worker:
         self._update_threshold()
         self.max_tasks_per_child = max_tasks_per_child or conf.worker_max_tasks_per_child
         self.poll_seconds = conf.worker_poll_seconds if poll_seconds is None else poll_seconds
-        self.lease = conf.queue_lease_seconds
-        cap = app.broker.limits.max_lease_seconds
-        if cap is not None:
-            self.lease = min(self.lease, cap)
+        self.lease = lease_for(app)
         self._fresh_from = first_fresh_start(app)
         """Receive count from which a delivery is re-sent fresh (``cloudq.redelivery``)."""
         self._long_poll_first = (
@@ -240,7 +196,7 @@ class Worker:
         self.failed = 0
         # SimpleQueue: put/get in C, no Condition per put (a measurable share of a busy worker).
         self._jobs: queue_mod.SimpleQueue[Delivery | _Retire | None] = queue_mod.SimpleQueue()
-        self._held: dict[int, _Held] = {}
+        self._held: dict[int, Held] = {}
         # Reentrant: the SIGTERM handler (stop) may run while this same thread holds it.
         self._held_lock = threading.RLock()
         self._room = threading.Condition(self._held_lock)
@@ -248,12 +204,11 @@ class Worker:
         self.ready = threading.Event()
         """Set once the queues exist and the pool runs: the worker is receiving."""
         self._stopped = threading.Event()
-        self._acker = _Acker(app, self.lease)
+        self._acker = Acker(app, self.lease)
         self._threads: list[threading.Thread] = []
         self._pool_lock = threading.Lock()
         self._slots = 0
-        self._groups: dict[str, deque[Delivery]] = {}
-        """FIFO group -> its deliveries waiting behind the one that is queued or running."""
+        self._groups = FifoGroups(self._held_lock, self._jobs.put, self._forget, self._release)
         self._round = 0
         # Leases are extended up to the longest time limit any task may run for, no further.
         self._longest_limit = max(
@@ -307,11 +262,9 @@ class Worker:
 
     def _start_slot(self) -> None:
         """One more pool thread with its executor (caller holds ``_pool_lock``)."""
-        from cloudq.pool import make_executor
-
         index = self._slots
         self._slots += 1
-        executor = make_executor(self, index)
+        executor = make_executor(self.app, self.pool_kind, self.app_ref, self.max_tasks_per_child)
         t = threading.Thread(
             target=self._work, args=(executor,), name=f"cloudq-pool-{index}", daemon=True
         )
@@ -368,6 +321,12 @@ class Worker:
         with self._held_lock:
             held = [h for h in self._held.values() if h.started is not None]
         return [task_entry(h.task(), offset + (h.started or 0.0)) for h in held]
+
+    def held_counts(self) -> tuple[int, int]:
+        """(running, held): tasks running now, and every message held (running or not)."""
+        with self._held_lock:
+            running = sum(1 for h in self._held.values() if h.started is not None)
+            return running, len(self._held)
 
     def reserved_tasks(self) -> list[dict[str, Any]]:
         """Messages held but not started (prefetched, or waiting behind their FIFO group)."""
@@ -483,7 +442,7 @@ class Worker:
             deliveries = screen(self.app, deliveries, first)
             if not deliveries:
                 return 0
-        held = [_Held(d) for d in deliveries]
+        held = [Held(d) for d in deliveries]
         with self._held_lock:
             for h in held:
                 self._held[id(h.delivery)] = h
@@ -500,49 +459,15 @@ class Worker:
                     eta=info.eta,
                 )
         for d in deliveries:
-            self._enqueue(d)
+            self._groups.enqueue(d)
         return len(deliveries)
 
-    # --- FIFO groups: one delivery of a group runs at a time, in the order received ---------
-    def _enqueue(self, delivery: Delivery) -> None:
-        if delivery.group is None:
-            self._jobs.put(delivery)
-            return
-        with self._held_lock:
-            waiting = self._groups.get(delivery.group)
-            if waiting is None:
-                self._groups[delivery.group] = deque()
-                self._jobs.put(delivery)
-            else:
-                waiting.append(delivery)
+    def _forget(self, delivery: Delivery) -> None:
+        """No longer held (caller holds ``_held_lock``)."""
+        self._held.pop(id(delivery), None)
 
-    def _group_done(self, delivery: Delivery, outcome: Outcome | None) -> None:
-        """Start the group's next delivery; if this one is coming back later (deferred, lost),
-        hand the rest of its group back too so they run after it, in order."""
-        if delivery.group is None:
-            return
-        with self._held_lock:
-            waiting = self._groups.get(delivery.group)
-            if waiting is None:
-                return
-            if outcome is None or isinstance(outcome, Defer):
-                rest = list(waiting)
-                del self._groups[delivery.group]
-            elif waiting:
-                self._jobs.put(waiting.popleft())
-                return
-            else:
-                del self._groups[delivery.group]
-                return
-            for d in rest:
-                self._held.pop(id(d), None)
-        if rest:
-            try:
-                self.app.broker.release(rest, 0)
-            except Exception:
-                logger.exception(
-                    "could not release %d message(s) of group %s", len(rest), delivery.group
-                )
+    def _release(self, deliveries: Sequence[Delivery]) -> None:
+        self.app.broker.release(deliveries, 0)
 
     # --- running -------------------------------------------------------------------------
     def _work(self, executor: Any) -> None:
@@ -591,7 +516,7 @@ class Worker:
                 "could not settle message %s; it will be redelivered", delivery.message_id
             )
         finally:
-            self._group_done(delivery, outcome)
+            self._groups.done(delivery, outcome)
             # The lock under ``_room``, taken directly: the Condition's ``with`` is Python code.
             with self._held_lock:
                 # Counted under the lock: pool threads finish at once, and += is not atomic.
@@ -632,36 +557,14 @@ class Worker:
             activity.tick()
 
     def _extend_leases(self) -> None:
-        now = time.monotonic()
         with self._held_lock:
-            due = [
-                h.delivery
-                for h in self._held.values()
-                if h.delivery.leased_until - now < self.lease * LEASE_RENEW_SHARE
-                and (h.deadline is None or now < h.deadline)
-            ]
-        if not due:
-            return
-        by_queue: dict[str, list[Delivery]] = {}
-        for d in due:
-            by_queue.setdefault(d.queue, []).append(d)
-        batch = self.app.broker.limits.max_batch
-        for deliveries in by_queue.values():
-            for start in range(0, len(deliveries), batch):
-                chunk = deliveries[start : start + batch]
-                try:
-                    # The broker moves each ``leased_until``, from a time taken before its call:
-                    # one taken after it would overstate the lease by the call's duration.
-                    self.app.broker.extend(chunk, self.lease)
-                except Exception:
-                    logger.exception("lease extension failed for %d message(s)", len(chunk))
+            due = leases_due(self._held.values(), self.lease, time.monotonic())
+        if due:
+            extend_leases(self.app, due, self.lease)
 
     # --- stopping ------------------------------------------------------------------------
     def _shutdown(self) -> None:
-        with self._held_lock:
-            waiting: list[Delivery] = [d for group in self._groups.values() for d in group]
-            for group in self._groups.values():
-                group.clear()
+        waiting = self._groups.drain()
         while True:
             try:
                 item = self._jobs.get_nowait()

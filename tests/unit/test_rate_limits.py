@@ -58,7 +58,7 @@ def test_app_default_rate_applies_to_tasks_without_their_own() -> None:
 def test_without_a_shared_store_limits_per_worker_and_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from cloudq.ratelimit import LocalRateLimiter
+    from cloudq.rate_limits import LocalRateLimiter
 
     app = App("r", broker=f"memory://{uuid.uuid4().hex}")
     with caplog.at_level(logging.WARNING, logger="cloudq"):
