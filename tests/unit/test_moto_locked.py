@@ -1,4 +1,5 @@
-"""The test moto server's SQS delete holds the queue's message lock (tests/fixtures/moto_locked)."""
+"""moto's SQS delete holds the queue's message lock once cloudq patched it (the test server and
+``cloudq demo``'s embedded one: ``cloudq_sqs.embedded.lock_sqs_deletes``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 pytest.importorskip("moto")
 
-from tests.fixtures.moto_locked import lock_sqs_deletes
+from cloudq_sqs.embedded import lock_sqs_deletes
 
 
 def test_a_delete_waits_for_the_message_lock_sends_hold() -> None:

@@ -18,7 +18,7 @@ from cloudq.middleware import Middleware
 if TYPE_CHECKING:
     from cloudq.app import App
 
-logger = get_logger("cloudq.django")
+logger = get_logger("cloudq.contrib.django.hygiene")
 
 
 def _close_old(request: Any) -> None:
