@@ -380,7 +380,10 @@ CELERY_SETTINGS: tuple[CelerySetting, ...] = (
     ),
     CelerySetting("result_compression", "none", _NO_EFFECT),
     CelerySetting(
-        "result_extended", "none", "results always carry the task name", ("CELERY_RESULT_EXTENDED",)
+        "result_extended",
+        "same",
+        "records keep the task's arguments and queue (up to a size: see the setting)",
+        ("CELERY_RESULT_EXTENDED",),
     ),
     CelerySetting("result_persistent", "none", _NO_EFFECT, ("CELERY_RESULT_PERSISTENT",)),
     CelerySetting(

@@ -40,6 +40,11 @@ class Settings(BaseModel):
     result_backend: str | None = None
     """Results are off unless a backend is set (as in Celery): storing costs a write per task."""
     result_expires: float = Field(default=86_400.0, gt=0)
+    result_extended: bool = False
+    """Celery's setting: records also keep the task's arguments and queue (``result.args``,
+    ``.kwargs``, ``.queue``; the dashboard's task page). Off by default: arguments may be
+    private, and large. Arguments over ``cloudq.results.base.EXTENDED_ARGS_BYTES`` of JSON are
+    not kept (the record says so)."""
 
     task_default_queue: str = "default"
     task_routes: Any = Field(default_factory=Routes)

@@ -46,6 +46,7 @@ from cloudq.ratelimit import RATE_SLOT_HEADER
 from cloudq.request import REQUEUE_HEADER, Request, current_request
 from cloudq.results.base import ErrorInfo, State, TaskResult
 from cloudq.results.children import record_children
+from cloudq.results.extended import extended, fields
 from cloudq.retry import backoff_delay, delay_out_of_range, max_retries_exceeded, retries_left
 from cloudq.schedule_ticks import per_tick
 from cloudq.send_task import WORKER_POLICY, WORKER_POLICY_HEADER
@@ -110,6 +111,7 @@ def _record(
         chord_index=env.chord_index,
         chain_next=chain_ahead(env.links) if env.links else [],
         date_done=clock.now() if clock is not None and state != State.RETRY else None,
+        **fields(env),
     )
 
 
@@ -313,11 +315,26 @@ def execute(
     ``eager`` (``task.apply()``) ignores the eta and keeps the result whatever the backend.
     """
     clock = clock or app.clock
-    hooks = app.hooks
     env = open_envelope(delivery, app)
     if isinstance(env, DeadLetter):
-        hooks.emit("rejected", delivery=delivery, reason=env.reason)
+        app.hooks.emit("rejected", delivery=delivery, reason=env.reason)
         return env
+    if app.conf.result_extended:
+        with extended(env, delivery.queue):
+            return _execute(delivery, app, env, clock, runner, eager, hard_limit)
+    return _execute(delivery, app, env, clock, runner, eager, hard_limit)
+
+
+def _execute(
+    delivery: Delivery,
+    app: App,
+    env: Envelope,
+    clock: Clock,
+    runner: Runner,
+    eager: bool,
+    hard_limit: float | None,
+) -> Outcome:
+    hooks = app.hooks
     if hooks.active("received"):
         hooks.emit("received", envelope=env, delivery=None if eager else delivery)
     now = clock.now()

@@ -228,15 +228,23 @@ class AsyncResult:
         return (record.task if record else None) or self.task_name
 
     @property
-    def args(self) -> None:
-        """Celery's ``result_extended`` field; cloudq keeps no arguments in result records
-        (they can be large, and private): always None, as in Celery by default."""
-        return None
+    def args(self) -> list[Any] | None:
+        """The task's positional arguments, kept with ``result_extended`` as in Celery; None
+        without it (records then carry no arguments: they can be large, and private)."""
+        record = self._record()
+        return record.args if record else None
 
     @property
-    def kwargs(self) -> None:
+    def kwargs(self) -> dict[str, Any] | None:
         """See ``args``."""
-        return None
+        record = self._record()
+        return record.kwargs if record else None
+
+    @property
+    def queue(self) -> str | None:
+        """The queue the task was delivered from (``result_extended``), else None."""
+        record = self._record()
+        return record.queue if record else None
 
     @property
     def children(self) -> list[AsyncResult]:

@@ -21,5 +21,10 @@ def arguments_text(app: App, task: str | None, args: Any, kwargs: Any) -> str:
     """``args=... kwargs=...`` (a message's text: the templates escape it), or ``REDACTED``."""
     if not arguments_shown(app, task):
         return REDACTED
+    return clipped(args, kwargs)
+
+
+def clipped(args: Any, kwargs: Any) -> str:
+    """``args=... kwargs=...`` cut to ``ARGS_CHARS``."""
     text = f"args={args!r} kwargs={kwargs!r}"
     return text if len(text) <= ARGS_CHARS else text[: ARGS_CHARS - 3] + "..."

@@ -18,6 +18,7 @@ from cloudq.adapters.urls import redact_url
 from cloudq.control.commands import Reply, inspect_view, live_workers, send_command
 from cloudq.control.redrive import known_queues, queue_rows
 from cloudq.control.store import control_store, find_event_store, find_revoke_store
+from cloudq.dashboard.arguments import clipped
 from cloudq.dashboard.jobs import Jobs
 from cloudq.dashboard.observer import Observer
 from cloudq.errors import CloudqError
@@ -37,9 +38,9 @@ NO_EVENTS_NOTE = (
     "now; open any task by its id to read its stored result."
 )
 NO_ARGS_NOTE = (
-    "not kept: events and results carry no arguments (they may hold personal data); a dead "
-    "letter's arguments are shown once the Dead letters page has listed it, if its task sets "
-    "report_args=True"
+    "not kept: results carry arguments only with result_extended=True, events never (they may "
+    "hold personal data); a dead letter's arguments are shown once the Dead letters page has "
+    "listed it, if its task sets report_args=True"
 )
 RELATED_READ = 20
 """Records read for one task page besides its own (parent, children, chain steps), at most."""
@@ -203,11 +204,24 @@ def task_info(dash: Dash, task_id: str) -> dict[str, Any] | None:
         "exception": _exception(error, events, state),
         "traceback": error.traceback if error else None,
         "revoked": revoked,
-        "args": dash.seen_args(task_id),
+        "args": _stored_args(record) or dash.seen_args(task_id),
+        "queue": record.queue if record is not None else None,
         **family(app, record),
         "problems": problems,
         "now": time.time(),
     }
+
+
+def _stored_args(record: Any) -> str | None:
+    """What ``result_extended`` kept in the record (the app stored them: it chose to keep
+    them), as the Dead letters page shows arguments; None when it kept none."""
+    if record is None:
+        return None
+    if record.args_omitted:
+        return str(record.args_omitted)
+    if record.args is None and record.kwargs is None:
+        return None
+    return clipped(record.args, record.kwargs)
 
 
 def _exception(error: Any, events: dict[str, Any], state: str) -> str | None:

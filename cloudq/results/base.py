@@ -33,6 +33,12 @@ class ErrorInfo(BaseModel):
     traceback: str = ""
 
 
+EXTENDED_ARGS_BYTES = 8192
+"""The most JSON of a task's arguments ``result_extended`` keeps in its record: every store
+keeps a record this size (Azure Tables' property limit is 64 KiB), and a record is for reading
+a task's fate, not its payload."""
+
+
 class TaskResult(BaseModel):
     """What the backend stores for one task id."""
 
@@ -58,6 +64,13 @@ class TaskResult(BaseModel):
     chain_next: list[str] = Field(default_factory=list)
     """Ids of the chain steps after this one, in order, as compiled at send time (up to a step
     that is a group, whose hop is the last id listed)."""
+    args: list[Any] | None = None
+    """With ``result_extended``: the task's positional arguments (None: not kept)."""
+    kwargs: dict[str, Any] | None = None
+    queue: str | None = None
+    """With ``result_extended``: the queue it was delivered from."""
+    args_omitted: str | None = None
+    """With ``result_extended``: why the arguments are not kept (over the size limit)."""
     seal: str | None = None
     """With ``signing_keys``: the seal over a SUCCESS record's result (``cloudq.storeseal``),
     checked before links are sent again from it (``cloudq.idempotency``)."""

@@ -94,6 +94,18 @@ def test_arguments_are_shown_only_for_tasks_that_set_report_args(memory_app: App
         assert "someone@example.com" not in dash.get(f"/task/{private.id}").text
 
 
+def test_the_task_page_shows_what_result_extended_kept(memory_app: App) -> None:
+    app = memory_app
+    app.conf.result_extended = True
+    result = app.tasks["dash.private"].delay(XSS)  # no report_args: the app chose to keep them
+    run_all(app)
+    with serve(app) as dash:
+        info = dash.get(f"/api/task/info/{result.id}").json()
+        assert XSS in info["args"] and info["queue"] == "default"
+        page = dash.get(f"/task/{result.id}").text
+        assert "&lt;script&gt;" in page and XSS not in page, "kept arguments: shown, escaped"
+
+
 # --- the other stores and brokers, on their emulators --------------------------------------------
 STATE_STORES = {
     "firestore": ("firestore_env", lambda name: f"firestore://{GCP_PROJECT}/dash-{name}"),
