@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -19,7 +20,8 @@ def example() -> Iterator[Callable[[str], Path]]:
     imported from it is forgotten afterwards, so ``tasks`` or ``proj`` of one example never
     leaks into another. A module of the same name imported before (another suite's ``proj``,
     the real ``django`` where an example brings its stand-in) is set aside meanwhile and put
-    back after."""
+    back after, and so is the environment (Django's example sets ``DJANGO_SETTINGS_MODULE``,
+    which a Celery worker started later by another test would follow)."""
     added: list[str] = []
     shadowed: dict[str, types.ModuleType] = {}
 
@@ -34,7 +36,10 @@ def example() -> Iterator[Callable[[str], Path]]:
         return path
 
     before = set(sys.modules)
+    environment = dict(os.environ)
     yield use
+    os.environ.clear()
+    os.environ.update(environment)
     for path in added:
         sys.path.remove(path)
     for name in set(sys.modules) - before:
