@@ -109,7 +109,9 @@ def test_every_integration_observes_the_worker(
         failed = value(
             samples, "cloudq_tasks_total", task="sqs.doomed", queue=QUEUE, outcome="failure"
         )
-        return samples if failed == 1 else None
+        # Counted at the end of the run; its dead letter a moment later, when it is settled.
+        dead = value(samples, "cloudq_dead_letters_total", queue=QUEUE)
+        return samples if (failed, dead) == (1, 1) else None
 
     # Prometheus.
     samples = wait_for(finished, 20, "the doomed task's final failure in /metrics", worker.log)
