@@ -115,10 +115,15 @@ def test_use_json_logs_formats_the_root_handlers() -> None:
     root = logging.getLogger()
     out = io.StringIO()
     handler = logging.StreamHandler(out)
+    # pytest's own capture handlers are root handlers too: give them back what they had.
+    saved = [(h, h.formatter, list(h.filters)) for h in root.handlers]
     root.addHandler(handler)
     try:
         use_json_logs()
         root.warning("plain %s", "words")
     finally:
         root.removeHandler(handler)
+        for other, formatter, filters in saved:
+            other.setFormatter(formatter)
+            other.filters[:] = filters
     assert json.loads(out.getvalue())["message"] == "plain words"
