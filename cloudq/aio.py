@@ -124,7 +124,9 @@ async def async_sender(app: App) -> AsyncSender | None:
         per_loop = _senders.setdefault(app, weakref.WeakKeyDictionary())
         sender = per_loop.get(loop)
         if sender is None:
-            sender = per_loop[loop] = opener()
+            sender = opener()
+            if sender is not None:
+                per_loop[loop] = sender
     return sender
 
 

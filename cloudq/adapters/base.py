@@ -169,7 +169,8 @@ class AsyncSending(Protocol):
     lazily at the first ``adelay`` there, and keeps it until ``aclose``; a broker without
     ``open_async_sender`` has its sends run on the app's bounded thread pool instead."""
 
-    def open_async_sender(self) -> AsyncSender:
-        """A new sender for the running loop; it must not connect before its first send (this
-        is called on the loop, so it must not block)."""
+    def open_async_sender(self) -> AsyncSender | None:
+        """A new sender for the running loop, or ``None`` where this broker's configuration
+        has no async client (its sends then take the thread pool). Called on the loop: it must
+        not block, nor connect before its first send."""
         ...
