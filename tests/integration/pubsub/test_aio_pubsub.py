@@ -111,3 +111,14 @@ def test_aclose_closes_the_async_publisher(pubsub_env: str) -> None:
         return sender
 
     assert asyncio.run(main())._client is None
+
+
+def test_a_missing_topic_fails_as_the_sync_send_does(pubsub_env: str) -> None:
+    from cloudq.adapters.skeleton import QueueNotFoundError
+
+    app = make_app(Threads())
+    app.conf.create_missing_queues = False
+
+    with pytest.raises(QueueNotFoundError, match="does not exist"):
+        asyncio.run(app.tasks["psaio.add"].adelay(1, 2))
+    app.close()

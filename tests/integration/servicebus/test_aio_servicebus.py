@@ -127,3 +127,24 @@ def test_aclose_closes_the_aio_client_and_its_senders(servicebus_env: ServiceBus
     assert sender._senders == {}
     assert not sdk._running  # the AMQP link closed
     assert not client._handlers  # and the client holds none
+
+
+def test_a_missing_queue_fails_as_the_sync_send_does_then_a_fresh_link_sends(
+    servicebus_env: ServiceBusEndpoint,
+) -> None:
+    from cloudq.adapters.skeleton import QueueNotFoundError
+
+    app = make_app(Threads())
+    app.conf.create_missing_queues = False
+    add = app.tasks["sbaio.add"]
+
+    async def main() -> Any:
+        with pytest.raises(QueueNotFoundError, match="does not exist"):
+            await add.adelay(1, 2)
+        await asyncio.to_thread(app.broker.ensure, app.queue_spec("default"))
+        return await add.adelay(2, 2)  # the failed sender was dropped: a new one attaches
+
+    result = asyncio.run(main())
+    process_one(app, "default")
+    assert result.get(timeout=10) == 4
+    app.close()
