@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import sys
 import threading
 import time
 import weakref
@@ -69,6 +70,7 @@ _senders: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 """Each app's native async senders, one per event loop (an async client's connection belongs
 to the loop it was opened on)."""
+_closed_senders: weakref.WeakSet[AsyncSender] = weakref.WeakSet()
 _lock = threading.Lock()
 
 
@@ -123,11 +125,33 @@ async def async_sender(app: App) -> AsyncSender | None:
     with _lock:
         per_loop = _senders.setdefault(app, weakref.WeakKeyDictionary())
         sender = per_loop.get(loop)
-        if sender is None:
+        opened = sender is None
+        if opened:
             sender = opener()
             if sender is not None:
                 per_loop[loop] = sender
+    taskloop = sys.modules.get("cloudq.taskloop")
+    if opened and sender is not None and taskloop is not None:
+        # On a worker's task loop (an async task sending): closed with the loop at stop.
+        taskloop.close_with_task_loop(functools.partial(_forget_and_close, app, loop, sender))
     return sender
+
+
+async def _forget_and_close(app: App, loop: asyncio.AbstractEventLoop, sender: AsyncSender) -> None:
+    with _lock:
+        per_loop = _senders.get(app)
+        if per_loop is not None and per_loop.get(loop) is sender:
+            del per_loop[loop]
+    await _aclose_sender(sender)
+
+
+async def _aclose_sender(sender: AsyncSender) -> None:
+    """Close a sender once, whichever of ``aclose``, ``shutdown`` or its task loop comes first."""
+    with _lock:
+        if sender in _closed_senders:
+            return
+        _closed_senders.add(sender)
+    await sender.aclose()
 
 
 def shutdown(app: App) -> None:
@@ -138,7 +162,7 @@ def shutdown(app: App) -> None:
         senders = dict(_senders.pop(app, {}))
     for loop, sender in senders.items():
         if not loop.is_closed() and loop.is_running():
-            asyncio.run_coroutine_threadsafe(sender.aclose(), loop)
+            asyncio.run_coroutine_threadsafe(_aclose_sender(sender), loop)
     if pool is not None:
         pool.shutdown(wait=True)
 
@@ -153,7 +177,7 @@ async def aclose(app: App) -> None:
         per_loop = _senders.get(app)
         sender = None if per_loop is None else per_loop.pop(asyncio.get_running_loop(), None)
     if sender is not None:
-        await sender.aclose()
+        await _aclose_sender(sender)
     await close_clients(app)
     await asyncio.to_thread(app.close)
 

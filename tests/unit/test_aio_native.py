@@ -205,3 +205,25 @@ def test_group_and_signature_adelay_send_natively() -> None:
     for _ in range(3):
         process_one(app)
     assert g.join(timeout=5) == [2, 4] and s.get(timeout=5) == 7
+
+
+def test_a_sender_opened_by_an_async_task_is_closed_with_its_task_loop_at_worker_stop() -> None:
+    from cloudq.testing import start_worker
+
+    app, broker = native_app()
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.task
+    async def relay(a: int) -> str:
+        sent = await add.adelay(a, a)  # on the worker thread's kept loop
+        return sent.id
+
+    with start_worker(app, ["default"], concurrency=1):
+        relay.delay(1).get(timeout=10)
+        relay.delay(2).get(timeout=10)
+        (sender,) = broker.senders  # one for the slot's loop, kept between tasks
+        assert not sender.closed
+    assert sender.closed  # the worker stopped: closed with the loop, as a PerLoop value
