@@ -1,25 +1,25 @@
 """asyncio producer and result reads: ``adelay``, ``aapply_async``, ``aget`` never block the loop.
 
-The decision, in one place: **every send runs the same producer code as ``delay()``** (hooks,
-signing, claim checks, routing, batching: ``cloudq.producer.send_envelopes``) on a small thread
-pool owned by the app (``SEND_THREADS`` threads, closed by ``app.close()``), awaited with
-``loop.run_in_executor``. Why not the SDKs' async clients:
+The decision, in one place: a send from a coroutine runs **the same preparation as ``delay()``**
+(``cloudq.producer.prepare``: hooks, priority routing, signing, claim checks, delay planning,
+batching), then hands the batches over one of two ways:
 
-- SQS: aiobotocore is a large dependency pinned to one botocore version (it would pin boto3 for
-  every user); boto3 clients are thread-safe, so a few threads serve any number of coroutines.
-- Pub/Sub: the adapter publishes with one synchronous ``Publish`` call per request of at most
-  1000 messages and 10 MiB (its retries, size checks and partial-send errors around it); the
-  batching publisher's futures (``asyncio.wrap_future``) are another client with other batching
-  and error semantics: a second send path.
-- Service Bus: ``azure.servicebus.aio`` opens a second AMQP connection per event loop beside the
-  adapter's own, with a sender and lock of its own per queue: a second send path too.
+- **natively**, where the broker has an async sender (``AsyncSending.open_async_sender`` in
+  ``cloudq.adapters.base``): the preparation runs on the loop (it is CPU work of microseconds),
+  then each batch is awaited on the SDK's async client, one per event loop, opened lazily on
+  it and closed by ``aclose(app)``. Service Bus (``azure.servicebus.aio``) and Pub/Sub
+  (``PublisherAsyncClient``) have one. Two steps that may block still go to the thread pool:
+  creating a queue the first time (``ensure``), and a send with claim checks configured (its
+  preparation may park a body in the object store).
+- **on the app's bounded thread pool** (``SEND_THREADS`` threads, closed by ``app.close()``,
+  awaited with ``loop.run_in_executor``) for every other broker: the whole sync send. SQS is one:
+  aiobotocore pins botocore to a narrow range that excludes the version boto3 needs (it would
+  pin or downgrade boto3 for every user), and boto3's clients are thread-safe, so a few threads
+  serve any number of coroutines (``bench/async_producer.py`` measures what the hop costs).
 
-The rule "one send path" wins until a measurement says the threads cost too much
-(``bench/async_producer.py`` measures it).
-
-The bound matters: at most ``SEND_THREADS`` sends run at once per app, the rest wait in the
-executor's queue without blocking the loop. Context variables (the current task, for a send from
-an async task) travel into the thread.
+The bound matters: at most ``SEND_THREADS`` blocking sends run at once per app, the rest wait in
+the executor's queue without blocking the loop. Context variables (the current task, for a send
+from an async task) travel into the thread.
 
 Result reads: a Redis backend is awaited on ``redis.asyncio`` (pub/sub on the record's channel,
 as the sync ``wait``: ``cloudq.results.redis_async``); every other backend is polled, each read
@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import sys
 import threading
 import time
 import weakref
@@ -39,12 +40,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from cloudq.adapters.base import AsyncSender
     from cloudq.app import App
     from cloudq.envelope import Envelope
     from cloudq.result import AsyncResult, GetCall
     from cloudq.results.base import TaskResult
 
-__all__ = ["SEND_THREADS", "aclose", "asend_envelopes", "run_blocking", "wait_for_record"]
+__all__ = [
+    "SEND_THREADS",
+    "aclose",
+    "asend_envelopes",
+    "async_sender",
+    "run_blocking",
+    "wait_for_record",
+]
 
 T = TypeVar("T")
 
@@ -56,6 +65,12 @@ POLL_MAX_SECONDS = 0.5
 """``aget`` on a backend without notifications polls with backoff between these."""
 
 _executors: weakref.WeakKeyDictionary[App, ThreadPoolExecutor] = weakref.WeakKeyDictionary()
+_senders: weakref.WeakKeyDictionary[
+    App, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncSender]
+] = weakref.WeakKeyDictionary()
+"""Each app's native async senders, one per event loop (an async client's connection belongs
+to the loop it was opened on)."""
+_closed_senders: weakref.WeakSet[AsyncSender] = weakref.WeakSet()
 _lock = threading.Lock()
 
 
@@ -78,26 +93,91 @@ async def run_blocking(app: App, fn: Callable[..., T], /, *args: Any, **kwargs: 
     return await asyncio.get_running_loop().run_in_executor(executor(app), call)
 
 
-async def asend_envelopes(app: App, envelopes: Sequence[Envelope]) -> None:
-    """``app.send_envelopes`` awaited: the same code, off the loop."""
-    from cloudq.producer import send_envelopes
+async def asend_envelopes(app: App, envelopes: Sequence[Envelope], dedup_suffix: str = "") -> None:
+    """``app.send_envelopes`` awaited: one preparation (``cloudq.producer.prepare``), handed to
+    the broker's async sender where it has one, else the whole send on the app's threads."""
+    from cloudq import producer
 
-    await run_blocking(app, send_envelopes, app, envelopes)
+    sender = await async_sender(app)
+    if sender is None:
+        await run_blocking(app, producer.send_envelopes, app, envelopes, dedup_suffix)
+        return
+    if app.conf.claim_check_url:  # preparing may put a body in the object store
+        prepared = await run_blocking(app, producer.prepare, app, envelopes, dedup_suffix)
+    else:
+        prepared = producer.prepare(app, envelopes, dedup_suffix)
+    if not all(app.queue_ensured(queue) for queue in prepared.queues):
+        await run_blocking(app, producer.ensure_queues, app, prepared)
+    for queue, messages in prepared.batches:
+        await sender.send(queue, messages)
+    producer.published(app, prepared)
+
+
+async def async_sender(app: App) -> AsyncSender | None:
+    """The app's native sender for the running loop, opened at first use; ``None`` when its
+    broker has none (its sends then run on the thread pool)."""
+    if "broker" not in app.__dict__:  # opening it imports the SDK and may connect: not here
+        await run_blocking(app, getattr, app, "broker")
+    opener = getattr(app.broker, "open_async_sender", None)
+    if opener is None:
+        return None
+    loop = asyncio.get_running_loop()
+    with _lock:
+        per_loop = _senders.setdefault(app, weakref.WeakKeyDictionary())
+        sender = per_loop.get(loop)
+        opened = sender is None
+        if opened:
+            sender = opener()
+            if sender is not None:
+                per_loop[loop] = sender
+    taskloop = sys.modules.get("cloudq.taskloop")
+    if opened and sender is not None and taskloop is not None:
+        # On a worker's task loop (an async task sending): closed with the loop at stop.
+        taskloop.close_with_task_loop(functools.partial(_forget_and_close, app, loop, sender))
+    return sender
+
+
+async def _forget_and_close(app: App, loop: asyncio.AbstractEventLoop, sender: AsyncSender) -> None:
+    with _lock:
+        per_loop = _senders.get(app)
+        if per_loop is not None and per_loop.get(loop) is sender:
+            del per_loop[loop]
+    await _aclose_sender(sender)
+
+
+async def _aclose_sender(sender: AsyncSender) -> None:
+    """Close a sender once, whichever of ``aclose``, ``shutdown`` or its task loop comes first."""
+    with _lock:
+        if sender in _closed_senders:
+            return
+        _closed_senders.add(sender)
+    await sender.aclose()
 
 
 def shutdown(app: App) -> None:
-    """Close the app's pool (``app.close()`` calls this); a later async send opens a new one."""
+    """Close the app's pool (``app.close()`` calls this); a later async send opens a new one.
+    Native senders still open are closed on their own loops, if those still run."""
     with _lock:
         pool = _executors.pop(app, None)
+        senders = dict(_senders.pop(app, {}))
+    for loop, sender in senders.items():
+        if not loop.is_closed() and loop.is_running():
+            asyncio.run_coroutine_threadsafe(_aclose_sender(sender), loop)
     if pool is not None:
         pool.shutdown(wait=True)
 
 
 async def aclose(app: App) -> None:
-    """Close what the app holds for this event loop (the async Redis client) and then the app
-    itself (``app.close()``, off the loop): the last step of a FastAPI lifespan."""
+    """Close what the app holds for this event loop (its native async sender, the async Redis
+    client) and then the app itself (``app.close()``, off the loop): the last step of a FastAPI
+    lifespan."""
     from cloudq.results.redis_async import close_clients
 
+    with _lock:
+        per_loop = _senders.get(app)
+        sender = None if per_loop is None else per_loop.pop(asyncio.get_running_loop(), None)
+    if sender is not None:
+        await _aclose_sender(sender)
     await close_clients(app)
     await asyncio.to_thread(app.close)
 

@@ -485,6 +485,10 @@ class App:
                 self.broker.ensure(self.queue_spec(name))
                 self._ensured.add(name)
 
+    def queue_ensured(self, name: str) -> bool:
+        """Whether ``ensure_queue(name)`` would do nothing (so an async send skips a thread)."""
+        return name in self._ensured or not self.conf.create_missing_queues
+
     def send_envelopes(self, envelopes: Sequence[Envelope]) -> None:
         """Sign, encode, plan delays and send, batched per queue; raise if anything failed."""
         from cloudq.producer import send_envelopes

@@ -187,15 +187,21 @@ class Signature(BaseModel):
     ) -> AsyncResult:
         """Send it; ``args`` go before the signature's own (the parent result comes first).
         ``link=`` and ``link_error=`` add callbacks, other options override the signature's."""
-        sig = self
-        if LINK_OPTIONS & set(options):
-            sig = self.clone()
-            sig._set({k: options.pop(k) for k in LINK_OPTIONS & set(options)})
+        sig = self._linked(options)
         if self.app.conf.task_always_eager:
             return run_eagerly(to_wire(sig), args, kwargs)  # type: ignore[no-any-return]
         envelope = build_envelope(self.app, sig, args, kwargs or {}, **options)
         self.app.send_envelopes([envelope])
         return self.app.AsyncResult(envelope.id, task_name=self.task)
+
+    def _linked(self, options: dict[str, Any]) -> Signature:
+        """This signature, or a clone with the ``link=``/``link_error=`` popped from
+        ``options`` added."""
+        if not LINK_OPTIONS & set(options):
+            return self
+        sig = self.clone()
+        sig._set({k: options.pop(k) for k in LINK_OPTIONS & set(options)})
+        return sig
 
     async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         """``delay()`` for coroutines (``cloudq.aio``): never blocks the loop."""
@@ -204,10 +210,16 @@ class Signature(BaseModel):
     async def aapply_async(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> AsyncResult:
-        """``apply_async()`` awaited: the same code, run on the app's send threads."""
+        """``apply_async()`` awaited: the envelope built here, sent as ``Task.aapply_async``
+        sends (``cloudq.aio.asend_envelopes``)."""
         from cloudq import aio
 
-        return await aio.run_blocking(self.app, self.apply_async, args, kwargs, **options)
+        if self.app.conf.task_always_eager:
+            return await aio.run_blocking(self.app, self.apply_async, args, kwargs, **options)
+        sig = self._linked(options)
+        envelope = build_envelope(self.app, sig, args, kwargs or {}, **options)
+        await aio.asend_envelopes(self.app, [envelope])
+        return self.app.AsyncResult(envelope.id, task_name=self.task)
 
 
 def _bind_all(sig: Signature, app: App | None) -> None:
@@ -501,11 +513,19 @@ def send_wire(
     app = wire.app
     if app.conf.task_always_eager:
         return run_eagerly(wire, args, kwargs)
-    if wire.task == GROUP_TASK:  # sent from here: no hop through the built-in task
-        app.send_envelopes(expand(app, wire, args, kwargs, **options))
-    else:
-        app.send_envelopes([build_envelope(app, wire, args, kwargs, **options)])
+    app.send_envelopes(wire_envelopes(wire, args, kwargs, **options))
     return result_of(wire)
+
+
+def wire_envelopes(
+    wire: Signature, args: Sequence[Any], kwargs: Mapping[str, Any] | None, **options: Any
+) -> list[Envelope]:
+    """The envelopes that send a compiled canvas (a chord's counter started first, which may
+    block on the store)."""
+    app = wire.app
+    if wire.task == GROUP_TASK:  # sent from here: no hop through the built-in task
+        return expand(app, wire, args, kwargs, **options)
+    return [build_envelope(app, wire, args, kwargs, **options)]
 
 
 def run_eagerly(
@@ -765,11 +785,16 @@ class _Composite:
     ) -> Any:
         """Send it; ``link=``/``link_error=`` go on its last step, other options on each of
         its first tasks."""
+        return send_wire(self._wire_for(options), args, kwargs, **options)
+
+    def _wire_for(self, options: dict[str, Any]) -> Signature:
+        """The compiled canvas to send, the ``link=``/``link_error=`` popped from ``options``
+        on its last step."""
         wire = self._frozen.clone() if self._frozen is not None else self.wire()
         links = {k: options.pop(k) for k in LINK_OPTIONS & set(options)}
         if links:
             _update_tail(wire, lambda tail: tail._set(links))
-        return send_wire(wire, args, kwargs, **options)
+        return wire
 
     async def adelay(self, *args: Any, **kwargs: Any) -> Any:
         """``delay()`` for coroutines: ``await group(...).adelay()`` (``cloudq.aio``)."""
@@ -778,12 +803,21 @@ class _Composite:
     async def aapply_async(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Any:
-        """``apply_async()`` awaited: compiling and sending (a chord's counter too) run on the
-        app's send threads, the same code as the sync call."""
+        """``apply_async()`` awaited: compiling (a chord's counter too) runs on the app's send
+        threads; the send is ``cloudq.aio.asend_envelopes``, native where the broker has it."""
         from cloudq import aio
 
         app = self._frozen.app if self._frozen is not None else _app_of([self])  # type: ignore[list-item]
-        return await aio.run_blocking(app, self.apply_async, args, kwargs, **options)
+        if app.conf.task_always_eager or await aio.async_sender(app) is None:
+            return await aio.run_blocking(app, self.apply_async, args, kwargs, **options)
+
+        def compiled() -> tuple[Signature, list[Envelope]]:
+            wire = self._wire_for(options)
+            return wire, wire_envelopes(wire, args, kwargs, **options)
+
+        wire, envelopes = await aio.run_blocking(app, compiled)
+        await aio.asend_envelopes(app, envelopes)
+        return result_of(wire)
 
     def __invert__(self) -> Any:
         return self.apply_async().get()

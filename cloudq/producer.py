@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,16 @@ if TYPE_CHECKING:
 
 logger = get_logger("cloudq.producer")
 
-__all__ = ["is_fifo", "native_delay", "send_envelopes", "to_message"]  # is_fifo: re-exported
+__all__ = [
+    "Prepared",
+    "ensure_queues",
+    "is_fifo",  # re-exported
+    "native_delay",
+    "prepare",
+    "published",
+    "send_envelopes",
+    "to_message",
+]
 
 
 def native_delay(eta: datetime | None, now: datetime, limits: BrokerLimits) -> float:
@@ -79,22 +89,61 @@ def _before_publish(app: App, envelope: Envelope) -> Envelope:
     return envelope.model_copy(update={"headers": clean})
 
 
-def send_envelopes(app: App, envelopes: Sequence[Envelope], dedup_suffix: str = "") -> None:
-    """Encode all first (so a bad one sends nothing), then send in batches per queue."""
-    hooks = app.hooks
-    if hooks.active("before_publish"):
+@dataclass(frozen=True)
+class Prepared:
+    """What a send hands the broker: messages in batches per queue, and the envelopes as the
+    ``before_publish`` hooks left them (for ``after_publish``)."""
+
+    envelopes: Sequence[Envelope]
+    batches: list[tuple[str, Sequence[OutgoingMessage]]]
+
+    @property
+    def queues(self) -> list[str]:
+        return list(dict.fromkeys(queue for queue, _ in self.batches))
+
+
+def prepare(app: App, envelopes: Sequence[Envelope], dedup_suffix: str = "") -> Prepared:
+    """Everything a send does before the broker call, for ``send_envelopes`` and ``cloudq.aio``
+    alike: the ``before_publish`` hooks, priority routing, signing, claim checks, delay
+    planning, batching. Encodes all first, so a bad one sends nothing. Blocks only to park a
+    claim check (an object-store put); queues are ensured by the caller (``ensure_queues``)."""
+    if app.hooks.active("before_publish"):
         envelopes = [_before_publish(app, envelope) for envelope in envelopes]
     by_queue: dict[str, list[OutgoingMessage]] = defaultdict(list)
     for envelope in envelopes:
         queue = send_queue(app, envelope.queue, envelope.priority)
         by_queue[queue].append(to_message(app, envelope, dedup_suffix))
-    batch = app.broker.limits.max_batch
-    for queue, messages in by_queue.items():
+    size = app.broker.limits.max_batch
+    batches: list[tuple[str, Sequence[OutgoingMessage]]] = [
+        (queue, messages[start : start + size])
+        for queue, messages in by_queue.items()
+        for start in range(0, len(messages), size)
+    ]
+    return Prepared(envelopes, batches)
+
+
+def ensure_queues(app: App, prepared: Prepared) -> None:
+    """Create the queues a send goes to, once per process (``App.ensure_queue``)."""
+    for queue in prepared.queues:
         app.ensure_queue(queue)
-        for start in range(0, len(messages), batch):
-            app.broker.send(queue, messages[start : start + batch])
-        logger.debug("sent %d message(s) to %s", len(messages), queue)
+
+
+def published(app: App, prepared: Prepared) -> None:
+    """What follows a send that went out: the ``after_publish`` hooks and the sending task's
+    ``children``."""
+    logger.debug("sent %d message(s) to %s", len(prepared.envelopes), ", ".join(prepared.queues))
+    hooks = app.hooks
     if hooks.active("after_publish"):
-        for envelope in envelopes:
+        for envelope in prepared.envelopes:
             hooks.emit("after_publish", envelope=envelope, queue=envelope.queue)
-    note_sent(app, envelopes)  # AsyncResult.children of the task running here, if any
+    note_sent(app, prepared.envelopes)  # AsyncResult.children of the task running here, if any
+
+
+def send_envelopes(app: App, envelopes: Sequence[Envelope], dedup_suffix: str = "") -> None:
+    """Prepare, ensure the queues, send batch by batch, then ``published``: the sync hand-over
+    (``cloudq.aio.asend_envelopes`` is the async one)."""
+    prepared = prepare(app, envelopes, dedup_suffix)
+    ensure_queues(app, prepared)
+    for queue, messages in prepared.batches:
+        app.broker.send(queue, messages)
+    published(app, prepared)

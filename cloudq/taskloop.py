@@ -34,7 +34,7 @@ from cloudq.middleware import Middleware
 if TYPE_CHECKING:
     from cloudq.app import App
 
-__all__ = ["PerLoop", "close_all", "run", "run_on_task_loop"]
+__all__ = ["PerLoop", "close_all", "close_with_task_loop", "run", "run_on_task_loop"]
 
 logger = get_logger("cloudq.taskloop")
 
@@ -149,6 +149,24 @@ class _LoopCloser(Middleware):
 
     def process_stop(self, app: App, **kwargs: Any) -> None:
         close_all()
+
+
+def close_with_task_loop(close: Callable[[], Awaitable[Any]]) -> bool:
+    """Await ``close()`` when the running loop closes, if it is this thread's task loop (as a
+    ``PerLoop`` value is closed): ``cloudq.aio``'s native senders opened by async tasks. False
+    if the running loop is not a task loop (its owner closes what it opened)."""
+    loop = asyncio.get_running_loop()
+    runner: asyncio.Runner | None = getattr(_local, "runner", None)
+    if runner is None or runner in _closed:
+        return False
+    try:
+        if runner.get_loop() is not loop:  # running here, so initialized: makes no loop
+            return False
+    except RuntimeError:  # closed
+        return False
+    with _lock:
+        _closers.setdefault(loop, []).insert(0, close)
+    return True
 
 
 class PerLoop(Generic[T]):

@@ -14,6 +14,8 @@ from cloudq.adapters.wire import DEAD_LETTER_SUFFIX, dead_letter_queue_name
 
 __all__ = [
     "DEAD_LETTER_SUFFIX",
+    "AsyncSender",
+    "AsyncSending",
     "Broker",
     "BrokerLimits",
     "Delivery",
@@ -144,4 +146,31 @@ class Broker(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class AsyncSender(Protocol):
+    """A broker's native asynchronous send, bound to the event loop it was opened on (the
+    async SDK clients' connections belong to one loop). Optional: see ``AsyncSending``."""
+
+    async def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
+        """``Broker.send`` awaited: the same checks, the same errors, never blocking the loop."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close its connections (``cloudq.aio.aclose(app)``, on the loop it was opened on)."""
+        ...
+
+
+@runtime_checkable
+class AsyncSending(Protocol):
+    """A broker with an ``AsyncSender``. ``cloudq.aio`` opens one per event loop, on that loop,
+    lazily at the first ``adelay`` there, and keeps it until ``aclose``; a broker without
+    ``open_async_sender`` has its sends run on the app's bounded thread pool instead."""
+
+    def open_async_sender(self) -> AsyncSender | None:
+        """A new sender for the running loop, or ``None`` where this broker's configuration
+        has no async client (its sends then take the thread pool). Called on the loop: it must
+        not block, nor connect before its first send."""
         ...

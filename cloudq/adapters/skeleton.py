@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import ClassVar, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import ClassVar, Generic, TypeVar
 
 from cloudq.adapters.base import BrokerLimits, Delivery, OutgoingMessage
 from cloudq.adapters.wire import DEAD_LETTER_REASON_ATTRIBUTE, dead_letter_queue_name, is_fifo
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge
 
-__all__ = ["BrokerBase", "PartialSendError", "QueueNotFoundError", "fit_reason"]
+__all__ = ["AsyncSenderBase", "BrokerBase", "PartialSendError", "QueueNotFoundError", "fit_reason"]
 
 T = TypeVar("T")
+B = TypeVar("B", bound="BrokerBase")
 
 ENSURE_HINT = (
     "queues are created by ensure() (the worker runs it at start unless create_missing_queues "
@@ -157,8 +158,14 @@ class BrokerBase(ABC):
     # --- send -----------------------------------------------------------------------------------
     def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         """Check the batch and every message, then ``_send`` them: a bad one sends nothing."""
+        if self.check_send(queue, messages):
+            self._send(queue, messages)
+
+    def check_send(self, queue: str, messages: Sequence[OutgoingMessage]) -> bool:
+        """``send``'s checks, shared with ``AsyncSenderBase.send``: raise for a bad batch or
+        message; False for an empty one (nothing to send)."""
         if not messages:
-            return
+            return False
         batch = self.limits.max_batch
         if len(messages) > batch:
             raise BrokerError(
@@ -174,7 +181,7 @@ class BrokerBase(ABC):
                 raise BrokerError(self._delay_refused(queue, delay))
             self._check_attribute_count(m.attributes)
             self._check_message(queue, m)
-        self._send(queue, messages)
+        return True
 
     def _check_attribute_count(self, attributes: dict[str, str]) -> None:
         if self.max_attributes is None:
@@ -252,3 +259,31 @@ class BrokerBase(ABC):
     @abstractmethod
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Delete the messages for good (the contract's ``ack``)."""
+
+
+class AsyncSenderBase(ABC, Generic[B]):
+    """The skeleton of an ``AsyncSender`` (``cloudq.adapters.base``): the broker's own checks
+    (``check_send``) and error mapping (``_error``) around the provider's async calls, so an
+    awaited send refuses and fails exactly as ``broker.send`` does. One per event loop."""
+
+    def __init__(self, broker: B) -> None:
+        self.broker = broker
+
+    async def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
+        if self.broker.check_send(queue, messages):
+            await self._send(queue, messages)
+
+    async def _call(self, operation: str, queue: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """``BrokerBase._call`` awaited: the SDK's errors become the broker's ``BrokerError``."""
+        try:
+            return await fn()
+        except self.broker._errors as exc:
+            raise self.broker._error(operation, queue, exc) from exc
+
+    @abstractmethod
+    async def _send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
+        """Send checked messages with the provider's async calls."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the async client (on its loop)."""

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cloudq.adapters.base import (
+    AsyncSender,
     BrokerLimits,
     Delivery,
     OutgoingMessage,
@@ -68,6 +69,12 @@ _URL_OPTIONS = frozenset({"prefix", "max_batch", "endpoint", "timeout", "max_lea
 _RESOURCE_ID = re.compile(r"[A-Za-z][-A-Za-z0-9_.~+%]*")
 
 T = TypeVar("T")
+EMULATOR_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+]
+"""The emulator channel the SDK makes keeps gRPC's 4 MiB receive limit; Pub/Sub's messages go
+up to 10 MiB (the sync and the async clients' channels alike)."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +181,7 @@ class PubSubBroker(BrokerBase):
         )
         # Transient failures are retried within the call's timeout; then the caller gets a
         # BrokerError (a producer raises, a worker backs off). A retried publish may duplicate.
-        self._retry = gretry.Retry(
+        self._retry_settings: dict[str, Any] = dict(
             predicate=gretry.if_exception_type(
                 gexc.ServiceUnavailable,
                 gexc.InternalServerError,
@@ -187,11 +194,25 @@ class PubSubBroker(BrokerBase):
             multiplier=2.0,
             timeout=timeout,
         )
+        self._retry = gretry.Retry(**self._retry_settings)
         self._subscriptions: dict[str, _SubscriptionInfo] = {}
+        self._endpoint = endpoint
+        self._own_clients = publisher is None or subscriber is None
+        """Clients made here (the async publisher is made the same way); given ones have no
+        async twin, and async sends then take ``cloudq.aio``'s threads."""
         if publisher is None or subscriber is None:
             publisher, subscriber = _make_clients(endpoint)
         self._publisher = publisher
         self._subscriber = subscriber
+
+    def open_async_sender(self) -> AsyncSender | None:
+        """A ``PublisherAsyncClient`` sender for the running loop (``cloudq.aio``), or ``None``
+        for a broker given its clients (``cloudq_pubsub.aio_publisher``)."""
+        if not self._own_clients:
+            return None
+        from cloudq_pubsub.aio_publisher import PubSubAsyncSender
+
+        return PubSubAsyncSender(self, self._endpoint, self._retry_settings)
 
     def __repr__(self) -> str:
         return f"PubSubBroker(project={self.project!r}, prefix={self.prefix!r})"
@@ -239,13 +260,8 @@ class PubSubBroker(BrokerBase):
         return self._call(operation, resource, lambda: fn(**kwargs))
 
     def _publish(self, topic: str, messages: list[Any]) -> None:
-        """One Publish of plain protobuf messages, the request wrapped without a copy.
-
-        The flattened ``publish(topic=, messages=)`` builds a proto-plus request field by
-        field, converting each message: a third of the client's own CPU for a single message.
-        """
-        request = self._request_type.wrap(self._request_type.pb()(topic=topic, messages=messages))
-        self._api("Publish", topic, self._publisher.publish, request=request)
+        """One Publish of plain protobuf messages (``_request``)."""
+        self._api("Publish", topic, self._publisher.publish, request=self._request(topic, messages))
 
     # --- ensure ---------------------------------------------------------------------------------
     def ensure(self, spec: QueueSpec) -> None:
@@ -395,6 +411,20 @@ class PubSubBroker(BrokerBase):
 
         Every message is built and sized before the first is sent; a bad one sends nothing.
         """
+        topic, built = self._build(queue, messages)
+        sent = 0
+        for request in self._requests(built):
+            try:
+                self._publish(topic, request)
+            except BrokerError as exc:
+                if not sent:
+                    raise
+                raise self._partial(topic, sent, len(built), exc) from exc
+            sent += len(request)
+
+    def _build(self, queue: str, messages: Sequence[OutgoingMessage]) -> tuple[str, list[Any]]:
+        """The topic and each message as protobuf with its size (sync and async publish alike):
+        the ordering key of its group on a FIFO queue, the task id as an attribute."""
         topic = self.topic_path(queue)
         built: list[tuple[Any, int]] = []
         for m in messages:
@@ -409,20 +439,25 @@ class PubSubBroker(BrokerBase):
                     queue, size, lim.MAX_MESSAGE_BYTES, "data, attributes, ordering key"
                 )
             built.append((message, size))
-        sent = 0
-        for request in self._requests(built):
-            try:
-                self._publish(topic, request)
-            except BrokerError as exc:
-                if not sent:
-                    raise
-                failed = {i: str(exc) for i in range(sent, len(built))}
-                raise PartialSendError(
-                    f"Pub/Sub Publish on {topic}: {len(failed)} of {len(built)} messages not "
-                    f"sent (the first {sent} were): {exc}",
-                    failed,
-                ) from exc
-            sent += len(request)
+        return topic, built
+
+    def _request(self, topic: str, messages: list[Any]) -> Any:
+        """A PublishRequest wrapping plain protobuf messages without a copy.
+
+        The flattened ``publish(topic=, messages=)`` builds a proto-plus request field by
+        field, converting each message: a third of the client's own CPU for a single message.
+        """
+        return self._request_type.wrap(self._request_type.pb()(topic=topic, messages=messages))
+
+    @staticmethod
+    def _partial(topic: str, sent: int, total: int, exc: BrokerError) -> PartialSendError:
+        """A request failed after the first ``sent`` messages went out: which were not."""
+        failed = {i: str(exc) for i in range(sent, total)}
+        return PartialSendError(
+            f"Pub/Sub Publish on {topic}: {len(failed)} of {total} messages not sent (the "
+            f"first {sent} were): {exc}",
+            failed,
+        )
 
     @staticmethod
     def _requests(built: list[tuple[Any, int]]) -> Iterator[list[Any]]:
@@ -628,9 +663,7 @@ def _make_clients(endpoint: str | None) -> tuple[Any, Any]:
         from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
         from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
-        # The emulator channel the SDK makes keeps gRPC's 4 MiB receive limit; Pub/Sub's
-        # messages go up to 10 MiB.
-        options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+        options = EMULATOR_CHANNEL_OPTIONS
         publisher = PublisherClient(
             transport=PublisherGrpcTransport(
                 channel=grpc.insecure_channel(emulator, options=options)

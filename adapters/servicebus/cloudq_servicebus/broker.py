@@ -54,6 +54,7 @@ from typing import Any, TypeVar
 
 from cloudq.adapters.base import (
     DEAD_LETTER_SUFFIX,
+    AsyncSender,
     BrokerLimits,
     Delivery,
     OutgoingMessage,
@@ -85,6 +86,18 @@ _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 DEFAULT_SESSION = "default"
 """Session of a message sent to a FIFO queue without a group (SQS's default group, too)."""
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AsyncSettings:
+    """How the broker was opened, for ``cloudq_servicebus.aio_sender`` to open the same
+    namespace with the async client."""
+
+    connection_string: str | None
+    namespace: str | None
+    credential: Any
+    """The credential given (``None``: ``DefaultAzureCredential``)."""
+    retry: dict[str, Any]
 
 
 @dataclass(eq=False)
@@ -225,6 +238,7 @@ class ServiceBusBroker(BrokerBase):
         # is there, which the SDK would retry: session receivers come from a client that
         # does not, so an idle wait costs what was asked, not twice that and a backoff.
         no_retry = {**retry, "retry_total": 0}
+        self._aio_settings = AsyncSettings(connection_string, namespace, credential, retry)
         try:
             if connection_string:
                 self._client = ServiceBusClient.from_connection_string(connection_string, **retry)
@@ -269,6 +283,13 @@ class ServiceBusBroker(BrokerBase):
 
     def __repr__(self) -> str:
         return f"ServiceBusBroker({self.namespace!r}, prefix={self.prefix!r})"
+
+    def open_async_sender(self) -> AsyncSender | None:
+        """An ``azure.servicebus.aio`` sender for the running loop (``cloudq.aio``), or
+        ``None`` where the credential has no async form (``cloudq_servicebus.aio_sender``)."""
+        from cloudq_servicebus.aio_sender import open_aio_sender
+
+        return open_aio_sender(self, self._aio_settings)
 
     # --- naming and errors -------------------------------------------------------------------
     def _error(self, operation: str, queue: str, exc: Exception) -> BrokerError | MessageTooLarge:
