@@ -88,17 +88,23 @@ def require_broker(app: App, kind: type[B], handler: str, url: str) -> B:
 
 
 def begin_invocation(app: App, platform: str, context: object = None, records: int = 0) -> None:
-    """What every handler does before its batch runs; never raises.
+    """What every handler does before its batch runs.
 
-    On a container's first invocation, emits the ``process_start`` hook (Celery's
-    ``worker_process_init``: open pools there). Writes the container's heartbeat (at most once
-    per interval, so ``cloudq status`` lists warm containers) and reloads the revoked task ids,
-    so a task revoked since the last invocation is acknowledged unrun here as by a worker.
+    On a container's first invocation, checks that the result backend has what the app's tasks
+    need (``cloudq.stores.requirements``: a ``ConfigurationError`` out of the handler, so the
+    platform redelivers the batch and no task runs with its feature off; the container stays
+    unstarted, so every invocation refuses until it is fixed), then emits the ``process_start``
+    hook (Celery's ``worker_process_init``: open pools there). Otherwise never raises. Writes
+    the container's heartbeat (at most once per interval, so ``cloudq status`` lists warm
+    containers) and reloads the revoked task ids, so a task revoked since the last invocation
+    is acknowledged unrun here as by a worker.
     """
     from cloudq import revoke
     from cloudq.control.heartbeat import serverless_heartbeat
+    from cloudq.stores.requirements import require, task_needs
 
     if app not in _started:  # a cold start: this container's process now runs tasks
+        require(app, f"the {platform} handler", task_needs(app))
         _started.add(app)
         app.hooks.emit("process_start")
     serverless_heartbeat(app, platform, context, records)
