@@ -11,10 +11,28 @@ A ``BaseException`` that is not an ``Exception`` (``SystemExit``,
 with no outcome reported for any: Lambda would redeliver the records that had succeeded, the
 Functions host would abandon the whole batch. ``contained`` turns it into ``RecordInterrupted``,
 an ordinary error the handler reports for that record alone.
+
+Misuse raises one error type in every handler, by the rules here:
+
+- the app's broker is not the handler's provider's: ``ConfigurationError`` (``require_broker``);
+- the event is not the platform's, or not in its shape: ``MalformedEvent``, before its records
+  run;
+- a record from a queue (topic) that is not this app's broker's: ``ForeignQueue``
+  (``foreign_queue``), for that record (Lambda reports it failed, Pub/Sub nacks it);
+- a ``time_limit`` / ``timeout_seconds`` that is not a positive number of seconds:
+  ``ConfigurationError`` when the handler is made (``check_seconds``);
+- a queue the handler is bound to that the broker would never name (the Service Bus trigger's
+  ``queue``): ``ConfigurationError`` (``check_queue``), before any record runs;
+- a store that lacks what the app's tasks need: ``ConfigurationError`` at the first invocation
+  (``cloudq.stores.requirements``).
+
+``MalformedEvent`` and ``ForeignQueue`` subclass ``ConfigurationError``: the trigger is what is
+wrong.
 """
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +40,7 @@ from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from cloudq.errors import CloudqError, ConfigurationError
+from cloudq.errors import CloudqError, ConfigurationError, ForeignQueue
 from cloudq.logsafe import get_logger
 
 if TYPE_CHECKING:
@@ -58,6 +76,34 @@ def own_queue(broker: NamedQueues, name: str) -> str | None:
         return queue if broker.physical_name(queue) == name else None
     except ConfigurationError:
         return None
+
+
+def foreign_queue(source: str, broker: NamedQueues, fate: str) -> ForeignQueue:
+    """The error for a record from ``source``, not one of ``broker``'s queues; ``fate`` says
+    what becomes of it on the handler's platform."""
+    return ForeignQueue(
+        f"{source!r} is not this app's broker's (prefix {broker.prefix!r}): not run; {fate}"
+    )
+
+
+def check_queue(broker: NamedQueues, queue: object, handler: str) -> str:
+    """``queue`` (a handler's binding, without the prefix) if the broker would name it."""
+    if not isinstance(queue, str) or not queue.strip():
+        raise ConfigurationError(f"{handler} needs the queue its trigger reads, got {queue!r}")
+    broker.physical_name(queue)  # ConfigurationError naming the provider's rule
+    return queue
+
+
+def check_seconds(value: object, what: str) -> float | None:
+    """``value`` as seconds if it is None or a positive finite number; ``ConfigurationError``
+    else (a string from an environment variable, 0, a negative, NaN)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(f"{what} must be a positive number of seconds, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{what} must be a finite number of seconds, got {value!r}")
+    return float(value)
 
 
 class RecordInterrupted(CloudqError):
@@ -238,6 +284,7 @@ def run_batch(
     :param settle: what applies an outcome (default ``cloudq.settle.settle``): a handler passes
         the one its module names, so that a test can observe what its handler applied.
     """
+    time_limit = check_seconds(time_limit, "time_limit")
     if settle is None:
         from cloudq.settle import settle as default
 
