@@ -3,16 +3,16 @@
 A feature whose promise spans processes would silently do less on a store that lacks its
 contract: an ``idempotent=True`` task could run twice at once, a rate limit would hold per
 process (per container on a serverless platform, however many the platform starts), beats
-would send each tick once per beat. So ``cloudq worker``, the
-serverless handlers' first invocation and ``cloudq beat`` call ``require()`` and refuse to
-start, naming the feature, the store and what to configure.
+would send each tick once per beat. So ``cloudq worker``, the serverless handlers' first
+invocation and ``cloudq beat`` call ``require()`` and refuse to start, naming the feature, the
+store and what to configure.
 
 Left as degrades, by decision: the control plane and task events (``ControlStore``,
 ``EventStore``: observability, not a task's semantics; a worker on a store without them runs
 unseen by ``status``, or with ``-E`` sends no events, logged at start, and the dashboard says
-so on its page), revocation and chords (refused with an
-error where they are asked for, so nothing is silently skipped), and a beat with no result
-backend at all (Celery's model: one beat, which the operator runs; logged at start).
+so on its page), revocation and chords (refused with an error where they are asked for, so
+nothing is silently skipped), and a beat with no result backend at all (Celery's model: one
+beat, which the operator runs; logged at start).
 """
 
 from __future__ import annotations
@@ -46,8 +46,6 @@ class Need:
     """The ``cloudq.stores`` Protocol the result backend must have."""
     lost: str
     """What the feature would silently fail to do without it."""
-    backends: str = SHARED_BACKENDS
-    """The backends that have the contract, for the error."""
 
 
 def task_needs(app: App) -> list[Need]:
@@ -94,18 +92,17 @@ def require(app: App, role: str, needs: Iterable[Need]) -> None:
     unmet = [n for n in needs if not isinstance(backend, n.contract)]
     if not unmet:
         return
-    store = (
-        f"result backend {redact_url(url)!r} ({type(backend).__name__})"
-        if url
-        else "no result backend"
+    wanted = "; ".join(
+        f"{n.feature} needs a store with {n.contract.__name__} (without it {n.lost})" for n in unmet
     )
-    lines = [
-        f"- {n.feature} needs {n.contract.__name__}: without it {n.lost}; use {n.backends}"
-        for n in unmet
-    ]
+    store = (
+        f"result backend {redact_url(url)!r} ({type(backend).__name__}) lacks "
+        + ("it" if len(unmet) == 1 else "them")
+        if url
+        else "no result backend is set"
+    )
     raise ConfigurationError(
-        f"{role} cannot start: {store} lacks what the configuration needs:\n"
-        + "\n".join(lines)
-        + "\nSet result_backend (App(backend=...) or CLOUDQ_RESULT_BACKEND) to a store that "
-        "has it (cloudq.stores says what each feature needs)."
+        f"{role} cannot start: {wanted}; and {store}. Set result_backend (App(backend=...) or "
+        f"CLOUDQ_RESULT_BACKEND) to {SHARED_BACKENDS} (cloudq.stores says what each feature "
+        "needs)"
     )

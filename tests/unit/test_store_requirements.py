@@ -67,9 +67,21 @@ def record(app: App) -> BatchRecord:
 @pytest.mark.parametrize(
     ("backend", "options", "named"),
     [
-        ("plain", {"idempotent": True}, "task 'shop.pay' (idempotent=True) needs ClaimStore"),
-        ("plain", {"rate_limit": "10/s"}, "task 'shop.pay' (rate limit) needs RateLimiter"),
-        (None, {"rate_limit": "10/s"}, "task 'shop.pay' (rate limit) needs RateLimiter"),
+        (
+            "plain",
+            {"idempotent": True},
+            "task 'shop.pay' (idempotent=True) needs a store with ClaimStore",
+        ),
+        (
+            "plain",
+            {"rate_limit": "10/s"},
+            "task 'shop.pay' (rate limit) needs a store with RateLimiter",
+        ),
+        (
+            None,
+            {"rate_limit": "10/s"},
+            "task 'shop.pay' (rate limit) needs a store with RateLimiter",
+        ),
     ],
 )
 def test_a_worker_refuses_to_start_on_a_store_that_lacks_what_a_feature_needs(
@@ -82,7 +94,7 @@ def test_a_worker_refuses_to_start_on_a_store_that_lacks_what_a_feature_needs(
         Worker(app, ["default"], poll_seconds=0.01)
     text = str(raised.value)
     assert named in text, text
-    assert ("'plain://results' (ResultsOnly)" if backend else "no result backend") in text
+    assert ("'plain://results' (ResultsOnly)" if backend else "no result backend is set") in text
     assert "result_backend" in text and "redis://" in text
     assert ran == [] and app.broker.stats("default").visible == 1, "nothing was received"
 
