@@ -25,10 +25,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cloudq.adapters.urls import redact_url
 from cloudq.errors import ConfigurationError
 from cloudq.logsafe import get_logger
 from cloudq.stores.beat import BeatStore
+from cloudq.stores.requirements import beat_needs, require
 
 if TYPE_CHECKING:
     from cloudq.app import App
@@ -138,7 +138,7 @@ def make_entry(**fields: Any) -> ScheduleEntry:
 
 
 class LocalBeatStore:
-    """One process's claims; used, with a warning, when the backend offers none."""
+    """One process's claims; used, with a warning, when no result backend is set."""
 
     def __init__(self) -> None:
         self._claimed: set[str] = set()
@@ -177,15 +177,15 @@ class Beat:
             raise ConfigurationError(
                 "no periodic tasks: set app.conf.beat_schedule or use @app.periodic(...)"
             )
-        backend = app.backend
         if store is None:
+            require(app, "cloudq beat", beat_needs(app))
+            backend = app.backend
             if isinstance(backend, BeatStore):
                 store = backend
             else:
                 logger.warning(
-                    "no shared store (result backend %r): run one beat only, or "
-                    "ticks are sent once per beat",
-                    redact_url(app.conf.result_backend or ""),
+                    "no shared store (no result backend): run one beat only, or "
+                    "ticks are sent once per beat"
                 )
                 store = LocalBeatStore()
         self.store = store

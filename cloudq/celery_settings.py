@@ -209,7 +209,10 @@ CELERY_SETTINGS: tuple[CelerySetting, ...] = (
         _to("task_soft_time_limit", _seconds("task_soft_time_limit", allow_none=True)),
     ),
     CelerySetting(
-        "task_default_rate_limit", "same", "across all workers", ("CELERY_DEFAULT_RATE_LIMIT",)
+        "task_default_rate_limit",
+        "same",
+        "across all workers; a worker without a result backend refuses to start",
+        ("CELERY_DEFAULT_RATE_LIMIT",),
     ),
     CelerySetting(
         "task_track_started", "same", "a STARTED record per task", ("CELERY_TRACK_STARTED",)

@@ -14,6 +14,17 @@ class ConfigurationError(CloudqError):
     """The app, a broker URL or a setting is wrong; raised before anything is sent."""
 
 
+class MalformedEvent(ConfigurationError):
+    """A serverless handler got an event that is not its platform's or not in its shape: the
+    function's trigger is wrong, or it was invoked by hand. Raised before the event's records
+    run (the platform redelivers it, then its dead-letter policy takes it)."""
+
+
+class ForeignQueue(ConfigurationError):
+    """A serverless record comes from a queue (topic) that is not one of this app's broker's:
+    another app's trigger points at this function. The record is not run."""
+
+
 class AdapterNotFound(ConfigurationError):
     """No installed adapter handles a URL scheme; the message names the extra to install."""
 

@@ -42,7 +42,7 @@ from cloudq.errors import (
 from cloudq.idempotency import NO_CLAIM, Claim, admit
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Ack, DeadLetter, Defer, Outcome, RetryAt
-from cloudq.ratelimit import RATE_SLOT_HEADER
+from cloudq.rate_limits import RATE_SLOT_HEADER
 from cloudq.request import REQUEUE_HEADER, Request, current_request
 from cloudq.results.base import ErrorInfo, State, TaskResult
 from cloudq.results.children import record_children
@@ -50,7 +50,7 @@ from cloudq.results.extended import extended, fields
 from cloudq.retry import backoff_delay, delay_out_of_range, max_retries_exceeded, retries_left
 from cloudq.schedule_ticks import per_tick
 from cloudq.send_task import WORKER_POLICY, WORKER_POLICY_HEADER
-from cloudq.timelimits import run_with_limits
+from cloudq.time_limits import run_with_limits
 
 if TYPE_CHECKING:
     from cloudq.app import App

@@ -4,9 +4,10 @@ Each task name has a "theoretical arrival time" (GCRA): a task over the limit re
 free slot and is deferred to it, so N workers together run at most the rate, evenly spaced,
 without busy-waiting, dropping, or counting the wait as an attempt. A deferred task keeps its
 reserved slot in a header and runs when it comes back. The slots live where the result backend
-lives (Redis: one Lua call per task, timed by the Redis server's clock). With no shared store,
-each worker limits itself alone, and says so once in the log. The notation (``"10/s"``) is
-parsed here too (``parse_rate_limit``).
+lives (Redis: one Lua call per task, timed by the Redis server's clock). With no shared store a
+worker or handler refuses to start (``cloudq.stores.requirements``); ``LocalRateLimiter`` is left
+for what runs tasks outside them (a direct ``execute``), and says so once in the log. The
+notation (``"10/s"``) is parsed here too (``parse_rate_limit``).
 """
 
 from __future__ import annotations

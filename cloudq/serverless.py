@@ -11,10 +11,28 @@ A ``BaseException`` that is not an ``Exception`` (``SystemExit``,
 with no outcome reported for any: Lambda would redeliver the records that had succeeded, the
 Functions host would abandon the whole batch. ``contained`` turns it into ``RecordInterrupted``,
 an ordinary error the handler reports for that record alone.
+
+Misuse raises one error type in every handler, by the rules here:
+
+- the app's broker is not the handler's provider's: ``ConfigurationError`` (``require_broker``);
+- the event is not the platform's, or not in its shape: ``MalformedEvent``, before its records
+  run;
+- a record from a queue (topic) that is not this app's broker's: ``ForeignQueue``
+  (``foreign_queue``), for that record (Lambda reports it failed, Pub/Sub nacks it);
+- a ``time_limit`` / ``timeout_seconds`` that is not a positive number of seconds:
+  ``ConfigurationError`` when the handler is made (``check_seconds``);
+- a queue the handler is bound to that the broker would never name (the Service Bus trigger's
+  ``queue``): ``ConfigurationError`` (``check_queue``), before any record runs;
+- a store that lacks what the app's tasks need: ``ConfigurationError`` at the first invocation
+  (``cloudq.stores.requirements``).
+
+``MalformedEvent`` and ``ForeignQueue`` subclass ``ConfigurationError``: the trigger is what is
+wrong.
 """
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +40,7 @@ from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from cloudq.errors import CloudqError, ConfigurationError
+from cloudq.errors import CloudqError, ConfigurationError, ForeignQueue
 from cloudq.logsafe import get_logger
 
 if TYPE_CHECKING:
@@ -60,6 +78,34 @@ def own_queue(broker: NamedQueues, name: str) -> str | None:
         return None
 
 
+def foreign_queue(source: str, broker: NamedQueues, fate: str) -> ForeignQueue:
+    """The error for a record from ``source``, not one of ``broker``'s queues; ``fate`` says
+    what becomes of it on the handler's platform."""
+    return ForeignQueue(
+        f"{source!r} is not this app's broker's (prefix {broker.prefix!r}): not run; {fate}"
+    )
+
+
+def check_queue(broker: NamedQueues, queue: object, handler: str) -> str:
+    """``queue`` (a handler's binding, without the prefix) if the broker would name it."""
+    if not isinstance(queue, str) or not queue.strip():
+        raise ConfigurationError(f"{handler} needs the queue its trigger reads, got {queue!r}")
+    broker.physical_name(queue)  # ConfigurationError naming the provider's rule
+    return queue
+
+
+def check_seconds(value: object, what: str) -> float | None:
+    """``value`` as seconds if it is None or a positive finite number; ``ConfigurationError``
+    else (a string from an environment variable, 0, a negative, NaN)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(f"{what} must be a positive number of seconds, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{what} must be a finite number of seconds, got {value!r}")
+    return float(value)
+
+
 class RecordInterrupted(CloudqError):
     """One record's processing raised a ``BaseException``: that record failed, not the batch."""
 
@@ -88,17 +134,23 @@ def require_broker(app: App, kind: type[B], handler: str, url: str) -> B:
 
 
 def begin_invocation(app: App, platform: str, context: object = None, records: int = 0) -> None:
-    """What every handler does before its batch runs; never raises.
+    """What every handler does before its batch runs.
 
-    On a container's first invocation, emits the ``process_start`` hook (Celery's
-    ``worker_process_init``: open pools there). Writes the container's heartbeat (at most once
-    per interval, so ``cloudq status`` lists warm containers) and reloads the revoked task ids,
-    so a task revoked since the last invocation is acknowledged unrun here as by a worker.
+    On a container's first invocation, checks that the result backend has what the app's tasks
+    need (``cloudq.stores.requirements``: a ``ConfigurationError`` out of the handler, so the
+    platform redelivers the batch and no task runs with its feature off; the container stays
+    unstarted, so every invocation refuses until it is fixed), then emits the ``process_start``
+    hook (Celery's ``worker_process_init``: open pools there). Otherwise never raises. Writes
+    the container's heartbeat (at most once per interval, so ``cloudq status`` lists warm
+    containers) and reloads the revoked task ids, so a task revoked since the last invocation
+    is acknowledged unrun here as by a worker.
     """
     from cloudq import revoke
     from cloudq.control.heartbeat import serverless_heartbeat
+    from cloudq.stores.requirements import require, task_needs
 
     if app not in _started:  # a cold start: this container's process now runs tasks
+        require(app, f"the {platform} handler", task_needs(app))
         _started.add(app)
         app.hooks.emit("process_start")
     serverless_heartbeat(app, platform, context, records)
@@ -232,6 +284,7 @@ def run_batch(
     :param settle: what applies an outcome (default ``cloudq.settle.settle``): a handler passes
         the one its module names, so that a test can observe what its handler applied.
     """
+    time_limit = check_seconds(time_limit, "time_limit")
     if settle is None:
         from cloudq.settle import settle as default
 

@@ -16,7 +16,7 @@ from cloudq.canvas import Signature
 from cloudq.envelope import ENVELOPE_VERSION, Envelope, RetryPolicy
 from cloudq.errors import ConfigurationError, Retry
 from cloudq.ids import new_id
-from cloudq.limits import RateLimit, parse_rate_limit
+from cloudq.rate_limits import RateLimit, parse_rate_limit
 from cloudq.request import Request, current_request
 
 if TYPE_CHECKING:

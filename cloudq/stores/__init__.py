@@ -7,7 +7,9 @@ methods (each is ``runtime_checkable``), and the contract suites
 check every backend against the ones it has. Each file says what a store lacking it does.
 A store with *part* of a contract is a broken one: ``check()`` refuses it when it is opened
 (``cloudq.results.open_backend``), naming the methods it lacks, rather than letting the
-feature degrade at the first task that needs it.
+feature degrade at the first task that needs it; and a worker, handler or beat whose
+configured features need a contract the store lacks refuses to start
+(``cloudq.stores.requirements``).
 
 - ``beat``: ``BeatStore``, one send per tick across beat instances;
 - ``chords``: ``ChordStore``, the atomic count of a chord's finished header;

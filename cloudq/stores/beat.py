@@ -1,7 +1,8 @@
 """What beat instances share: one send per tick, whichever instance ticks.
 
-Used by ``cloudq.beat``; without it each beat sends its own ticks (``LocalBeatStore``, with a
-warning), so run only one.
+Used by ``cloudq.beat``; a result backend without it stops ``cloudq beat`` at start
+(``cloudq.stores.requirements``). With no result backend at all each beat sends its own ticks
+(``LocalBeatStore``, with a warning), so run only one.
 """
 
 from __future__ import annotations

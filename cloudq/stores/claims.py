@@ -1,8 +1,9 @@
 """The claims of ``idempotent=True`` tasks: one execution of a task id at a time.
 
 Claims are keys with a time to live: the first ``claim`` of a key wins until the ttl ends or
-it is given back. Used by ``cloudq.idempotency``; without it an idempotent task still skips
-ids that already succeeded, but two deliveries of a running one may both run (logged once).
+it is given back. Used by ``cloudq.idempotency``; without it a worker or serverless handler
+with an idempotent task refuses to start (``cloudq.stores.requirements``): two deliveries of a
+running one could both run.
 """
 
 from __future__ import annotations

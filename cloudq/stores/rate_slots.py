@@ -1,6 +1,7 @@
 """Rate-limit slots across workers: the next free slot of a task name (GCRA).
 
-Used by ``cloudq.rate_limits``; without it each worker limits itself alone (logged once).
+Used by ``cloudq.rate_limits``; without it a worker or serverless handler with a rate-limited
+task refuses to start (``cloudq.stores.requirements``): each would limit itself alone.
 """
 
 from __future__ import annotations

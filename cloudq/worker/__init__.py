@@ -37,6 +37,7 @@ from cloudq.outcome import Ack, DeadLetter, Outcome, RetryAt
 from cloudq.pool import make_executor
 from cloudq.redelivery import first_fresh_start, screen
 from cloudq.settle import settle
+from cloudq.stores.requirements import require, task_needs
 from cloudq.worker.fifo_groups import FifoGroups
 from cloudq.worker.leases import (
     ACK_FLUSH_SECONDS,
@@ -172,6 +173,7 @@ class Worker:
             )
         if pool not in ("threads", "processes"):
             raise ConfigurationError(f"unknown pool {pool!r}: use 'threads' or 'processes'")
+        require(app, "cloudq worker", task_needs(app))  # before any receive
         conf = app.conf
         self.app = app
         self.queues = priority.expand(app, queues)  # sub-queues first: cloudq.priority

@@ -17,7 +17,7 @@ from cloudq import App
 from cloudq.adapters import open_broker, scheme_of
 from cloudq.adapters.urls import redact_url, url_flag
 from cloudq.clock import FakeClock
-from cloudq.errors import CloudqError
+from cloudq.errors import CloudqError, ConfigurationError
 
 SECRET = "S3cr3tValue"
 
@@ -222,7 +222,7 @@ def test_control_store_errors_hide_the_backend_credentials() -> None:
         assert SECRET not in str(caught.value) and "redis://***@cache/0" in str(caught.value)
 
 
-def test_worker_and_beat_warnings_hide_the_backend_credentials(
+def test_the_worker_warning_and_the_beat_refusal_hide_the_backend_credentials(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from cloudq.beat import Beat
@@ -233,11 +233,12 @@ def test_worker_and_beat_warnings_hide_the_backend_credentials(
     worker: Any = types.SimpleNamespace(app=app, hostname="w1@test")
     with caplog.at_level(logging.INFO, logger="cloudq"):
         WorkerControl(worker, 1.0, events=True).start()
+    with pytest.raises(ConfigurationError) as refused:  # beat fails at start: no claims there
         Beat(app)
     shown = [r.getMessage() for r in caplog.records]
     assert any("no shared state store" in m for m in shown), shown
-    assert any("no shared store" in m for m in shown), shown
-    assert all(SECRET not in m for m in shown), shown
+    assert "redis://***@cache/0" in str(refused.value)
+    assert all(SECRET not in m for m in [*shown, str(refused.value)]), shown
 
 
 def test_error_report_settings_repr_hides_the_smtp_password() -> None:

@@ -5,11 +5,12 @@ semi-valid inputs (hypothesis).
 No cloud: each handler gets its provider's broker class (the handlers check it) whose I/O is a
 memory broker's, so retries, hops and dead letters land in memory. The properties:
 
-- Lambda: a structurally invalid event (not a mapping, ``Records`` not a list) raises
-  ``ConfigurationError``; anything else returns, and every record is either settled (its
+- Lambda: a structurally invalid event (not a mapping, no ``Records`` list) raises
+  ``MalformedEvent``; anything else returns, and every record is either settled (its
   outcome applied) or named in ``batchItemFailures``, never silently dropped.
 - Cloud Functions: ``process_event`` returns the outcome it applied, or raises
-  ``ConfigurationError`` (not a Pub/Sub message), ``DeliveryHeld`` (deferred: nacked on
+  ``MalformedEvent`` (not a Pub/Sub message), ``ForeignQueue`` (not this app's topic),
+  ``DeliveryHeld`` (deferred: nacked on
   purpose) or the error of an outcome that could not be applied (Pub/Sub redelivers); nothing
   else.
 - Azure Functions: the function returns or raises ``BatchFailed`` naming the messages whose
@@ -36,7 +37,7 @@ from cloudq import App
 from cloudq.adapters.base import Delivery, OutgoingMessage, QueueSpec, QueueStats
 from cloudq.adapters.memory import MemoryBroker
 from cloudq.envelope import decode, sign, verify
-from cloudq.errors import ConfigurationError, EnvelopeError
+from cloudq.errors import EnvelopeError, ForeignQueue, MalformedEvent
 from cloudq.outcome import Ack, Defer, Outcome
 from cloudq.pool import ProcessExecutor
 from cloudq.settle import settle
@@ -372,11 +373,11 @@ def test_lambda_handler_settles_or_reports_every_record(event: Any, left_ms: int
     records = event.get("Records") if isinstance(event, dict) else None
     if (
         not isinstance(event, dict)
-        or not isinstance(records, list | None)
-        or not all(isinstance(r, dict) for r in records or [])
-        or not all(isinstance(r.get("messageId"), str) and r["messageId"] for r in records or [])
+        or not isinstance(records, list)
+        or not all(isinstance(r, dict) for r in records)
+        or not all(isinstance(r.get("messageId"), str) and r["messageId"] for r in records)
     ):
-        with pytest.raises(ConfigurationError, match="not an SQS event"):
+        with pytest.raises(MalformedEvent, match="not an SQS event"):
             handler(event, context)
         return
     with settling(lambda_module) as applied:
@@ -495,7 +496,7 @@ def test_cloud_function_applies_an_outcome_or_raises_a_documented_error(
                 assert seen.raised[0][1] is exc
                 hypothesis.event("not applied: redelivered")
                 return
-            assert isinstance(exc, ConfigurationError), f"undocumented {exc!r}"
+            assert isinstance(exc, MalformedEvent | ForeignQueue), f"undocumented {exc!r}"
             assert "Pub/Sub" in str(exc)  # names what is wrong with the event
             hypothesis.event("not a Pub/Sub event")
             return
@@ -608,11 +609,11 @@ def test_lambda_event_that_is_not_sqs_is_refused_before_any_record_runs() -> Non
     env = SQS_APP.tasks["ok"].envelope([5], {})
     good = _sqs_record(env.encode().decode(), "default")
     handler = lambda_module.lambda_handler(SQS_APP)
-    for event in ({"Records": [good, None]}, {"Records": "x"}, [good], "event"):
-        with pytest.raises(ConfigurationError, match="not an SQS event"):
+    for event in ({"Records": [good, None]}, {"Records": "x"}, [good], "event", {}):
+        with pytest.raises(MalformedEvent, match="not an SQS event"):
             handler(event, None)
     assert SQS_APP.backend.get(env.id) is None  # type: ignore[union-attr]
-    assert handler({}, None) == {"batchItemFailures": []}
+    assert handler({"Records": []}, None) == {"batchItemFailures": []}
 
 
 def test_body_flagged_base64_that_is_not_is_dead_lettered_with_its_reason() -> None:
@@ -628,7 +629,7 @@ def test_body_flagged_base64_that_is_not_is_dead_lettered_with_its_reason() -> N
     assert decode_body("aGk=", {ENCODING_ATTRIBUTE: "base64"}) == b"hi"
 
 
-def test_pubsub_malformed_message_is_a_configuration_error_naming_pubsub() -> None:
+def test_pubsub_malformed_message_is_a_malformed_event_naming_pubsub() -> None:
     """Found: attributes that are not a mapping, data that is not base64 text, a delivery
     attempt that is not a number raised AttributeError / TypeError / ValueError."""
     source = f"//pubsub.googleapis.com/projects/fuzz/topics/{PREFIX}default"
@@ -639,7 +640,7 @@ def test_pubsub_malformed_message_is_a_configuration_error_naming_pubsub() -> No
         {"data": "", "orderingKey": [1]},
     ):
         event = {"source": source, "data": {"message": message}}
-        with pytest.raises(ConfigurationError, match="not a Pub/Sub CloudEvent"):
+        with pytest.raises(MalformedEvent, match="not a Pub/Sub CloudEvent"):
             pubsub_functions.process_event(PUBSUB_APP, event)
 
 

@@ -19,8 +19,10 @@ retry backoff. So each outcome is applied as a worker would, except acknowledgin
 
 The queue is the topic named in the event's ``source``
 (``//pubsub.googleapis.com/projects/P/topics/PREFIX+QUEUE``); an event from a topic that is not
-this broker's (another project or prefix) is not run: it raises ``ConfigurationError``, so
-Pub/Sub redelivers it until that subscription's dead-letter policy takes it. Pub/Sub's delivery
+this broker's (another project or prefix) is not run: it raises ``ForeignQueue``, so
+Pub/Sub redelivers it until that subscription's dead-letter policy takes it. An event that is
+not a Pub/Sub CloudEvent, or whose message is malformed, raises ``MalformedEvent`` (the rules
+are ``cloudq.serverless``'s, the same in every handler). Pub/Sub's delivery
 attempt is used where the event carries it (``deliveryAttempt``); Eventarc's events and the
 functions-framework's conversion of a raw push do not, so the attempt is then judged by the
 message's age: younger than ``FRESH_SECONDS`` is a first delivery.
@@ -38,13 +40,15 @@ from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
 from cloudq.distribution import ADAPTER_DISTRIBUTIONS, install_hint
-from cloudq.errors import CloudqError, ConfigurationError
+from cloudq.errors import CloudqError, ConfigurationError, MalformedEvent
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer, Outcome
 from cloudq.serverless import (
     BatchRecord,
     Status,
+    check_seconds,
     end_invocation,
+    foreign_queue,
     own_queue,
     require_broker,
     run_batch,
@@ -108,7 +112,7 @@ def event_to_delivery(broker: PubSubBroker, event: Any, now: datetime) -> Delive
     if data is None and isinstance(event, dict):
         data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
-        raise ConfigurationError(
+        raise MalformedEvent(
             f"not a Pub/Sub CloudEvent (type {_get(event, 'type')!r}): the function's trigger "
             "must be a Pub/Sub topic"
         )
@@ -116,22 +120,19 @@ def event_to_delivery(broker: PubSubBroker, event: Any, now: datetime) -> Delive
     source = str(_get(event, "source") or "")
     found = _TOPIC.search(source) or _SUBSCRIPTION.search(str(data.get("subscription", "")))
     if found is None:
-        raise ConfigurationError(
+        raise MalformedEvent(
             f"the event names no Pub/Sub topic (source {source!r}): cannot tell the queue"
         )
     queue = _own_queue(broker, found.group(1), found.group(2))
     if queue is None:
-        logger.warning(
-            "event from %r is not from this app's broker's topics (project %r, prefix %r): not run",
+        foreign = foreign_queue(
             found.group(0),
-            broker.project,
-            broker.prefix,
+            broker,
+            f"(project {broker.project!r}) Pub/Sub redelivers it until its subscription's "
+            "dead-letter policy takes it",
         )
-        raise ConfigurationError(
-            f"{found.group(0)!r} is not this app's broker's (project {broker.project!r}, prefix "
-            f"{broker.prefix!r}): not run; Pub/Sub redelivers it until its subscription's "
-            "dead-letter policy takes it"
-        )
+        logger.warning("%s", foreign)
+        raise foreign
     try:
         attributes = {str(k): str(v) for k, v in (message.get("attributes") or {}).items()}
         message_id = str(message.get("messageId") or message.get("message_id") or _get(event, "id"))
@@ -147,7 +148,7 @@ def event_to_delivery(broker: PubSubBroker, event: Any, now: datetime) -> Delive
         if group is not None and not isinstance(group, str):
             raise TypeError(f"orderingKey is a {type(group).__name__}")
     except (AttributeError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
-        raise ConfigurationError(
+        raise MalformedEvent(
             f"not a Pub/Sub CloudEvent: its message is malformed ({exc}); Pub/Sub redelivers it "
             "until its dead-letter policy takes it"
         ) from exc
@@ -211,6 +212,7 @@ def cloud_function(app: App, *, timeout_seconds: float | None = None) -> CloudEv
     (less a 1 s margin) as their hard limit. Needs ``functions-framework``
     (``pip install 'cloudqueue-tasks-pubsub[functions]'``).
     """
+    timeout_seconds = check_seconds(timeout_seconds, "timeout_seconds")
     try:
         import functions_framework
     except ImportError as exc:

@@ -33,7 +33,10 @@ order, those before the stop run again (at-least-once), as the SQS FIFO path rep
 its batch as failed.
 
 The queue is the trigger's (``queue=`` here, as the function's binding names it, without the
-broker's prefix). ``time_limit`` caps each task below the function's own timeout. The
+broker's prefix). ``time_limit`` caps each task below the function's own timeout. Misuse raises
+what it does in every handler (``cloudq.serverless``): a bad ``time_limit`` or a queue name the
+broker would never give is a ``ConfigurationError``, a trigger argument that is not a Service Bus
+message (or a list of them) a ``MalformedEvent``, before any message runs. The
 ``azure-functions`` package is imported only for type checking: the Functions host provides it.
 """
 
@@ -46,11 +49,14 @@ from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery, OutgoingMessage
 from cloudq.adapters.wire import is_fifo
+from cloudq.errors import MalformedEvent
 from cloudq.logsafe import get_logger
 from cloudq.outcome import Defer, Outcome
 from cloudq.serverless import (
     BatchRecord,
     RecordResult,
+    check_queue,
+    check_seconds,
     end_invocation,
     require_broker,
     run_batch,
@@ -156,6 +162,16 @@ def _send_back(app: App, delivery: Delivery, error: str) -> None:
     )
 
 
+def _check_messages(messages: Sequence[Any]) -> None:
+    """``MalformedEvent`` unless every item is a trigger message (it has ``get_body``)."""
+    for index, message in enumerate(messages):
+        if not callable(getattr(message, "get_body", None)):
+            raise MalformedEvent(
+                f"not a Service Bus trigger message: item {index} is a {type(message).__name__}; "
+                "the function's binding must be a serviceBusTrigger; no message was run"
+            )
+
+
 def process_messages(
     app: App,
     queue: str,
@@ -166,7 +182,10 @@ def process_messages(
     of the messages that could not even be sent back (the function must then raise). On a
     session queue (``*.fifo``), in order up to the first message that did not simply finish:
     it and the rest are returned, so that the batch comes back in order."""
-    require_broker(app, ServiceBusBroker, "the Service Bus trigger handler", "servicebus://")
+    handler = "the Service Bus trigger handler"
+    broker = require_broker(app, ServiceBusBroker, handler, "servicebus://")
+    check_queue(broker, queue, handler)
+    _check_messages(messages)
     fifo = is_fifo(queue)
     unsettled: list[str] = []
 
@@ -220,6 +239,7 @@ def process_messages(
 
 def functions_handler(app: App, queue: str, time_limit: float | None = None) -> FunctionsHandler:
     """The function to bind to a Service Bus trigger on ``queue`` (single or batch)."""
+    time_limit = check_seconds(time_limit, "time_limit")
 
     def main(msg: func.ServiceBusMessage | list[func.ServiceBusMessage]) -> None:
         batch = list(msg) if isinstance(msg, list) else [msg]

@@ -14,11 +14,14 @@ event source mapping (it deletes the records the handler reports as successful):
   ``batchItemFailures`` and SQS redelivers it after its visibility timeout; the other records
   keep their own outcomes.
 
-An event that is not an SQS event at all (not a mapping, ``Records`` not a list of mappings, a
-record without a ``messageId`` to report it by) raises ``ConfigurationError`` before any record
-runs: the function's trigger is wrong. A record whose ``eventSourceARN`` is not one of this
-broker's queues (another prefix, another region) is not run: it is logged and reported as
-failed, so it ends in that queue's own dead-letter queue.
+An event that is not an SQS event at all (not a mapping, no ``Records`` list of mappings, a
+record without a ``messageId`` to report it by), or a context without Lambda's
+``get_remaining_time_in_millis``, raises ``MalformedEvent`` before any record runs: the
+function's trigger is wrong (an EventBridge rule aimed at the function instead of its queue
+would otherwise be acknowledged as an empty batch). A record whose ``eventSourceARN`` is not one
+of this broker's queues (another prefix, another region) is not run: its ``ForeignQueue`` is
+logged and it is reported as failed, so it ends in that queue's own dead-letter queue. The
+rules are ``cloudq.serverless``'s, the same in every handler.
 
 The mapping must have ``ReportBatchItemFailures`` on (the Terraform module sets it). A record is
 not started when too little of the invocation's time is left; it is reported as failed instead,
@@ -32,12 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 from cloudq.adapters.base import Delivery
 from cloudq.adapters.wire import is_fifo
-from cloudq.errors import ConfigurationError
+from cloudq.errors import ForeignQueue, MalformedEvent
 from cloudq.logsafe import get_logger
 from cloudq.serverless import (
     BatchRecord,
     RecordResult,
     end_invocation,
+    foreign_queue,
     own_queue,
     require_broker,
     run_batch,
@@ -94,27 +98,27 @@ def record_to_delivery(broker: SQSBroker, record: dict[str, Any], queue: str) ->
 
 
 def event_records(event: Any) -> list[dict[str, Any]]:
-    """The event's records; ``ConfigurationError`` if it is not an SQS event at all, or if a
+    """The event's records; ``MalformedEvent`` if it is not an SQS event at all, or if a
     record has no ``messageId`` (it could not be reported: Lambda would fail the whole batch)."""
     records = event.get("Records") if isinstance(event, Mapping) else None
     if (
         not isinstance(event, Mapping)
-        or not isinstance(records, list | None)
-        or not all(isinstance(r, Mapping) for r in records or [])
+        or not isinstance(records, list)
+        or not all(isinstance(r, Mapping) for r in records)
     ):
-        raise ConfigurationError(
+        raise MalformedEvent(
             f"not an SQS event (a mapping with a list of records under 'Records'): got "
             f"{type(event).__name__}{'' if records is None else ' with ' + type(records).__name__}"
             "; the function's trigger must be an SQS event source mapping"
         )
-    for index, record in enumerate(records or []):
+    for index, record in enumerate(records):
         message_id = record.get("messageId")
         if not isinstance(message_id, str) or not message_id:
-            raise ConfigurationError(
+            raise MalformedEvent(
                 f"not an SQS event: record {index} has no messageId (got {message_id!r}), so "
                 "its outcome could not be reported; no record was run"
             )
-    return list(records or [])
+    return list(records)
 
 
 def _batch_record(broker: SQSBroker, record: dict[str, Any], queue: str | None) -> BatchRecord:
@@ -122,14 +126,11 @@ def _batch_record(broker: SQSBroker, record: dict[str, Any], queue: str | None) 
 
     def decode() -> Delivery | None:
         if queue is None:
-            logger.warning(
-                "record %s comes from %r, not this app's broker's queues (prefix %r): not run; "
+            raise foreign_queue(
+                str(record.get("eventSourceARN")),
+                broker,
                 "reported as failed, so it ends in that queue's own dead-letter queue",
-                record["messageId"],
-                record.get("eventSourceARN"),
-                broker.prefix,
             )
-            return None
         return record_to_delivery(broker, record, queue)
 
     return BatchRecord(
@@ -140,6 +141,9 @@ def _batch_record(broker: SQSBroker, record: dict[str, Any], queue: str | None) 
 
 
 def _log_failure(result: RecordResult) -> None:
+    if isinstance(result.error, ForeignQueue):  # a trigger's mistake: no traceback
+        logger.warning("record %s: %s", result.record.id, result.error)
+        return
     logger.error(
         "record %s could not be processed; SQS will redeliver it",
         result.record.id,
@@ -151,6 +155,11 @@ def process_event(app: App, event: dict[str, Any], context: Any) -> dict[str, An
     """Run every record; return the partial-batch response Lambda expects."""
     broker = require_broker(app, SQSBroker, "the Lambda SQS handler", "sqs://")
     records = event_records(event)
+    if context is not None and not callable(getattr(context, "get_remaining_time_in_millis", None)):
+        raise MalformedEvent(
+            f"not a Lambda context ({type(context).__name__}: no get_remaining_time_in_millis); "
+            "no record was run"
+        )
     batch = [_batch_record(broker, r, source_queue(broker, r)) for r in records]
 
     def time_left() -> float | None:
