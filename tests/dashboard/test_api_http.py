@@ -78,6 +78,7 @@ def test_api_shows_the_worker_a_finished_task_and_queue_lengths(stack: Stack, st
         assert "keeps no event stream" in dash.get("/queues").text
 
 
+@pytest.mark.parametrize("store", ["redis"], indirect=True)  # DynamoDB: the browser test does both
 def test_api_revoke_and_worker_commands_take_effect(stack: Stack) -> None:
     producer = stack.producer()
     producer.ensure_queue("default")
@@ -110,6 +111,7 @@ def test_api_revoke_and_worker_commands_take_effect(stack: Stack) -> None:
     assert dash.process.wait_log(rf"user {USER}: shutdown {re.escape(hostname)}", 5)
 
 
+@pytest.mark.parametrize("store", ["redis"], indirect=True)  # DynamoDB: the browser test does both
 def test_dead_letters_redrive_behind_a_confirmation(stack: Stack) -> None:
     producer = stack.producer()
     producer.ensure_queue("default")
@@ -138,6 +140,7 @@ def test_dead_letters_redrive_behind_a_confirmation(stack: Stack) -> None:
     assert dash.process.wait_log(rf"user {USER}: Redrove 1 message\(s\) from \S+ to default", 10)
 
 
+@pytest.mark.parametrize("store", ["redis"], indirect=True)  # DynamoDB: the browser test does both
 def test_what_came_from_a_message_is_escaped(stack: Stack) -> None:
     producer = stack.producer()
     producer.ensure_queue("default")
