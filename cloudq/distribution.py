@@ -8,6 +8,9 @@ one edit.
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 DISTRIBUTION = "cloudqueue-tasks"
 """The core: ``pip install cloudqueue-tasks`` gives ``import cloudq`` and the ``cloudq`` command."""
 
@@ -28,3 +31,14 @@ IMPORT_PACKAGES = {
 def install_hint(extra: str | None = None, distribution: str = DISTRIBUTION) -> str:
     """What to run to get ``extra``: ``pip install 'cloudqueue-tasks[sqs]'``."""
     return f"pip install '{distribution}[{extra}]'" if extra else f"pip install {distribution}"
+
+
+def require_extra(module: str, extra: str, feature: str) -> Any:
+    """Import ``module`` for ``feature``; without it, an ImportError that names the extra to
+    install (``cloudq.contrib`` integrations are imported only when used)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{feature} need the {extra!r} extra ({exc}): {install_hint(extra)}"
+        ) from exc

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from cloudq.distribution import require_extra
 from cloudq.logsafe import printable
 from cloudq.middleware import Middleware, pass_to_pool_children
 from cloudq.request import current_request
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 JSON_FIELDS = "%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s"
 CONTEXT_FIELDS = ("task_id", "task", "attempt", "root_id", "queue")
 TRACE_FIELDS = ("trace_id", "span_id")
-INSTALL_HINT = "pip install 'cloudqueue-tasks[jsonlogs]'"
 
 
 def _otel_trace() -> Any:
@@ -72,11 +72,8 @@ class TaskContextFilter(logging.Filter):
 
 def json_formatter() -> logging.Formatter:
     """python-json-logger's formatter with cloudq's fields."""
-    try:
-        from pythonjsonlogger.json import JsonFormatter
-    except ImportError as exc:
-        raise ImportError(f"JSON logs need python-json-logger: {INSTALL_HINT}") from exc
-    formatter: logging.Formatter = JsonFormatter(
+    json_logger = require_extra("pythonjsonlogger.json", "jsonlogs", "JSON logs")
+    formatter: logging.Formatter = json_logger.JsonFormatter(
         JSON_FIELDS, rename_fields={"asctime": "time", "levelname": "level"}
     )
     return formatter

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from cloudq.contrib import task_metrics as tm
+from cloudq.distribution import require_extra
 from cloudq.logsafe import get_logger
 from cloudq.middleware import Middleware, pass_to_pool_children
 
@@ -37,15 +38,10 @@ logger = get_logger("cloudq.contrib.prometheus")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_ADDRESS = "127.0.0.1"
 """Loopback unless told otherwise: the metrics name tasks and queues."""
-INSTALL_HINT = "pip install 'cloudqueue-tasks[prometheus]'"
 
 
 def require_client() -> Any:
-    try:
-        import prometheus_client
-    except ImportError as exc:
-        raise ImportError(f"Prometheus metrics need prometheus_client: {INSTALL_HINT}") from exc
-    return prometheus_client
+    return require_extra("prometheus_client", "prometheus", "Prometheus metrics")
 
 
 class _WorkerCollector:

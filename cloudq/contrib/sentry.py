@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cloudq.distribution import require_extra
 from cloudq.middleware import Middleware
 from cloudq.reports import REDACTED, shown_arguments
 from cloudq.states import State
@@ -20,15 +21,9 @@ from cloudq.states import State
 if TYPE_CHECKING:
     from cloudq.app import App
 
-INSTALL_HINT = "pip install 'cloudqueue-tasks[sentry]'"
-
 
 def _require() -> Any:
-    try:
-        import sentry_sdk
-    except ImportError as exc:
-        raise ImportError(f"Sentry reports need sentry-sdk: {INSTALL_HINT}") from exc
-    return sentry_sdk
+    return require_extra("sentry_sdk", "sentry", "Sentry reports")
 
 
 def _without_frame_variables(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:

@@ -269,3 +269,10 @@ def test_retry_settings_assigned_after_tasks_exist_reach_new_envelopes() -> None
     app.conf.task_default_retry_delay = 5.0
     retry = noop.envelope((), {}).retry
     assert (retry.max_retries, retry.default_delay) == (7, 5.0)
+
+
+def test_an_integration_without_its_extra_names_what_to_install() -> None:
+    from cloudq.distribution import require_extra
+
+    with pytest.raises(ImportError, match=r"pip install 'cloudqueue-tasks\[sentry\]'"):
+        require_extra("cloudq_no_such_module", "sentry", "Sentry reports")
