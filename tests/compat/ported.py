@@ -8,16 +8,15 @@ database, exactly the edit a user makes to move from their laptop to SQS.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tests.compat.conftest import EXAMPLES
+from tests.compat.isolation import importable
 from tests.processes import CLOUDQ, ROOT, LoggedProcess
 
 _BROKER = re.compile(r"""((?:broker|broker_url)\s*=\s*)(["'])memory://[^"']*\2""")
@@ -64,14 +63,5 @@ def served(path: Path, app_ref: str, *worker_args: str) -> Iterator[LoggedProces
 @contextmanager
 def imported(path: Path) -> Iterator[None]:
     """The ported example importable in this process by its own names, forgotten afterwards."""
-    sys.path.insert(0, str(path))
-    importlib.invalidate_caches()
-    before = set(sys.modules)
-    try:
+    with importable(path):
         yield
-    finally:
-        sys.path.remove(str(path))
-        for name in set(sys.modules) - before:
-            origin = getattr(sys.modules.get(name), "__file__", None) or ""
-            if origin.startswith(str(path)):
-                del sys.modules[name]
