@@ -38,8 +38,9 @@ LEDGER_FIXTURES = {
 }
 BROKERS = list(LEDGER_FIXTURES)
 DEFAULT_BROKERS = [b for b in BROKERS if b != "sqs-localstack"]
-"""What ``ledger`` and ``outage_ledger`` run on unless a test parametrizes ``ledger`` itself:
-LocalStack only where a test asks (CI's time: adapters/sqs/README.md, "Two emulators")."""
+"""What ``ledger`` runs on unless a test parametrizes it itself: LocalStack only where a test
+asks (the SIGKILL run; CI's time: adapters/sqs/README.md, "Two emulators"). ``outage_ledger``
+runs on every broker, LocalStack's SQS included."""
 SQS_ENVS = {"sqs": "moto_sqs_env", "sqs-localstack": "localstack_sqs_env"}
 """The SQS ledgers' servers: moto, LocalStack (its DynamoDB stays on moto: unused here)."""
 PUBSUB_CALL_TIMEOUT = 2
@@ -104,9 +105,7 @@ def ledger(request: pytest.FixtureRequest) -> Ledger:
     return got
 
 
-# Not on LocalStack, for CI's time: the outage is staged by a forwarder in front of the server,
-# so what it checks is the client side (backoff, no loss), which moto's run covers.
-@pytest.fixture(params=DEFAULT_BROKERS)
+@pytest.fixture(params=BROKERS)
 def outage_ledger(
     request: pytest.FixtureRequest, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Ledger, Forwarder]]:
