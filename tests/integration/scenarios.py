@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -83,3 +84,52 @@ def sigterm_while_running(stack: Stack, prefix: str) -> Stopped:
     assert released == [4], log
     assert not fast_marker.exists(), "a prefetched task ran after SIGTERM"
     return Stopped(producer, worker, slow, exited)
+
+
+def fifo_group_order_retry_and_countdown(app: App, resend_first: bool = False) -> None:
+    """On ``orders.fifo``: five steps of one group run in order; a flaky task of a group of its
+    own retries after its backoff; a countdown is kept. ``resend_first``: the first step is sent
+    again with its task id (a re-sent ``delay()``), and must run once (SQS's FIFO dedup)."""
+    from cloudq.testing import start_worker
+    from cloudq.testing import wait_for as wait_in_process
+
+    seen: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    failures: dict[str, int] = {}
+
+    @app.task(name="step", queue="orders.fifo", fifo_group=lambda order, step: f"order-{order}")
+    def step(order: int, step: int) -> None:
+        with lock:
+            seen.append((f"order-{order}", step))
+
+    @app.task(
+        name="flaky",
+        queue="orders.fifo",
+        fifo_group="flaky",
+        autoretry_for=(ConnectionError,),
+        retry_backoff=1,
+        max_retries=2,
+    )
+    def flaky(key: str) -> float:
+        failures[key] = failures.get(key, 0) + 1
+        if failures[key] == 1:
+            raise ConnectionError("once")
+        return time.monotonic()
+
+    app.ensure_queue("orders.fifo")
+    for i in range(5):
+        step.apply_async((1, i), task_id=f"o1-s{i}")
+    if resend_first:
+        step.apply_async((1, 0), task_id="o1-s0")
+    started = time.monotonic()
+    retried = flaky.delay("k")
+    later = step.apply_async((2, 99), countdown=3)
+    with start_worker(app, ["orders.fifo"], concurrency=2, poll_seconds=1):
+        done_at = retried.get(timeout=30)
+        later.get(timeout=30)
+        wait_in_process(lambda: len(seen) == 6, timeout=20, message="all steps ran")
+    assert [s for g, s in seen if g == "order-1"] == [0, 1, 2, 3, 4]
+    if resend_first:
+        assert seen.count(("order-1", 0)) == 1
+    assert done_at - started >= 1.0, "the retry ran before its backoff"
+    assert failures["k"] == 2

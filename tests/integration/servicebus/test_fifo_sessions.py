@@ -16,6 +16,7 @@ from cloudq.adapters.wire import dead_letter_queue_name
 from cloudq.testing import start_worker, wait_for
 from cloudq_servicebus.broker import ServiceBusBroker
 from tests.fixtures.servicebus_endpoint import ServiceBusEndpoint
+from tests.integration.scenarios import fifo_group_order_retry_and_countdown
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -65,44 +66,10 @@ def test_fifo_queue_is_a_session_queue_and_groups_come_in_order(
 
 
 def test_fifo_group_order_retry_and_countdown(servicebus_env: ServiceBusEndpoint) -> None:
+    """SQS's FIFO test, without the re-send (the endpoint has no duplicate detection)."""
     app = make_app()
-    seen: list[tuple[str, int]] = []
-    lock = threading.Lock()
-    failures: dict[str, int] = {}
-
-    @app.task(name="step", queue="orders.fifo", fifo_group=lambda order, step: f"order-{order}")
-    def step(order: int, step: int) -> None:
-        with lock:
-            seen.append((f"order-{order}", step))
-
-    @app.task(
-        name="flaky",
-        queue="orders.fifo",
-        fifo_group="flaky",
-        autoretry_for=(ConnectionError,),
-        retry_backoff=1,
-        max_retries=2,
-    )
-    def flaky(key: str) -> float:
-        failures[key] = failures.get(key, 0) + 1
-        if failures[key] == 1:
-            raise ConnectionError("once")
-        return time.monotonic()
-
     try:
-        app.ensure_queue("orders.fifo")
-        for i in range(5):
-            step.apply_async((1, i), task_id=f"o1-s{i}")
-        started = time.monotonic()
-        retried = flaky.delay("k")
-        later = step.apply_async((2, 99), countdown=3)
-        with start_worker(app, ["orders.fifo"], concurrency=2, poll_seconds=1):
-            done_at = retried.get(timeout=30)
-            later.get(timeout=30)
-            wait_for(lambda: len(seen) == 6, timeout=20, message="all steps ran")
-        assert [s for g, s in seen if g == "order-1"] == [0, 1, 2, 3, 4]
-        assert done_at - started >= 1.0, "the retry ran before its backoff"
-        assert failures["k"] == 2
+        fifo_group_order_retry_and_countdown(app)
     finally:
         app.close()
 
